@@ -844,6 +844,15 @@ impl Local {
                             self.transfer(page, -1);
                         }
                     }
+                    // Nobody will use the free slots soon: return them to the OS now.
+                    let mut mask = s.free_mask;
+                    while mask != 0 {
+                        let i = mask.trailing_zeros() as usize;
+                        mask &= mask - 1;
+                        if !(s.pages[i].capacity == 0 && s.pages[i].is_zero) {
+                            Self::purge_slot(s, i);
+                        }
+                    }
                     // Tag first so remote frees go to the segment, then drop ownership.
                     s.abandoned_frees.fetch_or(ABANDONED, Ordering::AcqRel);
                     s.thread_id.store(0, Ordering::Release);

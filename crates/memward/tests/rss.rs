@@ -1,0 +1,112 @@
+//! Memory goes back to the OS. Each scenario runs in a child process (this test binary
+//! re-executed with `MEMWARD_*` options in its environment), so resident memory measured
+//! from `/proc/self/statm` belongs to the scenario alone, and the options are read from the
+//! environment exactly as a user would set them.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+#[global_allocator]
+static GLOBAL: memward::Memward = memward::Memward;
+
+const MIB: usize = 1 << 20;
+
+fn rss() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize
+}
+
+fn run_child(scenario: &str, env: &[(&str, &str)]) {
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new(exe)
+        .args([scenario, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    eprintln!("{text}");
+    assert!(out.status.success(), "scenario {scenario} failed");
+    assert!(text.contains("1 passed"), "scenario {scenario} did not run");
+}
+
+#[test]
+fn rss_falls_back_after_the_purge_delay() {
+    run_child("scenario_free_everything", &[("MEMWARD_PURGE_DELAY_MS", "300"), ("MEMWARD_SEGMENT_CACHE", "1000")]);
+}
+
+#[test]
+fn rss_stays_bounded_under_thread_churn() {
+    run_child("scenario_thread_churn", &[("MEMWARD_PURGE_DELAY_MS", "20")]);
+}
+
+#[test]
+#[ignore = "run by rss_falls_back_after_the_purge_delay in a child process"]
+fn scenario_free_everything() {
+    assert_eq!(memward::purge_delay_ms(), 300, "MEMWARD_PURGE_DELAY_MS was read");
+    let baseline = rss();
+    // About 200 MiB of small objects and 200 MiB of medium and large ones, all touched.
+    let small: Vec<Box<[u8; 100]>> = (0..2_000_000).map(|i| Box::new([i as u8; 100])).collect();
+    let big: Vec<Vec<u8>> = (0..800).map(|i| vec![i as u8; [40_000, 300_000, 1_000_000][i % 3]]).collect();
+    let full = rss();
+    assert!(full >= baseline + 350 * MIB, "allocated memory is resident: {} MiB", (full - baseline) / MIB);
+    drop(small);
+    drop(big);
+    let freed_at = Instant::now();
+    let just_after = rss();
+    eprintln!("baseline {} MiB, full {} MiB, right after free {} MiB", baseline / MIB, full / MIB, just_after / MIB);
+    assert!(just_after >= baseline + 250 * MIB, "memory was purged before the 300 ms delay");
+    // Keep making small allocations (the slow paths do the purging) and watch RSS.
+    let mut sink = 0u64;
+    let mut fell_at = None;
+    while freed_at.elapsed() < Duration::from_secs(3) {
+        for i in 0..10_000u64 {
+            let b = std::hint::black_box(Box::new([i; 4]));
+            sink = sink.wrapping_add(b[3]);
+        }
+        let now = rss();
+        if freed_at.elapsed() < Duration::from_millis(200) {
+            assert!(now >= baseline + 250 * MIB, "purged at {:?}, before the delay", freed_at.elapsed());
+        }
+        if now <= baseline + 30 * MIB {
+            fell_at = Some(freed_at.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let end = rss();
+    eprintln!("after {:?}: {} MiB (sink {sink})", freed_at.elapsed(), end / MIB);
+    let fell_at = fell_at.unwrap_or_else(|| panic!("RSS stayed at {} MiB over a {} MiB baseline", end / MIB, baseline / MIB));
+    assert!(fell_at >= Duration::from_millis(250), "fell at {fell_at:?}, before the delay");
+    let s = memward::stats();
+    assert!(s.purges > 0);
+    assert!(s.resident_bytes < 64 * MIB as u64, "estimate agrees: {} bytes", s.resident_bytes);
+}
+
+#[test]
+#[ignore = "run by rss_stays_bounded_under_thread_churn in a child process"]
+fn scenario_thread_churn() {
+    let baseline = rss();
+    let mut peak = 0;
+    for round in 0..10 {
+        let handles: Vec<_> = (0..50)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    let v: Vec<Vec<u8>> = (0..2000).map(|i| vec![(round + t) as u8; 16 + (i * 13) % 3000]).collect();
+                    // Leave one block in ten to the main thread.
+                    v.into_iter().step_by(10).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let kept: Vec<Vec<Vec<u8>>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        drop(kept); // frees into the segments of exited threads
+        let now = rss();
+        peak = peak.max(now);
+        eprintln!("round {round}: {} MiB", now / MIB);
+    }
+    // 50 threads x 3 MiB live per round; nothing accumulates across rounds.
+    assert!(peak <= baseline + 200 * MIB, "RSS grew to {} MiB over {} MiB", peak / MIB, baseline / MIB);
+    let last = rss();
+    assert!(last <= baseline + 120 * MIB, "RSS after churn {} MiB over {} MiB", last / MIB, baseline / MIB);
+}
