@@ -28,7 +28,11 @@ fn write_summary() {
     let mut path = StackBuf::new();
     // SAFETY: getpid has no preconditions.
     let pid = unsafe { libc::getpid() };
-    let _ = write!(path, "{}.{pid}\0", core::str::from_utf8(base).unwrap_or("/dev/null"));
+    let _ = write!(
+        path,
+        "{}.{pid}\0",
+        core::str::from_utf8(base).unwrap_or("/dev/null")
+    );
     let s = memward::stats();
     let mut text = StackBuf::new();
     let _ = write!(
@@ -38,7 +42,11 @@ fn write_summary() {
     );
     // SAFETY: `path` holds a NUL-terminated path.
     let fd = unsafe {
-        libc::open(path.as_bytes().as_ptr().cast(), libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC, 0o600)
+        libc::open(
+            path.as_bytes().as_ptr().cast(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+            0o600,
+        )
     };
     if fd >= 0 {
         text.write_to_fd(fd);

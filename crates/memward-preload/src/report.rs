@@ -11,7 +11,10 @@ pub struct StackBuf {
 
 impl StackBuf {
     pub fn new() -> Self {
-        StackBuf { bytes: [0; 8192], len: 0 }
+        StackBuf {
+            bytes: [0; 8192],
+            len: 0,
+        }
     }
 
     pub fn as_bytes(&self) -> &[u8] {
@@ -44,7 +47,10 @@ impl Write for StackBuf {
 /// A pointer passed to `free` that memward did not allocate: report it, leave it alone.
 pub fn foreign_pointer(function: &str, p: *mut c_void) {
     let mut b = StackBuf::new();
-    let _ = writeln!(b, "memward: {function}({p:p}): pointer not allocated by memward; ignored");
+    let _ = writeln!(
+        b,
+        "memward: {function}({p:p}): pointer not allocated by memward; ignored"
+    );
     b.write_to_fd(2);
 }
 
@@ -52,7 +58,10 @@ pub fn foreign_pointer(function: &str, p: *mut c_void) {
 /// call cannot be honoured; report and abort as glibc does for invalid pointers.
 pub fn foreign_pointer_fatal(function: &str, p: *mut c_void) -> ! {
     let mut b = StackBuf::new();
-    let _ = writeln!(b, "memward: {function}({p:p}): pointer not allocated by memward; aborting");
+    let _ = writeln!(
+        b,
+        "memward: {function}({p:p}): pointer not allocated by memward; aborting"
+    );
     b.write_to_fd(2);
     // SAFETY: abort has no preconditions.
     unsafe { libc::abort() }

@@ -53,10 +53,18 @@ fn main() {
     let big_sum: usize = big.iter().step_by(4096).map(|&b| b as usize).sum();
     drop(big);
 
-    println!("distinct words: {}, count classes: {}", counts.len(), top.len());
+    println!(
+        "distinct words: {}, count classes: {}",
+        counts.len(),
+        top.len()
+    );
     println!("bytes passed between threads: {consumed}");
     println!("first-class heap checksum: {scratch_sum}, big buffer pages: {big_sum}");
-    println!("elapsed: {:.1} ms, purge delay: {} ms", start.elapsed().as_secs_f64() * 1e3, memward::purge_delay_ms());
+    println!(
+        "elapsed: {:.1} ms, purge delay: {} ms",
+        start.elapsed().as_secs_f64() * 1e3,
+        memward::purge_delay_ms()
+    );
     println!();
     print!("{}", memward::stats());
 }

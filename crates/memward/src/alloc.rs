@@ -148,7 +148,8 @@ pub unsafe fn heap_alloc_zeroed(h: *mut Heap, size: usize, align: usize) -> *mut
             if !page.is_zero {
                 ptr::write_bytes(p, 0, size);
             }
-        } else if page.free_is_zero && page.flags() & FLAG_HAS_ALIGNED == 0 && page.block_size >= 8 {
+        } else if page.free_is_zero && page.flags() & FLAG_HAS_ALIGNED == 0 && page.block_size >= 8
+        {
             // Only the free-list link was ever written to a fresh block.
             (p as *mut usize).write(0);
         } else {
@@ -209,7 +210,9 @@ pub unsafe fn heap_realloc(h: *mut Heap, p: *mut u8, new_size: usize, align: usi
             && new_size > usable
             && seg.thread_id.load(Ordering::Relaxed) == os::thread_id()
             && matches!(seg.kind, SegmentKind::Large | SegmentKind::Huge)
-            && (*(*page).heap).local().resize_large_in_place(page, new_size)
+            && (*(*page).heap)
+                .local()
+                .resize_large_in_place(page, new_size)
         {
             return p;
         }

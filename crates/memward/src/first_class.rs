@@ -50,7 +50,10 @@ impl Heap {
     pub fn try_new() -> Option<Heap> {
         thread::global_init();
         let raw = thread::new_heap(os::thread_id());
-        NonNull::new(raw).map(|raw| Heap { raw, _owner: PhantomData })
+        NonNull::new(raw).map(|raw| Heap {
+            raw,
+            _owner: PhantomData,
+        })
     }
 
     /// Makes the heap's counters exact and returns its bytes in use.
@@ -65,7 +68,10 @@ impl Heap {
         // SAFETY: we own the heap on this thread and hold no other borrow of it.
         unsafe {
             (*self.raw.as_ptr()).local().flush_stats();
-            let n = (*self.raw.as_ptr()).counters.live_bytes.load(core::sync::atomic::Ordering::Relaxed);
+            let n = (*self.raw.as_ptr())
+                .counters
+                .live_bytes
+                .load(core::sync::atomic::Ordering::Relaxed);
             n.max(0) as u64
         }
     }
@@ -93,7 +99,9 @@ impl Drop for Heap {
 }
 
 fn slice(p: *mut u8, len: usize) -> Result<NonNull<[u8]>, AllocError> {
-    NonNull::new(p).map(|p| NonNull::slice_from_raw_parts(p, len)).ok_or(AllocError)
+    NonNull::new(p)
+        .map(|p| NonNull::slice_from_raw_parts(p, len))
+        .ok_or(AllocError)
 }
 
 // SAFETY: blocks stay valid until deallocated or the heap is dropped (which needs the heap
@@ -102,12 +110,18 @@ fn slice(p: *mut u8, len: usize) -> Result<NonNull<[u8]>, AllocError> {
 unsafe impl Allocator for Heap {
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: this thread owns the heap (the type is not Send).
-        slice(unsafe { alloc::heap_alloc(self.ptr(), layout.size(), layout.align()) }, layout.size())
+        slice(
+            unsafe { alloc::heap_alloc(self.ptr(), layout.size(), layout.align()) },
+            layout.size(),
+        )
     }
 
     fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: as in allocate.
-        slice(unsafe { alloc::heap_alloc_zeroed(self.ptr(), layout.size(), layout.align()) }, layout.size())
+        slice(
+            unsafe { alloc::heap_alloc_zeroed(self.ptr(), layout.size(), layout.align()) },
+            layout.size(),
+        )
     }
 
     unsafe fn deallocate(&self, ptr: NonNull<u8>, _layout: Layout) {
@@ -115,12 +129,22 @@ unsafe impl Allocator for Heap {
         unsafe { alloc::free(ptr.as_ptr()) }
     }
 
-    unsafe fn grow(&self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Result<NonNull<[u8]>, AllocError> {
+    unsafe fn grow(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: the caller passes a live block of this heap with layout `old`.
         unsafe { self.resize(ptr, old, new) }
     }
 
-    unsafe fn grow_zeroed(&self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Result<NonNull<[u8]>, AllocError> {
+    unsafe fn grow_zeroed(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: as in grow; the new tail is ours to clear.
         unsafe {
             let block = self.resize(ptr, old, new)?;
@@ -130,7 +154,12 @@ unsafe impl Allocator for Heap {
         }
     }
 
-    unsafe fn shrink(&self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Result<NonNull<[u8]>, AllocError> {
+    unsafe fn shrink(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
         // SAFETY: as in grow.
         unsafe { self.resize(ptr, old, new) }
     }
@@ -139,18 +168,34 @@ unsafe impl Allocator for Heap {
 impl Heap {
     /// # Safety
     /// `ptr` is a live block of this heap with layout `old`.
-    unsafe fn resize(&self, ptr: NonNull<u8>, old: Layout, new: Layout) -> Result<NonNull<[u8]>, AllocError> {
+    unsafe fn resize(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
         if new.align() > old.align() && ptr.as_ptr() as usize % new.align() != 0 {
             let p = self.allocate(new)?;
             // SAFETY: both blocks are live and distinct; we copy the smaller size.
             unsafe {
-                core::ptr::copy_nonoverlapping(ptr.as_ptr(), p.as_ptr() as *mut u8, old.size().min(new.size()));
+                core::ptr::copy_nonoverlapping(
+                    ptr.as_ptr(),
+                    p.as_ptr() as *mut u8,
+                    old.size().min(new.size()),
+                );
                 alloc::free(ptr.as_ptr());
             }
             return Ok(p);
         }
         // SAFETY: this thread owns the heap; the block is live with old's alignment.
-        let p = unsafe { alloc::heap_realloc(self.ptr(), ptr.as_ptr(), new.size(), new.align().max(old.align())) };
+        let p = unsafe {
+            alloc::heap_realloc(
+                self.ptr(),
+                ptr.as_ptr(),
+                new.size(),
+                new.align().max(old.align()),
+            )
+        };
         slice(p, new.size())
     }
 }

@@ -19,8 +19,12 @@
 //! slow paths, so no background thread is needed.
 
 use crate::page::{Block, Page, FLAG_HAS_ALIGNED, FLAG_IN_FULL};
-use crate::segment::{self, SegList, Segment, SegmentKind, ABANDONED, HEADER_SIZE, LARGE_MAX, SEGMENT_SIZE};
-use crate::size_class::{bin_of, bin_size, direct_range, BIN_COUNT, DIRECT_SLOTS, MEDIUM_MAX, SMALL_MAX};
+use crate::segment::{
+    self, SegList, Segment, SegmentKind, ABANDONED, HEADER_SIZE, LARGE_MAX, SEGMENT_SIZE,
+};
+use crate::size_class::{
+    bin_of, bin_size, direct_range, BIN_COUNT, DIRECT_SLOTS, MEDIUM_MAX, SMALL_MAX,
+};
 use crate::stats::{self, bump, bump_i, HeapCounters};
 use crate::{options, os};
 use core::cell::UnsafeCell;
@@ -86,7 +90,10 @@ unsafe impl Sync for Heap {}
 impl Local {
     const EMPTY: Local = Local {
         direct: [EMPTY_PAGE_PTR; DIRECT_SLOTS],
-        queues: [PageQueue { first: ptr::null_mut(), last: ptr::null_mut() }; BIN_COUNT],
+        queues: [PageQueue {
+            first: ptr::null_mut(),
+            last: ptr::null_mut(),
+        }; BIN_COUNT],
         avail: [SegList::new(), SegList::new()],
         full: [SegList::new(), SegList::new()],
         large: SegList::new(),
@@ -101,6 +108,8 @@ impl Local {
 impl Heap {
     /// The heap every thread starts with: it owns nothing, and its first slow path replaces
     /// it with a real heap.
+    // A template copied into fresh memory, never shared: its atomics are not aliased.
+    #[allow(clippy::declare_interior_mutable_const)]
     pub const EMPTY: Heap = Heap {
         local: UnsafeCell::new(Local::EMPTY),
         remote: AtomicPtr::new(ptr::null_mut()),
@@ -160,7 +169,12 @@ impl Heap {
         loop {
             // SAFETY: the block is being freed, so its first word is free to hold a link.
             unsafe { (*block).next = head };
-            match self.remote.compare_exchange_weak(head, block, Ordering::Release, Ordering::Relaxed) {
+            match self.remote.compare_exchange_weak(
+                head,
+                block,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return,
                 Err(h) => head = h,
             }
@@ -306,7 +320,11 @@ impl Local {
             return;
         }
         let first = self.queues[qi].first;
-        let target = if first.is_null() { EMPTY_PAGE_PTR } else { first };
+        let target = if first.is_null() {
+            EMPTY_PAGE_PTR
+        } else {
+            first
+        };
         let (lo, hi) = direct_range(qi);
         let mut w = lo;
         while w <= hi {
@@ -507,7 +525,11 @@ impl Local {
     /// needed) and initialises it for `bin`.
     fn new_page(&mut self, bin: usize) -> *mut Page {
         let block_size = bin_size(bin);
-        let (kind, k) = if block_size <= SMALL_MAX { (SegmentKind::Small, 0) } else { (SegmentKind::Medium, 1) };
+        let (kind, k) = if block_size <= SMALL_MAX {
+            (SegmentKind::Small, 0)
+        } else {
+            (SegmentKind::Medium, 1)
+        };
         let mut seg = self.avail[k].first;
         if seg.is_null() {
             seg = self.new_segment(kind);
@@ -617,9 +639,16 @@ impl Local {
         // SAFETY: the page is ours and sits in its segment's header.
         unsafe {
             let seg = &*Segment::of(page as *const u8);
-            let limit = seg.base() + if seg.kind == SegmentKind::Huge { seg.size } else { SEGMENT_SIZE };
+            let limit = seg.base()
+                + if seg.kind == SegmentKind::Huge {
+                    seg.size
+                } else {
+                    SEGMENT_SIZE
+                };
             let p = &mut *page;
-            if p.start as usize + new_block > limit || (seg.kind == SegmentKind::Large && new_block > LARGE_MAX) {
+            if p.start as usize + new_block > limit
+                || (seg.kind == SegmentKind::Large && new_block > LARGE_MAX)
+            {
                 return false;
             }
             let old = p.block_size;
@@ -646,7 +675,11 @@ impl Local {
         unsafe {
             let pg = &mut *page;
             let flags = pg.flags();
-            let b = if flags & FLAG_HAS_ALIGNED != 0 { pg.block_start(p) } else { p } as *mut Block;
+            let b = if flags & FLAG_HAS_ALIGNED != 0 {
+                pg.block_start(p)
+            } else {
+                p
+            } as *mut Block;
             (*b).next = pg.local_free;
             pg.local_free = b;
             pg.used -= 1;
@@ -701,7 +734,8 @@ impl Local {
                 }
                 SegmentKind::Small | SegmentKind::Medium => {
                     let k = if s.kind == SegmentKind::Small { 0 } else { 1 };
-                    let index = (page as usize - s.pages.as_ptr() as usize) / core::mem::size_of::<Page>();
+                    let index =
+                        (page as usize - s.pages.as_ptr() as usize) / core::mem::size_of::<Page>();
                     s.free_mask |= 1u64 << index;
                     if s.in_full_list {
                         self.full[k].remove(seg);
@@ -825,8 +859,13 @@ impl Local {
                 }
             }
         }
-        let lists: [*mut SegList; 5] =
-            [&mut self.avail[0], &mut self.avail[1], &mut self.full[0], &mut self.full[1], &mut self.large];
+        let lists: [*mut SegList; 5] = [
+            &mut self.avail[0],
+            &mut self.avail[1],
+            &mut self.full[0],
+            &mut self.full[1],
+            &mut self.large,
+        ];
         for list in lists {
             loop {
                 // SAFETY: the list pointers are fields of self, used one at a time.
@@ -891,7 +930,9 @@ impl Local {
                     continue;
                 }
                 page.set_flag(FLAG_IN_FULL, false);
-                let has_room = !page.free.is_null() || !page.local_free.is_null() || page.capacity < page.reserved;
+                let has_room = !page.free.is_null()
+                    || !page.local_free.is_null()
+                    || page.capacity < page.reserved;
                 if has_room {
                     self.queue_push_back(page.bin as usize, page);
                 } else {
@@ -939,8 +980,13 @@ impl Local {
                 b = next;
             }
         }
-        let lists: [*mut SegList; 5] =
-            [&mut self.avail[0], &mut self.avail[1], &mut self.full[0], &mut self.full[1], &mut self.large];
+        let lists: [*mut SegList; 5] = [
+            &mut self.avail[0],
+            &mut self.avail[1],
+            &mut self.full[0],
+            &mut self.full[1],
+            &mut self.large,
+        ];
         for list in lists {
             loop {
                 // SAFETY: the list pointers are fields of self, used one at a time.
@@ -991,7 +1037,11 @@ impl Local {
             assert_eq!(self.queues[qi].last, prev);
             if qi != FULL {
                 let (lo, hi) = direct_range(qi);
-                let want = if self.queues[qi].first.is_null() { EMPTY_PAGE_PTR } else { self.queues[qi].first };
+                let want = if self.queues[qi].first.is_null() {
+                    EMPTY_PAGE_PTR
+                } else {
+                    self.queues[qi].first
+                };
                 for w in lo..=hi {
                     assert_eq!(self.direct[w], want);
                 }

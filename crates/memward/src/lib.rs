@@ -4,17 +4,17 @@
 #![allow(clippy::missing_safety_doc)]
 
 // Layers, bottom up; a module only uses the ones above it in this list.
-mod os;
+mod alloc;
+mod heap;
 mod lock;
 mod options;
-mod size_class;
-mod stats;
+mod os;
 mod page;
 mod segment;
 mod segment_map;
-mod heap;
+mod size_class;
+mod stats;
 mod thread;
-mod alloc;
 
 mod first_class;
 mod global;
@@ -24,7 +24,13 @@ pub use first_class::Heap;
 pub use global::Memward;
 pub use stats::{SizeClassStats, Stats};
 
-/// Block sizes of the size classes, smallest first (index 0 is unused and reads 8).
+/// Block sizes of the size classes, smallest first.
+///
+/// ```
+/// let classes: Vec<usize> = memward::size_classes().collect();
+/// assert_eq!(&classes[..3], &[8, 16, 32]);
+/// assert_eq!(*classes.last().unwrap(), 64 * 1024);
+/// ```
 pub fn size_classes() -> impl Iterator<Item = usize> {
     (1..size_class::BIN_COUNT).map(size_class::bin_size)
 }
@@ -62,12 +68,22 @@ pub fn set_purge_delay_ms(ms: i64) {
 }
 
 /// The purge delay in force, in milliseconds.
+///
+/// ```
+/// assert!(memward::purge_delay_ms() >= -1);
+/// ```
 pub fn purge_delay_ms() -> i64 {
     options::load();
     options::purge_delay_ms()
 }
 
 /// Whether `MEMWARD_STATS` asks for statistics at exit (read by the C library).
+///
+/// ```
+/// if memward::stats_requested_at_exit() {
+///     eprint!("{}", memward::stats());
+/// }
+/// ```
 pub fn stats_requested_at_exit() -> bool {
     options::load();
     options::stats_at_exit()
@@ -75,6 +91,12 @@ pub fn stats_requested_at_exit() -> bool {
 
 /// Checks the calling thread's heap invariants (page lists, free-list counts, direct
 /// table); panics on a violation. For tests and debugging: it walks every page.
+///
+/// ```
+/// let v = vec![1u8; 100];
+/// memward::check_thread_heap();
+/// # drop(v);
+/// ```
 pub fn check_thread_heap() {
     let h = thread::current();
     if !thread::is_empty(h) {

@@ -20,7 +20,11 @@ pub fn page_size() -> usize {
     }
     // SAFETY: sysconf has no preconditions; it neither allocates nor touches our memory.
     let raw = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    let size = if raw > 0 && (raw as usize).is_power_of_two() { raw as usize } else { 4096 };
+    let size = if raw > 0 && (raw as usize).is_power_of_two() {
+        raw as usize
+    } else {
+        4096
+    };
     PAGE_SIZE.store(size, Ordering::Relaxed);
     size
 }
@@ -104,7 +108,10 @@ pub unsafe fn purge(p: *mut u8, size: usize) -> bool {
 
 /// Milliseconds on the monotonic clock (vDSO call, no syscall on Linux).
 pub fn now_ms() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid out-parameter; CLOCK_MONOTONIC always exists on Linux.
     unsafe {
         libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);

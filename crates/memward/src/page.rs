@@ -71,6 +71,8 @@ pub struct Page {
 }
 
 impl Page {
+    // A template copied into fresh memory, never shared: its atomics are not aliased.
+    #[allow(clippy::declare_interior_mutable_const)]
     pub const EMPTY: Page = Page {
         free: ptr::null_mut(),
         used: 0,
@@ -94,7 +96,14 @@ impl Page {
     };
 
     /// Turns a free slot into a page of `block_size` blocks over `[start, end)`.
-    pub fn init(&mut self, heap: *mut Heap, bin: usize, block_size: usize, start: *mut u8, end: usize) {
+    pub fn init(
+        &mut self,
+        heap: *mut Heap,
+        bin: usize,
+        block_size: usize,
+        start: *mut u8,
+        end: usize,
+    ) {
         debug_assert!(!self.in_use);
         self.free = ptr::null_mut();
         self.local_free = ptr::null_mut();
@@ -194,8 +203,15 @@ impl Page {
             let mut n = 0u32;
             while !b.is_null() {
                 let a = b as usize;
-                assert!(a >= self.start as usize && a < self.span_end(), "block outside its page");
-                assert_eq!((a - self.start as usize) % self.block_size, 0, "misaligned block");
+                assert!(
+                    a >= self.start as usize && a < self.span_end(),
+                    "block outside its page"
+                );
+                assert_eq!(
+                    (a - self.start as usize) % self.block_size,
+                    0,
+                    "misaligned block"
+                );
                 n += 1;
                 // SAFETY: list blocks are inside the page (just asserted).
                 b = unsafe { (*b).next };
@@ -203,7 +219,10 @@ impl Page {
             n
         };
         let total = self.used + count(self.free) + count(self.local_free);
-        assert_eq!(total, self.capacity, "used + |free| + |local_free| == capacity");
+        assert_eq!(
+            total, self.capacity,
+            "used + |free| + |local_free| == capacity"
+        );
         assert!(self.capacity <= self.reserved);
     }
 }

@@ -80,6 +80,13 @@ pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
 ///
 /// # Safety
 /// `p` is null or a live pointer from memward aligned to `align`, a power of two.
+///
+/// ```
+/// let p = memward::raw::aligned_alloc(256, 10);
+/// let q = unsafe { memward::raw::realloc_aligned(p, 5000, 256) };
+/// assert_eq!(q as usize % 256, 0);
+/// unsafe { memward::raw::free(q) };
+/// ```
 pub unsafe fn realloc_aligned(p: *mut u8, size: usize, align: usize) -> *mut u8 {
     // SAFETY: forwarded precondition.
     unsafe { alloc::heap_realloc(thread::current(), p, size, align) }
@@ -89,6 +96,11 @@ pub unsafe fn realloc_aligned(p: *mut u8, size: usize, align: usize) -> *mut u8 
 ///
 /// # Safety
 /// `p` is null or a live pointer from memward, not freed before.
+///
+/// ```
+/// let p = memward::raw::malloc(32) as usize;
+/// std::thread::spawn(move || unsafe { memward::raw::free(p as *mut u8) }).join().unwrap();
+/// ```
 #[inline]
 pub unsafe fn free(p: *mut u8) {
     // SAFETY: forwarded precondition.

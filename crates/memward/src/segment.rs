@@ -78,6 +78,8 @@ pub struct Segment {
 
 /// Offset of the first page: the header rounded up to a cache line.
 pub const HEADER_SIZE: usize = (size_of::<Segment>() + 63) & !63;
+// The header must leave most of the first small page to blocks.
+const _: () = assert!(HEADER_SIZE < (1 << SMALL_PAGE_SHIFT) / 4);
 
 impl Segment {
     /// The segment that would contain `p` (no check that it exists).
@@ -103,8 +105,16 @@ impl Segment {
     /// `[start, end)` of page slot `i` (small and medium segments).
     pub fn slot_range(&self, i: usize) -> (usize, usize) {
         let base = self.base();
-        let start = if i == 0 { base + HEADER_SIZE } else { base + (i << self.page_shift) };
-        let end = if self.page_count == 1 { base + self.size } else { base + ((i + 1) << self.page_shift) };
+        let start = if i == 0 {
+            base + HEADER_SIZE
+        } else {
+            base + (i << self.page_shift)
+        };
+        let end = if self.page_count == 1 {
+            base + self.size
+        } else {
+            base + ((i + 1) << self.page_shift)
+        };
         (start, end)
     }
 
@@ -130,7 +140,10 @@ unsafe impl Send for SegList {}
 
 impl SegList {
     pub const fn new() -> Self {
-        SegList { first: ptr::null_mut(), count: 0 }
+        SegList {
+            first: ptr::null_mut(),
+            count: 0,
+        }
     }
 
     /// # Safety
@@ -217,17 +230,32 @@ pub unsafe fn unlock_all() {
 
 /// Gets a segment of `kind` for `heap`, with `size` mapped bytes (huge) or `SEGMENT_SIZE`.
 /// Null when the OS is out of memory.
-pub fn acquire(kind: SegmentKind, heap: *mut Heap, thread_id: usize, huge_size: usize) -> *mut Segment {
+pub fn acquire(
+    kind: SegmentKind,
+    heap: *mut Heap,
+    thread_id: usize,
+    huge_size: usize,
+) -> *mut Segment {
     let (seg, size, zero, fresh) = if kind == SegmentKind::Huge {
         let ps = os::page_size().max(64 * 1024);
         let Some(size) = huge_size.checked_add(ps - 1).map(|s| s & !(ps - 1)) else {
             return ptr::null_mut();
         };
-        (os::map_aligned(size, SEGMENT_SIZE) as *mut Segment, size, true, true)
+        (
+            os::map_aligned(size, SEGMENT_SIZE) as *mut Segment,
+            size,
+            true,
+            true,
+        )
     } else {
         let cached = CACHE.lock().pop();
         if cached.is_null() {
-            (os::map_aligned(SEGMENT_SIZE, SEGMENT_SIZE) as *mut Segment, SEGMENT_SIZE, true, true)
+            (
+                os::map_aligned(SEGMENT_SIZE, SEGMENT_SIZE) as *mut Segment,
+                SEGMENT_SIZE,
+                true,
+                true,
+            )
         } else {
             // SAFETY: cached segments are mapped and unused.
             let purged = unsafe { (*cached).purged };
@@ -266,7 +294,11 @@ pub fn acquire(kind: SegmentKind, heap: *mut Heap, thread_id: usize, huge_size: 
         ptr::addr_of_mut!((*seg).purged).write(false);
         ptr::addr_of_mut!((*seg).page_count).write(page_count);
         ptr::addr_of_mut!((*seg).used_pages).write(0);
-        let mask = if page_count == 64 { u64::MAX } else { (1u64 << page_count) - 1 };
+        let mask = if page_count == 64 {
+            u64::MAX
+        } else {
+            (1u64 << page_count) - 1
+        };
         ptr::addr_of_mut!((*seg).free_mask).write(mask);
         ptr::addr_of_mut!((*seg).size).write(size);
         ptr::addr_of_mut!((*seg).next).write(ptr::null_mut());
@@ -362,7 +394,10 @@ pub fn purge_cache(now: u64) {
     if delay < 0 || (now as usize) < NEXT_CACHE_PURGE.load(Ordering::Relaxed) {
         return;
     }
-    NEXT_CACHE_PURGE.store(now as usize + (delay as usize / 2).max(1), Ordering::Relaxed);
+    NEXT_CACHE_PURGE.store(
+        now as usize + (delay as usize / 2).max(1),
+        Ordering::Relaxed,
+    );
     let cache = CACHE.lock();
     let mut s = cache.first;
     while !s.is_null() {
@@ -446,11 +481,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn header_fits_in_the_first_small_page() {
-        assert!(HEADER_SIZE < (1 << SMALL_PAGE_SHIFT) / 4, "header is {HEADER_SIZE} bytes");
-    }
-
-    #[test]
     fn acquire_lays_out_pages_and_release_caches() {
         let seg = acquire(SegmentKind::Small, ptr::null_mut(), 12345, 0);
         assert!(!seg.is_null());
@@ -460,7 +490,10 @@ mod tests {
             let s = &*seg;
             assert_eq!(s.page_count, 64);
             assert_eq!(s.slot_range(0).0, seg as usize + HEADER_SIZE);
-            assert_eq!(s.slot_range(1), (seg as usize + 65536, seg as usize + 131072));
+            assert_eq!(
+                s.slot_range(1),
+                (seg as usize + 65536, seg as usize + 131072)
+            );
             let p = (seg as *mut u8).add(3 * 65536 + 100);
             assert_eq!(s.page_of(p), s.pages.as_ptr().add(3) as *mut Page);
             assert_eq!(Segment::of(p), seg);

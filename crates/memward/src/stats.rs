@@ -83,6 +83,12 @@ impl HeapCounters {
 }
 
 /// One size class in [`Stats`].
+///
+/// ```
+/// let s = memward::stats();
+/// let used: u64 = s.size_classes.iter().map(|c| c.in_use).sum();
+/// # let _ = used;
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SizeClassStats {
     /// Block size of the class in bytes; 0 for the "large and huge" row.
@@ -93,7 +99,14 @@ pub struct SizeClassStats {
     pub in_use: u64,
 }
 
-/// A snapshot of memward's statistics, returned by [`crate::stats()`].
+/// A snapshot of memward's statistics, returned by [`crate::stats()`]; `Display` prints a
+/// short report.
+///
+/// ```
+/// let s = memward::stats();
+/// assert!(s.peak_in_use_bytes >= s.in_use_bytes);
+/// println!("{s}");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stats {
     /// Bytes asked for by all allocations so far.
@@ -154,7 +167,11 @@ impl Stats {
         self.allocated_bytes += c.alloc_bytes.load(Ordering::Relaxed);
         let mut live_bytes = c.live_bytes.load(Ordering::Relaxed);
         let mut live_blocks = 0i64;
-        for (row, (allocs, live)) in self.size_classes.iter_mut().zip(c.allocs.iter().zip(c.live_blocks.iter())) {
+        for (row, (allocs, live)) in self
+            .size_classes
+            .iter_mut()
+            .zip(c.allocs.iter().zip(c.live_blocks.iter()))
+        {
             let a = allocs.load(Ordering::Relaxed);
             let l = live.load(Ordering::Relaxed);
             row.allocations += a;
@@ -172,9 +189,12 @@ impl Stats {
         self.frees = (self.allocations as i64 - live_blocks).max(0) as u64;
         self.mapped_bytes = MAPPED.load(Ordering::Relaxed) as u64;
         self.peak_mapped_bytes = PEAK_MAPPED.load(Ordering::Relaxed) as u64;
-        self.resident_bytes = self.mapped_bytes.saturating_sub(PURGED.load(Ordering::Relaxed) as u64);
+        self.resident_bytes = self
+            .mapped_bytes
+            .saturating_sub(PURGED.load(Ordering::Relaxed) as u64);
         self.purges = PURGE_CALLS.load(Ordering::Relaxed);
-        self.peak_in_use_bytes = (PEAK_LIVE.load(Ordering::Relaxed).max(0) as u64).max(self.in_use_bytes);
+        self.peak_in_use_bytes =
+            (PEAK_LIVE.load(Ordering::Relaxed).max(0) as u64).max(self.in_use_bytes);
         self.abandoned_segments = abandoned as u64;
     }
 }
@@ -187,24 +207,67 @@ impl fmt::Display for Stats {
     /// A short report: totals, then the size classes that saw any use.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "memward statistics")?;
-        writeln!(f, "  requested      {:>14} bytes ({:.1} MiB)", self.requested_bytes, mib(self.requested_bytes))?;
-        writeln!(f, "  in use         {:>14} bytes ({:.1} MiB)", self.in_use_bytes, mib(self.in_use_bytes))?;
-        writeln!(f, "  peak in use    {:>14} bytes ({:.1} MiB)", self.peak_in_use_bytes, mib(self.peak_in_use_bytes))?;
-        writeln!(f, "  mapped         {:>14} bytes ({:.1} MiB, peak {:.1} MiB)", self.mapped_bytes, mib(self.mapped_bytes), mib(self.peak_mapped_bytes))?;
-        writeln!(f, "  resident (est) {:>14} bytes ({:.1} MiB)", self.resident_bytes, mib(self.resident_bytes))?;
+        writeln!(
+            f,
+            "  requested      {:>14} bytes ({:.1} MiB)",
+            self.requested_bytes,
+            mib(self.requested_bytes)
+        )?;
+        writeln!(
+            f,
+            "  in use         {:>14} bytes ({:.1} MiB)",
+            self.in_use_bytes,
+            mib(self.in_use_bytes)
+        )?;
+        writeln!(
+            f,
+            "  peak in use    {:>14} bytes ({:.1} MiB)",
+            self.peak_in_use_bytes,
+            mib(self.peak_in_use_bytes)
+        )?;
+        writeln!(
+            f,
+            "  mapped         {:>14} bytes ({:.1} MiB, peak {:.1} MiB)",
+            self.mapped_bytes,
+            mib(self.mapped_bytes),
+            mib(self.peak_mapped_bytes)
+        )?;
+        writeln!(
+            f,
+            "  resident (est) {:>14} bytes ({:.1} MiB)",
+            self.resident_bytes,
+            mib(self.resident_bytes)
+        )?;
         writeln!(f, "  allocations    {:>14}", self.allocations)?;
         writeln!(f, "  frees          {:>14}", self.frees)?;
         writeln!(f, "  purges         {:>14}", self.purges)?;
-        writeln!(f, "  heaps          {:>14}   abandoned segments {}", self.heaps, self.abandoned_segments)?;
+        writeln!(
+            f,
+            "  heaps          {:>14}   abandoned segments {}",
+            self.heaps, self.abandoned_segments
+        )?;
         writeln!(f, "  size class      allocations        in use")?;
-        for row in self.size_classes.iter().skip(1).chain(self.size_classes.iter().take(1)) {
+        for row in self
+            .size_classes
+            .iter()
+            .skip(1)
+            .chain(self.size_classes.iter().take(1))
+        {
             if row.allocations == 0 && row.in_use == 0 {
                 continue;
             }
             if row.block_size == 0 {
-                writeln!(f, "  {:>10}  {:>13} {:>13}", "large", row.allocations, row.in_use)?;
+                writeln!(
+                    f,
+                    "  {:>10}  {:>13} {:>13}",
+                    "large", row.allocations, row.in_use
+                )?;
             } else {
-                writeln!(f, "  {:>10}  {:>13} {:>13}", row.block_size, row.allocations, row.in_use)?;
+                writeln!(
+                    f,
+                    "  {:>10}  {:>13} {:>13}",
+                    row.block_size, row.allocations, row.in_use
+                )?;
             }
         }
         Ok(())

@@ -46,7 +46,11 @@ struct Registry {
 // SAFETY: the registry only holds addresses of heap memory; the lock serialises its use.
 unsafe impl Send for Registry {}
 
-static REGISTRY: SpinLock<Registry> = SpinLock::new(Registry { dead: ptr::null_mut(), chunk: 0, chunk_left: 0 });
+static REGISTRY: SpinLock<Registry> = SpinLock::new(Registry {
+    dead: ptr::null_mut(),
+    chunk: 0,
+    chunk_left: 0,
+});
 
 const HEAP_CHUNK: usize = 64 * 1024;
 
@@ -86,7 +90,8 @@ pub fn new_heap(thread_id: usize) -> *mut Heap {
             let mut head = ALL_HEAPS.load(Ordering::Relaxed);
             loop {
                 (*h).registry_next.store(head, Ordering::Relaxed);
-                match ALL_HEAPS.compare_exchange_weak(head, h, Ordering::Release, Ordering::Relaxed) {
+                match ALL_HEAPS.compare_exchange_weak(head, h, Ordering::Release, Ordering::Relaxed)
+                {
                     Ok(_) => break,
                     Err(now) => head = now,
                 }
@@ -192,7 +197,10 @@ pub fn global_init() {
     if INIT.load(Ordering::Acquire) == 2 {
         return;
     }
-    if INIT.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_err() {
+    if INIT
+        .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
         return;
     }
     options::load();

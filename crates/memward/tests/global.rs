@@ -11,7 +11,9 @@ use std::thread;
 static GLOBAL: memward::Memward = memward::Memward;
 
 fn pattern(seed: usize, len: usize) -> Vec<u8> {
-    (0..len).map(|i| (seed.wrapping_mul(31).wrapping_add(i) % 251) as u8).collect()
+    (0..len)
+        .map(|i| (seed.wrapping_mul(31).wrapping_add(i) % 251) as u8)
+        .collect()
 }
 
 #[test]
@@ -24,7 +26,10 @@ fn std_collections_work() {
     }
     assert_eq!(map.len(), 5000);
     assert_eq!(map["key-42"].len(), 10);
-    assert_eq!(map["key-42"].iter().sum::<u64>(), (0..10).map(|k| 42 + 5000 * k).sum::<u64>());
+    assert_eq!(
+        map["key-42"].iter().sum::<u64>(),
+        (0..10).map(|k| 42 + 5000 * k).sum::<u64>()
+    );
     let joined: String = tree.values().take(3).cloned().collect::<Vec<_>>().join(",");
     assert!(!joined.is_empty());
     let mut strings: Vec<String> = (0..10_000).map(|i| "x".repeat(i % 700)).collect();
@@ -37,7 +42,7 @@ fn std_collections_work() {
 #[test]
 fn producers_and_consumers_on_other_threads() {
     const PRODUCERS: usize = 3;
-    const ITEMS: usize = 60_000;
+    const ITEMS: usize = 20_000;
     let (tx, rx) = mpsc::sync_channel::<(usize, Vec<u8>)>(1024);
     let producers: Vec<_> = (0..PRODUCERS)
         .map(|p| {
@@ -55,7 +60,11 @@ fn producers_and_consumers_on_other_threads() {
     let consumer = thread::spawn(move || {
         let mut n = 0;
         for (seed, v) in rx {
-            assert_eq!(v, pattern(seed, v.len()), "block {seed} corrupted in transit");
+            assert_eq!(
+                v,
+                pattern(seed, v.len()),
+                "block {seed} corrupted in transit"
+            );
             n += 1;
         }
         n
@@ -90,7 +99,10 @@ fn pure_producer_consumer_does_not_grow() {
     assert_eq!(consumer.join().unwrap(), 500_000);
     let early = mapped_at[1];
     let late = *mapped_at.last().unwrap();
-    assert!(late <= early + (64 << 20), "mapped memory grew from {early} to {late} bytes");
+    assert!(
+        late <= early + (64 << 20),
+        "mapped memory grew from {early} to {late} bytes"
+    );
 }
 
 #[test]
@@ -103,7 +115,9 @@ fn thread_churn_reuses_memory_of_exited_threads() {
             .map(|t| {
                 thread::spawn(move || {
                     let seed = round * 1000 + t;
-                    let mut local: Vec<Vec<u8>> = (0..300).map(|i| pattern(seed + i, 16 + (i * 37) % 2000)).collect();
+                    let mut local: Vec<Vec<u8>> = (0..300)
+                        .map(|i| pattern(seed + i, 16 + (i * 37) % 2000))
+                        .collect();
                     // Keep a few, drop the rest on this thread.
                     local.truncate(20);
                     (seed, local)
@@ -125,9 +139,15 @@ fn thread_churn_reuses_memory_of_exited_threads() {
     let last = *mapped.last().unwrap();
     // Each live thread maps at least one 4 MiB segment (virtual memory); what matters is
     // that later rounds reuse the segments of earlier ones instead of adding to them.
-    assert!(last <= first * 2, "memory of exited threads is not reused: {mapped:?}");
+    assert!(
+        last <= first * 2,
+        "memory of exited threads is not reused: {mapped:?}"
+    );
     let abandoned = memward::stats().abandoned_segments;
-    assert!(abandoned > 0, "exited threads left live blocks, so segments were abandoned");
+    assert!(
+        abandoned > 0,
+        "exited threads left live blocks, so segments were abandoned"
+    );
     drop(kept);
     // Threads that allocate adopt the abandoned segments (and free the emptied ones).
     for _ in 0..4 {
@@ -139,7 +159,10 @@ fn thread_churn_reuses_memory_of_exited_threads() {
         .unwrap();
     }
     let now = memward::stats().abandoned_segments;
-    assert!(now < abandoned, "abandoned segments were not adopted: {abandoned} -> {now}");
+    assert!(
+        now < abandoned,
+        "abandoned segments were not adopted: {abandoned} -> {now}"
+    );
 }
 
 #[test]
@@ -163,7 +186,12 @@ fn odd_alignments_through_global_alloc() {
         // SAFETY: p is live with `layout`.
         let q = unsafe { GLOBAL.realloc(*p, *layout, new_size) };
         assert!(!q.is_null());
-        assert_eq!(q as usize % layout.align(), 0, "realloc keeps alignment {}", layout.align());
+        assert_eq!(
+            q as usize % layout.align(),
+            0,
+            "realloc keeps alignment {}",
+            layout.align()
+        );
         for i in 0..layout.size() {
             // SAFETY: the first layout.size() bytes were kept.
             assert_eq!(unsafe { *q.add(i) }, 0xA5);
@@ -181,7 +209,9 @@ fn odd_alignments_through_global_alloc() {
         // SAFETY: non-zero layout.
         unsafe {
             let p = GLOBAL.alloc_zeroed(layout);
-            assert!(std::slice::from_raw_parts(p, layout.size()).iter().all(|&b| b == 0));
+            assert!(std::slice::from_raw_parts(p, layout.size())
+                .iter()
+                .all(|&b| b == 0));
             std::ptr::write_bytes(p, 1, layout.size());
             GLOBAL.dealloc(p, layout);
         }
@@ -198,7 +228,9 @@ fn fork_child_allocates_and_exits_cleanly() {
             thread::spawn(move || {
                 let mut n = 0u64;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let v: Vec<Box<[u8]>> = (0..200).map(|i| vec![i as u8; 10 + i * 300].into_boxed_slice()).collect();
+                    let v: Vec<Box<[u8]>> = (0..200)
+                        .map(|i| vec![i as u8; 10 + i * 300].into_boxed_slice())
+                        .collect();
                     n += v.len() as u64;
                 }
                 n
@@ -217,7 +249,8 @@ fn fork_child_allocates_and_exits_cleanly() {
                     m.insert(i, vec![(i % 256) as u8; (i % 500) as usize]);
                 }
                 let big = vec![7u8; 8 << 20];
-                let t = thread::spawn(|| (0..1000).map(|i| i.to_string()).collect::<Vec<_>>().len());
+                let t =
+                    thread::spawn(|| (0..1000).map(|i| i.to_string()).collect::<Vec<_>>().len());
                 let fine = m[&300].len() == 300
                     && big[12345] == 7
                     && parent_data[999] == format!("parent {round} 999")
@@ -231,7 +264,10 @@ fn fork_child_allocates_and_exits_cleanly() {
         let mut status = 0;
         // SAFETY: waiting for our own child.
         unsafe { libc::waitpid(pid, &mut status, 0) };
-        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child failed: status {status:#x}");
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "child failed: status {status:#x}"
+        );
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for w in workers {
@@ -244,13 +280,25 @@ fn stats_count_what_happens() {
     let before = memward::stats();
     let v: Vec<Box<[u8; 100]>> = (0..10_000).map(|_| Box::new([3u8; 100])).collect();
     let mid = memward::stats();
-    assert!(mid.allocations >= before.allocations + 10_000, "{} -> {}", before.allocations, mid.allocations);
+    assert!(
+        mid.allocations >= before.allocations + 10_000,
+        "{} -> {}",
+        before.allocations,
+        mid.allocations
+    );
     assert!(mid.in_use_bytes >= before.in_use_bytes + 1_000_000);
     assert!(mid.requested_bytes >= before.requested_bytes + 1_000_000);
     assert!(mid.peak_in_use_bytes >= mid.in_use_bytes);
     assert!(mid.mapped_bytes >= mid.in_use_bytes);
-    let class_112 = mid.size_classes.iter().find(|c| c.block_size == 112).unwrap();
-    assert!(class_112.in_use >= 10_000, "100-byte boxes live in the 112-byte class");
+    let class_112 = mid
+        .size_classes
+        .iter()
+        .find(|c| c.block_size == 112)
+        .unwrap();
+    assert!(
+        class_112.in_use >= 10_000,
+        "100-byte boxes live in the 112-byte class"
+    );
     drop(v);
     let after = memward::stats();
     assert!(after.frees >= mid.frees + 10_000);

@@ -21,11 +21,21 @@ fn rss() -> usize {
 fn run_child(scenario: &str, env: &[(&str, &str)]) {
     let exe = std::env::current_exe().unwrap();
     let out = Command::new(exe)
-        .args([scenario, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            scenario,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .envs(env.iter().copied())
         .output()
         .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     eprintln!("{text}");
     assert!(out.status.success(), "scenario {scenario} failed");
     assert!(text.contains("1 passed"), "scenario {scenario} did not run");
@@ -33,7 +43,13 @@ fn run_child(scenario: &str, env: &[(&str, &str)]) {
 
 #[test]
 fn rss_falls_back_after_the_purge_delay() {
-    run_child("scenario_free_everything", &[("MEMWARD_PURGE_DELAY_MS", "300"), ("MEMWARD_SEGMENT_CACHE", "1000")]);
+    run_child(
+        "scenario_free_everything",
+        &[
+            ("MEMWARD_PURGE_DELAY_MS", "300"),
+            ("MEMWARD_SEGMENT_CACHE", "1000"),
+        ],
+    );
 }
 
 #[test]
@@ -44,19 +60,37 @@ fn rss_stays_bounded_under_thread_churn() {
 #[test]
 #[ignore = "run by rss_falls_back_after_the_purge_delay in a child process"]
 fn scenario_free_everything() {
-    assert_eq!(memward::purge_delay_ms(), 300, "MEMWARD_PURGE_DELAY_MS was read");
+    assert_eq!(
+        memward::purge_delay_ms(),
+        300,
+        "MEMWARD_PURGE_DELAY_MS was read"
+    );
     let baseline = rss();
     // About 200 MiB of small objects and 200 MiB of medium and large ones, all touched.
     let small: Vec<Box<[u8; 100]>> = (0..2_000_000).map(|i| Box::new([i as u8; 100])).collect();
-    let big: Vec<Vec<u8>> = (0..800).map(|i| vec![i as u8; [40_000, 300_000, 1_000_000][i % 3]]).collect();
+    let big: Vec<Vec<u8>> = (0..800)
+        .map(|i| vec![i as u8; [40_000, 300_000, 1_000_000][i % 3]])
+        .collect();
     let full = rss();
-    assert!(full >= baseline + 350 * MIB, "allocated memory is resident: {} MiB", (full - baseline) / MIB);
+    assert!(
+        full >= baseline + 350 * MIB,
+        "allocated memory is resident: {} MiB",
+        (full - baseline) / MIB
+    );
     drop(small);
     drop(big);
     let freed_at = Instant::now();
     let just_after = rss();
-    eprintln!("baseline {} MiB, full {} MiB, right after free {} MiB", baseline / MIB, full / MIB, just_after / MIB);
-    assert!(just_after >= baseline + 250 * MIB, "memory was purged before the 300 ms delay");
+    eprintln!(
+        "baseline {} MiB, full {} MiB, right after free {} MiB",
+        baseline / MIB,
+        full / MIB,
+        just_after / MIB
+    );
+    assert!(
+        just_after >= baseline + 250 * MIB,
+        "memory was purged before the 300 ms delay"
+    );
     // Keep making small allocations (the slow paths do the purging) and watch RSS.
     let mut sink = 0u64;
     let mut fell_at = None;
@@ -67,7 +101,11 @@ fn scenario_free_everything() {
         }
         let now = rss();
         if freed_at.elapsed() < Duration::from_millis(200) {
-            assert!(now >= baseline + 250 * MIB, "purged at {:?}, before the delay", freed_at.elapsed());
+            assert!(
+                now >= baseline + 250 * MIB,
+                "purged at {:?}, before the delay",
+                freed_at.elapsed()
+            );
         }
         if now <= baseline + 30 * MIB {
             fell_at = Some(freed_at.elapsed());
@@ -76,12 +114,29 @@ fn scenario_free_everything() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let end = rss();
-    eprintln!("after {:?}: {} MiB (sink {sink})", freed_at.elapsed(), end / MIB);
-    let fell_at = fell_at.unwrap_or_else(|| panic!("RSS stayed at {} MiB over a {} MiB baseline", end / MIB, baseline / MIB));
-    assert!(fell_at >= Duration::from_millis(250), "fell at {fell_at:?}, before the delay");
+    eprintln!(
+        "after {:?}: {} MiB (sink {sink})",
+        freed_at.elapsed(),
+        end / MIB
+    );
+    let fell_at = fell_at.unwrap_or_else(|| {
+        panic!(
+            "RSS stayed at {} MiB over a {} MiB baseline",
+            end / MIB,
+            baseline / MIB
+        )
+    });
+    assert!(
+        fell_at >= Duration::from_millis(250),
+        "fell at {fell_at:?}, before the delay"
+    );
     let s = memward::stats();
     assert!(s.purges > 0);
-    assert!(s.resident_bytes < 64 * MIB as u64, "estimate agrees: {} bytes", s.resident_bytes);
+    assert!(
+        s.resident_bytes < 64 * MIB as u64,
+        "estimate agrees: {} bytes",
+        s.resident_bytes
+    );
 }
 
 #[test]
@@ -93,7 +148,9 @@ fn scenario_thread_churn() {
         let handles: Vec<_> = (0..50)
             .map(|t| {
                 std::thread::spawn(move || {
-                    let v: Vec<Vec<u8>> = (0..2000).map(|i| vec![(round + t) as u8; 16 + (i * 13) % 3000]).collect();
+                    let v: Vec<Vec<u8>> = (0..2000)
+                        .map(|i| vec![(round + t) as u8; 16 + (i * 13) % 3000])
+                        .collect();
                     // Leave one block in ten to the main thread.
                     v.into_iter().step_by(10).collect::<Vec<_>>()
                 })
@@ -106,7 +163,17 @@ fn scenario_thread_churn() {
         eprintln!("round {round}: {} MiB", now / MIB);
     }
     // 50 threads x 3 MiB live per round; nothing accumulates across rounds.
-    assert!(peak <= baseline + 200 * MIB, "RSS grew to {} MiB over {} MiB", peak / MIB, baseline / MIB);
+    assert!(
+        peak <= baseline + 200 * MIB,
+        "RSS grew to {} MiB over {} MiB",
+        peak / MIB,
+        baseline / MIB
+    );
     let last = rss();
-    assert!(last <= baseline + 120 * MIB, "RSS after churn {} MiB over {} MiB", last / MIB, baseline / MIB);
+    assert!(
+        last <= baseline + 120 * MIB,
+        "RSS after churn {} MiB over {} MiB",
+        last / MIB,
+        baseline / MIB
+    );
 }
