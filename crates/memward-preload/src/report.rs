@@ -45,6 +45,9 @@ impl Write for StackBuf {
 }
 
 /// A pointer passed to `free` that memward did not allocate: report it, leave it alone.
+/// Cold and out of line so its stack buffer stays out of `free`'s frame.
+#[cold]
+#[inline(never)]
 pub fn foreign_pointer(function: &str, p: *mut c_void) {
     let mut b = StackBuf::new();
     let _ = writeln!(
@@ -56,6 +59,8 @@ pub fn foreign_pointer(function: &str, p: *mut c_void) {
 
 /// A pointer passed to `realloc` that memward did not allocate: its size is unknown, so the
 /// call cannot be honoured; report and abort as glibc does for invalid pointers.
+#[cold]
+#[inline(never)]
 pub fn foreign_pointer_fatal(function: &str, p: *mut c_void) -> ! {
     let mut b = StackBuf::new();
     let _ = writeln!(
@@ -67,6 +72,8 @@ pub fn foreign_pointer_fatal(function: &str, p: *mut c_void) -> ! {
     unsafe { libc::abort() }
 }
 
+#[cold]
+#[inline(never)]
 pub fn print_stats() {
     let mut b = StackBuf::new();
     let _ = write!(b, "{}", memward::stats());

@@ -12,7 +12,6 @@ use crate::heap::{Heap, Local};
 use crate::lock::SpinLock;
 use crate::page::Block;
 use crate::{options, os, segment};
-use core::cell::Cell;
 use core::mem::{align_of, size_of};
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU8, Ordering};
@@ -20,14 +19,85 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU8, Ordering};
 static EMPTY_HEAP: Heap = Heap::EMPTY;
 const EMPTY_HEAP_PTR: *mut Heap = &EMPTY_HEAP as *const Heap as *mut Heap;
 
-std::thread_local! {
-    static CURRENT: Cell<*mut Heap> = const { Cell::new(EMPTY_HEAP_PTR) };
+/// The thread's heap pointer.
+///
+/// On x86_64 Linux it is a TLS slot of the initial-exec model, defined in assembly: reading
+/// it is one `mov` from `fs`, where Rust's `thread_local!` in a shared library (as in
+/// `libmemward.so`) costs a call to `__tls_get_addr` on every `malloc`. Its initial value,
+/// the address of the empty heap, is relocated by the dynamic loader like any TLS image.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod current_slot {
+    use super::{Heap, EMPTY_HEAP};
+
+    core::arch::global_asm!(
+        ".pushsection .tdata,\"awT\",@progbits",
+        ".p2align 3",
+        // Global so every codegen unit's reference resolves at link time; hidden so it is
+        // neither exported nor interposable.
+        ".globl memward_current_heap",
+        ".hidden memward_current_heap",
+        ".type memward_current_heap, @object",
+        ".size memward_current_heap, 8",
+        "memward_current_heap:",
+        ".quad {empty}",
+        ".popsection",
+        empty = sym EMPTY_HEAP,
+    );
+
+    #[inline(always)]
+    pub fn get() -> *mut Heap {
+        let h: *mut Heap;
+        // SAFETY: reads this thread's 8-byte slot defined above; the offset comes from the
+        // GOT entry the linker creates for the initial-exec access.
+        unsafe {
+            core::arch::asm!(
+                "mov {h}, qword ptr [rip + memward_current_heap@GOTTPOFF]",
+                "mov {h}, qword ptr fs:[{h}]",
+                h = out(reg) h,
+                options(nostack, readonly, preserves_flags),
+            );
+        }
+        h
+    }
+
+    #[inline(always)]
+    pub fn set(h: *mut Heap) {
+        // SAFETY: writes this thread's slot defined above.
+        unsafe {
+            core::arch::asm!(
+                "mov {off}, qword ptr [rip + memward_current_heap@GOTTPOFF]",
+                "mov qword ptr fs:[{off}], {h}",
+                off = out(reg) _,
+                h = in(reg) h,
+                options(nostack, preserves_flags),
+            );
+        }
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+mod current_slot {
+    use super::{Heap, EMPTY_HEAP_PTR};
+    
+    std::thread_local! {
+        static CURRENT: Cell<*mut Heap> = const { Cell::new(EMPTY_HEAP_PTR) };
+    }
+
+    #[inline(always)]
+    pub fn get() -> *mut Heap {
+        CURRENT.get()
+    }
+
+    #[inline(always)]
+    pub fn set(h: *mut Heap) {
+        CURRENT.set(h)
+    }
 }
 
 /// The calling thread's heap (the static empty heap before its first allocation).
 #[inline(always)]
 pub fn current() -> *mut Heap {
-    CURRENT.get()
+    current_slot::get()
 }
 
 #[inline(always)]
@@ -172,7 +242,7 @@ pub fn init_thread_heap() -> *mut Heap {
     if h.is_null() {
         return h;
     }
-    CURRENT.set(h);
+    current_slot::set(h);
     if KEY_OK.load(Ordering::Acquire) {
         // SAFETY: the key was created by global_init; the value is our heap. Setting it
         // after CURRENT means a recursive malloc from inside finds the heap.
@@ -224,8 +294,8 @@ unsafe extern "C" fn thread_done(value: *mut libc::c_void) {
     if h.is_null() {
         return;
     }
-    if CURRENT.get() == h {
-        CURRENT.set(EMPTY_HEAP_PTR);
+    if current_slot::get() == h {
+        current_slot::set(EMPTY_HEAP_PTR);
     }
     // SAFETY: this thread owns `h` and is not inside an allocator call on it (destructors
     // run after the thread's code returned).
