@@ -305,7 +305,8 @@ pub fn acquire(
         ptr::addr_of_mut!((*seg).prev).write(ptr::null_mut());
         ptr::addr_of_mut!((*seg).cached_at).write(0);
         let pages = ptr::addr_of_mut!((*seg).pages) as *mut Page;
-        for i in 0..MAX_PAGES {
+        // Only the slots of this kind are ever looked at (indices stay below page_count).
+        for i in 0..page_count {
             let page = pages.add(i);
             page.write(Page::EMPTY);
             // A purged cached segment keeps the bytes that share an OS page with the
