@@ -412,6 +412,10 @@ impl Local {
     /// Called by the owning thread.
     pub unsafe fn alloc_slow(&mut self, size: usize) -> *mut u8 {
         self.tick();
+        #[cfg(feature = "expensive-checks")]
+        if self.slow_count % 64 == 0 {
+            self.check();
+        }
         if size > MEDIUM_MAX {
             return self.alloc_large(size, 64);
         }

@@ -78,7 +78,7 @@ mod current_slot {
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 mod current_slot {
     use super::{Heap, EMPTY_HEAP_PTR};
-    
+
     std::thread_local! {
         static CURRENT: Cell<*mut Heap> = const { Cell::new(EMPTY_HEAP_PTR) };
     }

@@ -1,4 +1,5 @@
-//! Memory goes back to the OS. Each scenario runs in a child process (this test binary
+//! Memory goes back to the OS, and running out of it gives null instead of a crash. Each
+//! scenario runs in a child process (this test binary
 //! re-executed with `MEMWARD_*` options in its environment), so resident memory measured
 //! from `/proc/self/statm` belongs to the scenario alone, and the options are read from the
 //! environment exactly as a user would set them.
@@ -55,6 +56,62 @@ fn rss_falls_back_after_the_purge_delay() {
 #[test]
 fn rss_stays_bounded_under_thread_churn() {
     run_child("scenario_thread_churn", &[("MEMWARD_PURGE_DELAY_MS", "20")]);
+}
+
+#[test]
+fn exhaustion_returns_null_and_recovers() {
+    run_child("scenario_out_of_memory", &[]);
+}
+
+#[test]
+#[ignore = "run by exhaustion_returns_null_and_recovers in a child process"]
+fn scenario_out_of_memory() {
+    // Cap the address space a little above what the process uses now.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let vm_kib: usize = status
+        .lines()
+        .find(|l| l.starts_with("VmSize:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let limit = (vm_kib * 1024 + 512 * MIB) as libc::rlim_t;
+    let rl = libc::rlimit {
+        rlim_cur: limit,
+        rlim_max: limit,
+    };
+    // SAFETY: setrlimit with a valid struct.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &rl) }, 0);
+    let mut blocks = Vec::with_capacity(10_000);
+    let mut sizes = [3 * MIB, 300 * 1024, 20_000, 500].iter().cycle();
+    let mut failures = 0;
+    while failures < 50 {
+        let size = *sizes.next().unwrap();
+        let p = memward::raw::malloc(size);
+        if p.is_null() {
+            failures += 1;
+            continue;
+        }
+        // SAFETY: p has `size` bytes.
+        unsafe { *p = 1 };
+        blocks.push(p);
+    }
+    assert!(
+        blocks.len() > 100,
+        "only {} blocks before exhaustion",
+        blocks.len()
+    );
+    let big_fails = memward::raw::malloc(64 * MIB).is_null();
+    assert!(big_fails, "a 64 MiB request cannot fit under the cap");
+    for p in blocks.drain(..) {
+        // SAFETY: live blocks, freed once.
+        unsafe { memward::raw::free(p) };
+    }
+    memward::raw::collect();
+    let again = memward::raw::malloc(100 * MIB);
+    assert!(!again.is_null(), "memory is usable again after freeing");
+    // SAFETY: live.
+    unsafe { memward::raw::free(again) };
 }
 
 #[test]
