@@ -37,6 +37,9 @@ const FULL: usize = 0;
 const TICKS_PER_CLOCK_READ: u32 = 8;
 /// Abandoned segments adopted at most per slow path.
 const MAX_ADOPT: usize = 8;
+/// In-use bytes a heap accumulates before publishing them to the process-wide total; the
+/// process peak is exact to within this much per thread.
+const LIVE_BATCH: u64 = 256 * 1024;
 
 /// A page every direct slot points to while its class has no page: `free` is null, so the
 /// fast path falls through to the slow path without a separate null check.
@@ -68,6 +71,9 @@ pub struct Local {
     next_purge: u64,
     /// Free, unpurged page slots that may be due for purging.
     pending_purge: usize,
+    /// Change of in-use bytes not yet added to the process total (batched to keep atomic
+    /// read-modify-writes off the slow path).
+    pending_live: i64,
 }
 
 #[repr(C)]
@@ -102,6 +108,7 @@ impl Local {
         slow_count: 0,
         next_purge: 0,
         pending_purge: 0,
+        pending_live: 0,
     };
 }
 
@@ -363,8 +370,19 @@ impl Local {
             bump_i(&c.live_blocks[page.bin as usize], delta);
             let bytes = delta * page.block_size as i64;
             bump_i(&c.live_bytes, bytes);
-            stats::live_delta(bytes);
             page.used_synced = page.used;
+            self.pending_live += bytes;
+            if self.pending_live.unsigned_abs() >= LIVE_BATCH {
+                self.publish_live();
+            }
+        }
+    }
+
+    /// Adds the batched change of in-use bytes to the process total (and its peak).
+    fn publish_live(&mut self) {
+        if self.pending_live != 0 {
+            stats::live_delta(self.pending_live);
+            self.pending_live = 0;
         }
     }
 
@@ -389,6 +407,11 @@ impl Local {
 
     /// Makes this heap's counters exact (walks the free lists of its pages).
     pub fn flush_stats(&mut self) {
+        self.flush_pages();
+        self.publish_live();
+    }
+
+    fn flush_pages(&mut self) {
         for qi in 0..BIN_COUNT {
             let mut page = self.queues[qi].first;
             while !page.is_null() {
@@ -908,6 +931,7 @@ impl Local {
         self.pending_purge = 0;
         // Frees that raced with the tagging are re-sent to their segments.
         self.drain_remote();
+        self.publish_live();
     }
 
     /// Takes over an abandoned segment: its pages join our queues and the frees collected
@@ -1018,6 +1042,7 @@ impl Local {
         self.queues = Local::EMPTY.queues;
         self.direct = [EMPTY_PAGE_PTR; DIRECT_SLOTS];
         self.pending_purge = 0;
+        self.publish_live();
     }
 
     /// Checks every page's invariant and queue membership (tests, `expensive-checks`).

@@ -144,16 +144,8 @@ impl Page {
             self.free = self.local_free;
             self.local_free = ptr::null_mut();
             self.free_is_zero = false;
-            // Length is not tracked for local frees; count it for statistics. The walk
-            // touches blocks that the next allocations touch anyway.
-            let mut n = 0;
-            let mut b = self.free;
-            while !b.is_null() {
-                n += 1;
-                // SAFETY: blocks on our free lists are inside the page and start with a link.
-                b = unsafe { (*b).next };
-            }
-            return n;
+            // With `free` empty, the invariant gives the length of what was `local_free`.
+            return self.capacity - self.used;
         }
         if self.capacity < self.reserved {
             return self.extend();
