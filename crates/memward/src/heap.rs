@@ -932,6 +932,10 @@ impl Local {
         // Frees that raced with the tagging are re-sent to their segments.
         self.drain_remote();
         self.publish_live();
+        // Threads that come and go return cached memory even if no thread allocates.
+        if options::purge_delay_ms() >= 0 {
+            segment::purge_cache(os::now_ms());
+        }
     }
 
     /// Takes over an abandoned segment: its pages join our queues and the frees collected
