@@ -112,7 +112,7 @@ pub unsafe fn heap_malloc_aligned(h: *mut Heap, size: usize, align: usize) -> *m
         return ptr::null_mut();
     }
     // SAFETY: h is a real heap owned by this thread.
-    unsafe { (*h).local().alloc_large(size, align) }
+    unsafe { (*h).local().alloc_large(size, align, size) }
 }
 
 /// Allocates with `align` only when it exceeds what plain allocation guarantees.
@@ -216,7 +216,18 @@ pub unsafe fn heap_realloc(h: *mut Heap, p: *mut u8, new_size: usize, align: usi
         {
             return p;
         }
-        let q = heap_alloc(h, new_size, align);
+        let q = if new_size > usable && new_size > MEDIUM_MAX {
+            // A block that grows past the size classes is likely to grow again: give it
+            // address space to double in place, so repeated growth copies O(n) in total.
+            let h = ensure_heap(h);
+            if h.is_null() {
+                return ptr::null_mut();
+            }
+            (*h).local()
+                .alloc_large(new_size, align.max(MIN_ALIGN), new_size.saturating_mul(2))
+        } else {
+            heap_alloc(h, new_size, align)
+        };
         if q.is_null() {
             return q;
         }

@@ -18,7 +18,7 @@
 //! Housekeeping (draining remote frees, purging free pages after the purge delay) runs on
 //! slow paths, so no background thread is needed.
 
-use crate::page::{Block, Page, FLAG_HAS_ALIGNED, FLAG_IN_FULL};
+use crate::page::{Block, Page, FLAG_HAS_ALIGNED, FLAG_IN_FULL, FLAG_SINGLE};
 use crate::segment::{
     self, SegList, Segment, SegmentKind, ABANDONED, HEADER_SIZE, LARGE_MAX, SEGMENT_SIZE,
 };
@@ -221,7 +221,9 @@ pub unsafe fn free_owned(page: *mut Page, p: *mut u8) {
             (*b).next = (*page).local_free;
             (*page).local_free = b;
             (*page).used -= 1;
-            if (*page).used == 0 {
+            // The first page of a class queue (no `prev`) is kept when it empties, which
+            // is the common case of a block allocated and freed in turn: no call.
+            if (*page).used == 0 && !(*page).prev.is_null() {
                 page_emptied(page);
             }
             return;
@@ -440,7 +442,7 @@ impl Local {
             self.check();
         }
         if size > MEDIUM_MAX {
-            return self.alloc_large(size, 64);
+            return self.alloc_large(size, 64, size);
         }
         let bin = bin_of(size);
         let page = self.find_page(bin);
@@ -614,8 +616,9 @@ impl Local {
     }
 
     /// Objects above `MEDIUM_MAX` (or over-aligned ones): one per large or huge segment,
-    /// starting at a multiple of `align` (a power of two, at most `MAX_ALIGN`).
-    pub fn alloc_large(&mut self, size: usize, align: usize) -> *mut u8 {
+    /// starting at a multiple of `align` (a power of two, at most `MAX_ALIGN`), with room
+    /// to grow in place to `reserve` bytes (address space only until touched).
+    pub fn alloc_large(&mut self, size: usize, align: usize, reserve: usize) -> *mut u8 {
         let ps = os::page_size();
         let Some(block_size) = size.checked_add(ps - 1).map(|s| s & !(ps - 1)) else {
             return ptr::null_mut();
@@ -626,10 +629,11 @@ impl Local {
         let Some(needed) = offset.checked_add(block_size) else {
             return ptr::null_mut();
         };
-        let seg = if block_size <= LARGE_MAX && needed <= SEGMENT_SIZE {
+        let room = offset.saturating_add(reserve.max(block_size)).max(needed);
+        let seg = if block_size <= LARGE_MAX && room <= SEGMENT_SIZE {
             segment::acquire(SegmentKind::Large, self.this, self.thread_id, 0)
         } else {
-            segment::acquire(SegmentKind::Huge, self.this, self.thread_id, needed)
+            segment::acquire(SegmentKind::Huge, self.this, self.thread_id, room)
         };
         if seg.is_null() {
             return ptr::null_mut();
@@ -644,6 +648,7 @@ impl Local {
             page.init(self.this, 0, block_size, start, start as usize + block_size);
             page.capacity = 1;
             page.used = 1;
+            page.set_flag(FLAG_SINGLE, true);
             self.large.push(seg);
             let c = &self.heap().counters;
             bump(&c.requested, size as u64);
@@ -673,9 +678,7 @@ impl Local {
                     SEGMENT_SIZE
                 };
             let p = &mut *page;
-            if p.start as usize + new_block > limit
-                || (seg.kind == SegmentKind::Large && new_block > LARGE_MAX)
-            {
+            if p.start as usize + new_block > limit {
                 return false;
             }
             let old = p.block_size;

@@ -5,6 +5,7 @@
 //! | `MEMWARD_PURGE_DELAY_MS` | 10 | how long free memory stays resident before it is returned to the OS (`0`: at once; negative: never) |
 //! | `MEMWARD_SEGMENT_CACHE` | 16 | empty 4 MiB segments kept mapped for reuse (purged ones cost no RSS) |
 //! | `MEMWARD_STATS` | 0 | `1`: the preloaded library prints statistics to stderr at exit |
+//! | `MEMWARD_HUGE_PAGES` | 1 | `1`: ask for transparent huge pages for huge objects (above 2 MiB) only; `0`: never |
 //!
 //! The values live in atomics so that tests and programs can also change them at run time
 //! ([`crate::set_purge_delay_ms`]).
@@ -18,6 +19,7 @@ static LOADED: AtomicBool = AtomicBool::new(false);
 static PURGE_DELAY_MS: AtomicI64 = AtomicI64::new(DEFAULT_PURGE_DELAY_MS);
 static SEGMENT_CACHE: AtomicUsize = AtomicUsize::new(DEFAULT_SEGMENT_CACHE);
 static STATS_AT_EXIT: AtomicBool = AtomicBool::new(false);
+static HUGE_PAGES: AtomicBool = AtomicBool::new(true);
 
 /// Reads the environment once. Racing first callers compute the same values.
 pub fn load() {
@@ -32,6 +34,9 @@ pub fn load() {
     }
     if let Some(v) = env_i64(c"MEMWARD_STATS") {
         STATS_AT_EXIT.store(v != 0, Ordering::Relaxed);
+    }
+    if let Some(v) = env_i64(c"MEMWARD_HUGE_PAGES") {
+        HUGE_PAGES.store(v != 0, Ordering::Relaxed);
     }
     LOADED.store(true, Ordering::Release);
 }
@@ -48,6 +53,11 @@ pub fn set_purge_delay_ms(ms: i64) {
 
 pub fn segment_cache_limit() -> usize {
     SEGMENT_CACHE.load(Ordering::Relaxed)
+}
+
+/// Whether huge objects' mappings get the transparent-huge-page hint.
+pub fn huge_pages() -> bool {
+    HUGE_PAGES.load(Ordering::Relaxed)
 }
 
 pub fn stats_at_exit() -> bool {

@@ -106,6 +106,16 @@ pub unsafe fn purge(p: *mut u8, size: usize) -> bool {
     unsafe { libc::madvise(p.cast(), size, libc::MADV_DONTNEED) == 0 }
 }
 
+/// Asks the kernel to back `[p, p+size)` with transparent huge pages when it can (a hint:
+/// ignored where THP is off). Returns false if refused.
+///
+/// # Safety
+/// The range must be page-aligned and inside one of our mappings.
+pub unsafe fn advise_huge_pages(p: *mut u8, size: usize) -> bool {
+    // SAFETY: the caller guarantees the range is ours; the advice changes no contents.
+    unsafe { libc::madvise(p.cast(), size, libc::MADV_HUGEPAGE) == 0 }
+}
+
 /// Milliseconds on the monotonic clock (vDSO call, no syscall on Linux).
 pub fn now_ms() -> u64 {
     let mut ts = libc::timespec {

@@ -27,6 +27,9 @@ pub struct Block {
 pub const FLAG_IN_FULL: u8 = 1;
 /// Some pointer handed out from this page is not a block start (aligned allocation).
 pub const FLAG_HAS_ALIGNED: u8 = 2;
+/// A one-block page (large or huge object): its free takes the slow path, which releases
+/// the segment.
+pub const FLAG_SINGLE: u8 = 4;
 
 /// Bytes of blocks added to `free` by one extension.
 const EXTEND_BYTES: usize = 4096;

@@ -9,7 +9,7 @@
 //! | small | 64 x 64 KiB | up to 8 KiB |
 //! | medium | 8 x 512 KiB | up to 64 KiB |
 //! | large | 1 (the whole segment) | one object up to 2 MiB |
-//! | huge | 1 (a mapping of its own, any size) | one object above 2 MiB, unmapped on free |
+//! | huge | 1 (a mapping of its own, any size) | one object above 2 MiB, unmapped after the purge delay unless reused |
 //!
 //! The first page starts after the header. A segment belongs to one heap (one thread);
 //! `thread_id` says which, and is zero while the segment is abandoned (its thread exited).
@@ -204,6 +204,11 @@ impl SegList {
 
 /// Empty normal-size segments kept for reuse.
 static CACHE: SpinLock<SegList> = SpinLock::new(SegList::new());
+/// Recently freed huge segments, newest first: a program that frees and allocates blocks
+/// of several MiB in turn reuses the mapping instead of faulting fresh pages in. Entries are
+/// unmapped once idle for the purge delay, or when the cache exceeds its byte budget.
+static HUGE_CACHE: SpinLock<SegList> = SpinLock::new(SegList::new());
+static HUGE_CACHED_BYTES: AtomicUsize = AtomicUsize::new(0);
 /// Segments whose thread exited while they still held live blocks.
 static ABANDONED_LIST: SpinLock<SegList> = SpinLock::new(SegList::new());
 static ABANDONED_COUNT: AtomicUsize = AtomicUsize::new(0);
@@ -213,6 +218,7 @@ static NEXT_CACHE_PURGE: AtomicUsize = AtomicUsize::new(0);
 /// Takes all global segment locks (fork prepare handler).
 pub fn lock_all() {
     CACHE.acquire();
+    HUGE_CACHE.acquire();
     ABANDONED_LIST.acquire();
 }
 
@@ -224,6 +230,7 @@ pub unsafe fn unlock_all() {
     // SAFETY: the caller took both locks with lock_all.
     unsafe {
         ABANDONED_LIST.release();
+        HUGE_CACHE.release();
         CACHE.release();
     }
 }
@@ -241,12 +248,25 @@ pub fn acquire(
         let Some(size) = huge_size.checked_add(ps - 1).map(|s| s & !(ps - 1)) else {
             return ptr::null_mut();
         };
-        (
-            os::map_aligned(size, SEGMENT_SIZE) as *mut Segment,
-            size,
-            true,
-            true,
-        )
+        let cached = take_huge(size);
+        if cached.is_null() {
+            let seg = os::map_aligned(size, SEGMENT_SIZE);
+            // An object of several MiB is normally used whole, so huge pages cut its page
+            // faults 512-fold for at most one partly used 2 MiB page of extra RSS. Small
+            // and medium pages never get the hint (complaint: THP inflating RSS).
+            if !seg.is_null() && options::huge_pages() {
+                // SAFETY: the range is the mapping just made.
+                unsafe { os::advise_huge_pages(seg, size) };
+            }
+            (seg as *mut Segment, size, true, true)
+        } else {
+            // SAFETY: cached segments are mapped and unused.
+            let (purged, size) = unsafe { ((*cached).purged, (*cached).size) };
+            if purged {
+                stats::unpurged(size - HEADER_SIZE);
+            }
+            (cached, size, purged, false)
+        }
     } else {
         let cached = CACHE.lock().pop();
         if cached.is_null() {
@@ -310,8 +330,9 @@ pub fn acquire(
             let page = pages.add(i);
             page.write(Page::EMPTY);
             // A purged cached segment keeps the bytes that share an OS page with the
-            // header, so the first slot is only known zero in a fresh mapping.
-            (*page).is_zero = zero && (fresh || i > 0);
+            // header, so the first small or medium slot is only known zero in a fresh
+            // mapping; large and huge blocks start on an OS page of their own.
+            (*page).is_zero = zero && (fresh || i > 0 || page_count == 1);
         }
         // Publish ownership last: frees can only arrive after blocks are handed out.
         ptr::addr_of_mut!((*seg).thread_id).write(AtomicUsize::new(thread_id));
@@ -329,15 +350,17 @@ pub unsafe fn release(seg: *mut Segment) {
     unsafe {
         segment_map::remove(seg as usize);
         (*seg).thread_id.store(0, Ordering::Relaxed);
-        if (*seg).kind == SegmentKind::Huge {
-            let size = (*seg).size;
-            os::unmap(seg as *mut u8, size);
-            stats::unmapped(size);
-            return;
-        }
         (*seg).purged = false;
         (*seg).cached_at = os::now_ms();
         let delay = options::purge_delay_ms();
+        if (*seg).kind == SegmentKind::Huge {
+            if delay == 0 {
+                unmap_cached(seg);
+            } else {
+                cache_huge(seg);
+            }
+            return;
+        }
         if delay == 0 {
             purge_cached(seg);
         }
@@ -358,17 +381,94 @@ pub unsafe fn release(seg: *mut Segment) {
     }
 }
 
+/// Budget of the huge-segment cache in bytes.
+fn huge_cache_limit() -> usize {
+    options::segment_cache_limit() * SEGMENT_SIZE * 4
+}
+
 /// # Safety
-/// `seg` is a cached segment that was removed from the cache.
+/// `seg` is an empty huge segment out of the segment map.
+unsafe fn cache_huge(seg: *mut Segment) {
+    // SAFETY: the segment is unused; the list is guarded by its lock.
+    unsafe {
+        let size = (*seg).size;
+        if size > huge_cache_limit() {
+            unmap_cached(seg);
+            return;
+        }
+        let mut evicted: [*mut Segment; 8] = [ptr::null_mut(); 8];
+        let mut n = 0;
+        {
+            let mut cache = HUGE_CACHE.lock();
+            cache.push(seg);
+            let mut bytes = HUGE_CACHED_BYTES.fetch_add(size, Ordering::Relaxed) + size;
+            while bytes > huge_cache_limit() && n < evicted.len() {
+                let oldest = cache.last();
+                cache.remove(oldest);
+                bytes -= (*oldest).size;
+                HUGE_CACHED_BYTES.fetch_sub((*oldest).size, Ordering::Relaxed);
+                evicted[n] = oldest;
+                n += 1;
+            }
+        }
+        for &e in &evicted[..n] {
+            unmap_cached(e);
+        }
+    }
+}
+
+/// The smallest cached huge segment of at least `size` bytes. When it is more than twice
+/// that, the part beyond `size` is purged so the reuse does not keep unneeded memory
+/// resident.
+fn take_huge(size: usize) -> *mut Segment {
+    if HUGE_CACHED_BYTES.load(Ordering::Relaxed) == 0 {
+        return ptr::null_mut();
+    }
+    let mut cache = HUGE_CACHE.lock();
+    let mut best: *mut Segment = ptr::null_mut();
+    let mut s = cache.first;
+    while !s.is_null() {
+        // SAFETY: cached segments are mapped; we hold the lock.
+        unsafe {
+            let have = (*s).size;
+            if have >= size && (best.is_null() || have < (*best).size) {
+                best = s;
+            }
+            s = (*s).next;
+        }
+    }
+    if !best.is_null() {
+        // SAFETY: best is on this list.
+        unsafe {
+            cache.remove(best);
+            HUGE_CACHED_BYTES.fetch_sub((*best).size, Ordering::Relaxed);
+        }
+    }
+    drop(cache);
+    // SAFETY: the segment is ours and unused; the purged range is page-aligned and lies
+    // beyond what the new block will use.
+    unsafe {
+        if !best.is_null() && !(*best).purged && (*best).size / 2 > size {
+            let ps = os::page_size();
+            let keep = (size + ps - 1) & !(ps - 1);
+            os::purge((best as *mut u8).add(keep), (*best).size - keep);
+        }
+    }
+    best
+}
+
+/// # Safety
+/// `seg` is a cached segment that was removed from its cache.
 unsafe fn unmap_cached(seg: *mut Segment) {
     // SAFETY: cached segments hold nothing live; they are out of the segment map.
+    let size = unsafe { (*seg).size };
     unsafe {
         if (*seg).purged {
-            stats::unpurged(SEGMENT_SIZE - HEADER_SIZE);
+            stats::unpurged(size - HEADER_SIZE);
         }
-        os::unmap(seg as *mut u8, SEGMENT_SIZE);
+        os::unmap(seg as *mut u8, size);
     }
-    stats::unmapped(SEGMENT_SIZE);
+    stats::unmapped(size);
 }
 
 /// # Safety
@@ -381,9 +481,10 @@ unsafe fn purge_cached(seg: *mut Segment) {
         }
         let ps = os::page_size();
         let start = (seg as usize + HEADER_SIZE + ps - 1) & !(ps - 1);
-        if os::purge(start as *mut u8, seg as usize + SEGMENT_SIZE - start) {
+        let size = (*seg).size;
+        if os::purge(start as *mut u8, seg as usize + size - start) {
             (*seg).purged = true;
-            stats::purged(SEGMENT_SIZE - HEADER_SIZE);
+            stats::purged(size - HEADER_SIZE);
         }
     }
 }
@@ -399,21 +500,54 @@ pub fn purge_cache(now: u64) {
         now as usize + (delay as usize / 2).max(1),
         Ordering::Relaxed,
     );
-    let cache = CACHE.lock();
-    let mut s = cache.first;
-    while !s.is_null() {
-        // SAFETY: segments on the cache list are mapped and unused; we hold the lock.
-        unsafe {
-            if !(*s).purged && (*s).cached_at + delay as u64 <= now {
-                purge_cached(s);
+    {
+        let cache = CACHE.lock();
+        let mut s = cache.first;
+        while !s.is_null() {
+            // SAFETY: segments on the cache list are mapped and unused; we hold the lock.
+            unsafe {
+                if !(*s).purged && (*s).cached_at + delay as u64 <= now {
+                    purge_cached(s);
+                }
+                s = (*s).next;
             }
-            s = (*s).next;
         }
+    }
+    expire_huge(|s| s.cached_at + delay as u64 <= now);
+}
+
+/// Unmaps the cached huge segments `due` selects.
+fn expire_huge(due: impl Fn(&Segment) -> bool) {
+    if HUGE_CACHED_BYTES.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    loop {
+        let victim = {
+            let mut cache = HUGE_CACHE.lock();
+            let mut s = cache.first;
+            // SAFETY: cached segments are mapped; we hold the lock.
+            unsafe {
+                while !s.is_null() && !due(&*s) {
+                    s = (*s).next;
+                }
+                if !s.is_null() {
+                    cache.remove(s);
+                    HUGE_CACHED_BYTES.fetch_sub((*s).size, Ordering::Relaxed);
+                }
+            }
+            s
+        };
+        if victim.is_null() {
+            return;
+        }
+        // SAFETY: taken off the cache; unused.
+        unsafe { unmap_cached(victim) };
     }
 }
 
 /// Purges every cached segment now (`malloc_trim`, `memward::collect`).
 pub fn purge_cache_all() {
+    expire_huge(|_| true);
     let cache = CACHE.lock();
     let mut s = cache.first;
     while !s.is_null() {
