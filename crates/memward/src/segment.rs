@@ -251,10 +251,7 @@ pub fn acquire(
         let cached = take_huge(size);
         if cached.is_null() {
             let seg = os::map_aligned(size, SEGMENT_SIZE);
-            // An object of several MiB is normally used whole, so huge pages cut its page
-            // faults 512-fold for at most one partly used 2 MiB page of extra RSS. Small
-            // and medium pages never get the hint (complaint: THP inflating RSS).
-            if !seg.is_null() && options::huge_pages() {
+            if !seg.is_null() && wants_huge_pages(kind) {
                 // SAFETY: the range is the mapping just made.
                 unsafe { os::advise_huge_pages(seg, size) };
             }
@@ -270,12 +267,12 @@ pub fn acquire(
     } else {
         let cached = CACHE.lock().pop();
         if cached.is_null() {
-            (
-                os::map_aligned(SEGMENT_SIZE, SEGMENT_SIZE) as *mut Segment,
-                SEGMENT_SIZE,
-                true,
-                true,
-            )
+            let seg = os::map_aligned(SEGMENT_SIZE, SEGMENT_SIZE);
+            if !seg.is_null() && wants_huge_pages(kind) {
+                // SAFETY: the range is the mapping just made.
+                unsafe { os::advise_huge_pages(seg, SEGMENT_SIZE) };
+            }
+            (seg as *mut Segment, SEGMENT_SIZE, true, true)
         } else {
             // SAFETY: cached segments are mapped and unused.
             let purged = unsafe { (*cached).purged };
@@ -338,6 +335,22 @@ pub fn acquire(
         ptr::addr_of_mut!((*seg).thread_id).write(AtomicUsize::new(thread_id));
     }
     seg
+}
+
+/// Mapped bytes above which new segments of every kind get the huge-page hint.
+const HUGE_PAGE_THRESHOLD: usize = 64 << 20;
+
+/// Whether a new mapping for `kind` should ask for transparent huge pages.
+///
+/// A page fault costs about as much as a thousand allocations, and a 2 MiB page replaces
+/// 512 of them. The price is RSS: a partly used 2 MiB page is resident whole (a common
+/// complaint about allocators that always use THP). So huge objects, which are normally
+/// used whole, always get the hint, and other segments only once the process has mapped
+/// `HUGE_PAGE_THRESHOLD`, where a few partly used huge pages are a small fraction of the
+/// heap. Purging part of a huge page splits it, so memory still goes back.
+fn wants_huge_pages(kind: SegmentKind) -> bool {
+    options::huge_pages()
+        && (kind == SegmentKind::Huge || stats::mapped_bytes() >= HUGE_PAGE_THRESHOLD)
 }
 
 /// Returns an empty segment: huge ones are unmapped, others cached (or unmapped when the

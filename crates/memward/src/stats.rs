@@ -28,6 +28,10 @@ pub fn mapped(bytes: usize) {
     PEAK_MAPPED.fetch_max(now, Ordering::Relaxed);
 }
 
+pub fn mapped_bytes() -> usize {
+    MAPPED.load(Ordering::Relaxed)
+}
+
 pub fn unmapped(bytes: usize) {
     MAPPED.fetch_sub(bytes, Ordering::Relaxed);
 }
