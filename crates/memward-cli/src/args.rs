@@ -1,0 +1,322 @@
+//! Command-line parsing, by hand: the grammar is small and a parser crate would cost more
+//! compile time than this whole tool.
+//!
+//! ```text
+//! memward [-h | --help | -V | --version]
+//! memward help [run]
+//! memward run [--lib PATH] [--stats] [-h | --help] [--] CMD [ARGS...]
+//! ```
+//!
+//! `run` options are only recognised before the command: everything from the first
+//! non-option argument (or after `--`) on belongs to the command, so `memward run ls -l`
+//! passes `-l` to `ls`.
+
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::path::PathBuf;
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Print a help text and exit successfully.
+    Help(Topic),
+    /// Print the version and exit successfully.
+    Version,
+    /// Run a command under the allocator.
+    Run(RunArgs),
+}
+
+/// Which help text to print.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum Topic {
+    /// The overview (`memward --help`).
+    Main,
+    /// `memward run --help`.
+    Run,
+}
+
+/// Arguments of `memward run`.
+#[derive(Debug, PartialEq, Eq, Default)]
+pub struct RunArgs {
+    /// `--lib PATH`: the library to preload (overrides `MEMWARD_LIB`).
+    pub lib: Option<PathBuf>,
+    /// `--stats`: also have the library print its detailed statistics (`MEMWARD_STATS=1`).
+    pub stats: bool,
+    /// The program and its arguments; never empty.
+    pub command: Vec<OsString>,
+}
+
+/// A command line that cannot be obeyed; the message is one line, without the
+/// `memward:` prefix.
+#[derive(Debug, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn usage(msg: impl Into<String>) -> UsageError {
+    UsageError(msg.into())
+}
+
+/// Parses the arguments after the program name.
+pub fn parse<I>(args: I) -> Result<Action, UsageError>
+where
+    I: IntoIterator<Item = OsString>,
+{
+    let mut args = args.into_iter();
+    let Some(first) = args.next() else {
+        return Err(usage(
+            "missing subcommand (try `memward run -- CMD` or `memward --help`)",
+        ));
+    };
+    match first.to_str() {
+        Some("-h" | "--help") => Ok(Action::Help(Topic::Main)),
+        Some("-V" | "--version") => Ok(Action::Version),
+        Some("help") => match args.next() {
+            None => Ok(Action::Help(Topic::Main)),
+            Some(t) if t == "run" => Ok(Action::Help(Topic::Run)),
+            Some(t) => Err(usage(format!(
+                "no help for `{}`: the only subcommand is `run`",
+                t.to_string_lossy()
+            ))),
+        },
+        Some("run") => parse_run(args),
+        _ => Err(usage(format!(
+            "unknown subcommand `{}` (try `memward --help`)",
+            first.to_string_lossy()
+        ))),
+    }
+}
+
+fn parse_run(mut args: impl Iterator<Item = OsString>) -> Result<Action, UsageError> {
+    let mut run = RunArgs::default();
+    while let Some(arg) = args.next() {
+        if arg == "--" {
+            break;
+        }
+        let Some(text) = option_text(&arg) else {
+            // The first non-option is the program: it and everything after are its own.
+            run.command.push(arg);
+            break;
+        };
+        match text {
+            "-h" | "--help" => return Ok(Action::Help(Topic::Run)),
+            "--stats" => run.stats = true,
+            "--lib" => match args.next() {
+                Some(path) if !path.is_empty() => run.lib = Some(PathBuf::from(path)),
+                _ => return Err(usage("option `--lib` needs a path")),
+            },
+            _ => {
+                if let Some(path) = text.strip_prefix("--lib=") {
+                    if path.is_empty() {
+                        return Err(usage("option `--lib` needs a path"));
+                    }
+                    run.lib = Some(PathBuf::from(path));
+                } else {
+                    return Err(usage(format!(
+                        "unknown option `{text}` for `memward run` (put the command after `--` if it starts with `-`)"
+                    )));
+                }
+            }
+        }
+    }
+    run.command.extend(args);
+    if run.command.is_empty() {
+        return Err(usage(
+            "missing command to run (usage: memward run [OPTIONS] [--] CMD [ARGS...])",
+        ));
+    }
+    Ok(Action::Run(run))
+}
+
+/// The argument as text if it looks like an option (`-x`, `--xyz`); a lone `-` is an
+/// ordinary argument (conventionally "standard input").
+fn option_text(arg: &OsStr) -> Option<&str> {
+    let bytes = arg.as_encoded_bytes();
+    if bytes.len() < 2 || bytes[0] != b'-' {
+        return None;
+    }
+    // A non-UTF-8 option cannot be one of ours; report it readably as unknown.
+    Some(arg.to_str().unwrap_or("-?"))
+}
+
+/// `memward --help`.
+pub const MAIN_HELP: &str = "\
+memward: run programs on the memward allocator and summarise their memory use
+
+Usage:
+  memward run [OPTIONS] [--] CMD [ARGS...]   run CMD with libmemward.so preloaded
+  memward help [run]                         show this help, or the help of `run`
+  memward -h | --help                        show this help
+  memward -V | --version                     show the version
+
+`memward run` preloads libmemward.so (memward as the process's malloc, free, calloc,
+realloc, ...) into CMD and every program it starts, passes CMD's exit status through,
+and prints a short summary to stderr when CMD exits: run time, peak and final bytes in
+use, allocations, frees and peak resident memory. See `memward run --help`.
+";
+
+/// `memward run --help`.
+pub const RUN_HELP: &str = "\
+memward run: run a command with libmemward.so preloaded, then summarise its memory use
+
+Usage:
+  memward run [OPTIONS] [--] CMD [ARGS...]
+
+Options (only before CMD; everything from CMD on is passed to CMD unchanged):
+  --lib PATH   preload this library instead of the one found automatically
+  --stats      also print the allocator's detailed statistics at exit (MEMWARD_STATS=1)
+  -h, --help   show this help
+
+The library is, in order: --lib PATH; $MEMWARD_LIB; libmemward.so next to the memward
+executable; ../lib/libmemward.so relative to it. It is put first in LD_PRELOAD (an
+existing LD_PRELOAD is kept after it), so programs CMD starts use memward too.
+
+When CMD exits, memward prints to stderr: run time, peak and final bytes in use and
+the numbers of allocations and frees (reported by the library in CMD's process, not
+its children), and the peak resident set size of CMD or the largest process it waited
+for (from wait4). The allocator figures are missing when CMD did not exit normally (a
+signal, _exit) or did not load the library (statically linked or setuid programs).
+
+Exit status: CMD's own; 128+N if CMD was killed by signal N; 125 if memward itself
+failed (library not found, temporary directory); 126 if CMD cannot be executed; 127 if
+CMD was not found; 2 for a command-line error.
+
+While CMD runs, memward ignores SIGINT and SIGQUIT (Ctrl-C reaches CMD, and the summary
+is still printed) and passes SIGTERM and SIGHUP on to CMD.
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Action, UsageError> {
+        parse(args.iter().map(OsString::from))
+    }
+
+    fn run(args: &[&str]) -> RunArgs {
+        match p(args) {
+            Ok(Action::Run(r)) => r,
+            other => panic!("{args:?} parsed as {other:?}, expected a run"),
+        }
+    }
+
+    fn cmd(r: &RunArgs) -> Vec<&str> {
+        r.command.iter().map(|a| a.to_str().unwrap()).collect()
+    }
+
+    fn err(args: &[&str]) -> String {
+        match p(args) {
+            Err(UsageError(m)) => m,
+            other => panic!("{args:?} parsed as {other:?}, expected an error"),
+        }
+    }
+
+    #[test]
+    fn top_level_help_and_version() {
+        assert_eq!(p(&["--help"]), Ok(Action::Help(Topic::Main)));
+        assert_eq!(p(&["-h"]), Ok(Action::Help(Topic::Main)));
+        assert_eq!(p(&["help"]), Ok(Action::Help(Topic::Main)));
+        assert_eq!(p(&["help", "run"]), Ok(Action::Help(Topic::Run)));
+        assert_eq!(p(&["--version"]), Ok(Action::Version));
+        assert_eq!(p(&["-V"]), Ok(Action::Version));
+    }
+
+    #[test]
+    fn top_level_errors_are_one_line() {
+        for args in [&[][..], &["frobnicate"], &["--bogus"], &["help", "frob"]] {
+            let m = err(args);
+            assert!(!m.is_empty() && !m.contains('\n'), "{args:?}: {m:?}");
+        }
+        assert!(err(&[]).contains("missing subcommand"));
+        assert!(err(&["frobnicate"]).contains("`frobnicate`"));
+    }
+
+    #[test]
+    fn run_with_and_without_separator() {
+        let a = run(&["run", "--", "ls", "-l", "/"]);
+        assert_eq!(cmd(&a), ["ls", "-l", "/"]);
+        let b = run(&["run", "ls", "-l", "/"]);
+        assert_eq!(a, b);
+        assert!(!a.stats && a.lib.is_none());
+    }
+
+    #[test]
+    fn options_after_the_command_belong_to_it() {
+        let r = run(&["run", "prog", "--help", "--stats", "--lib", "x", "--"]);
+        assert_eq!(cmd(&r), ["prog", "--help", "--stats", "--lib", "x", "--"]);
+        assert!(!r.stats && r.lib.is_none());
+    }
+
+    #[test]
+    fn separator_allows_commands_that_look_like_options() {
+        let r = run(&["run", "--", "--weird-name", "a"]);
+        assert_eq!(cmd(&r), ["--weird-name", "a"]);
+        // Only the first `--` separates; later ones are the command's.
+        let r = run(&["run", "--", "echo", "--", "x"]);
+        assert_eq!(cmd(&r), ["echo", "--", "x"]);
+    }
+
+    #[test]
+    fn run_options() {
+        let r = run(&["run", "--stats", "--lib", "/opt/l.so", "--", "true"]);
+        assert!(r.stats);
+        assert_eq!(r.lib, Some(PathBuf::from("/opt/l.so")));
+        assert_eq!(cmd(&r), ["true"]);
+        let r = run(&["run", "--lib=/x/y.so", "true"]);
+        assert_eq!(r.lib, Some(PathBuf::from("/x/y.so")));
+        // The later of two --lib wins, as with most tools.
+        let r = run(&["run", "--lib", "a", "--lib=b", "true"]);
+        assert_eq!(r.lib, Some(PathBuf::from("b")));
+    }
+
+    #[test]
+    fn run_help() {
+        assert_eq!(p(&["run", "--help"]), Ok(Action::Help(Topic::Run)));
+        assert_eq!(p(&["run", "-h", "ignored"]), Ok(Action::Help(Topic::Run)));
+        assert_eq!(p(&["run", "--stats", "-h"]), Ok(Action::Help(Topic::Run)));
+    }
+
+    #[test]
+    fn lone_dash_is_a_command_argument() {
+        let r = run(&["run", "-", "x"]);
+        assert_eq!(cmd(&r), ["-", "x"]);
+    }
+
+    #[test]
+    fn run_errors() {
+        assert!(err(&["run"]).contains("missing command"));
+        assert!(err(&["run", "--"]).contains("missing command"));
+        assert!(err(&["run", "--stats"]).contains("missing command"));
+        assert!(err(&["run", "--stats", "--"]).contains("missing command"));
+        assert!(err(&["run", "--lib"]).contains("needs a path"));
+        assert!(err(&["run", "--lib="]).contains("needs a path"));
+        assert!(err(&["run", "--lib", "", "true"]).contains("needs a path"));
+        assert!(err(&["run", "-x", "true"]).contains("unknown option `-x`"));
+        assert!(err(&["run", "--verbose", "true"]).contains("unknown option `--verbose`"));
+    }
+
+    #[test]
+    fn non_utf8_arguments_pass_through() {
+        use std::os::unix::ffi::OsStringExt;
+        let odd = OsString::from_vec(vec![b'f', 0xff, b'o']);
+        let a = parse([OsString::from("run"), OsString::from("cat"), odd.clone()]);
+        match a {
+            Ok(Action::Run(r)) => assert_eq!(r.command, [OsString::from("cat"), odd]),
+            other => panic!("{other:?}"),
+        }
+        let bad_opt = OsString::from_vec(vec![b'-', b'-', 0xff]);
+        assert!(parse([OsString::from("run"), bad_opt, "x".into()]).is_err());
+    }
+
+    #[test]
+    fn help_texts_fit_a_screen() {
+        for text in [MAIN_HELP, RUN_HELP] {
+            assert!(text.lines().count() <= 40);
+            assert!(text.lines().all(|l| l.len() <= 90), "{text}");
+        }
+    }
+}
