@@ -337,20 +337,20 @@ pub fn acquire(
     seg
 }
 
-/// Mapped bytes above which new segments of every kind get the huge-page hint.
-const HUGE_PAGE_THRESHOLD: usize = 64 << 20;
+/// Bytes in use above which new segments of every kind get the huge-page hint.
+const HUGE_PAGE_THRESHOLD: i64 = 64 << 20;
 
 /// Whether a new mapping for `kind` should ask for transparent huge pages.
 ///
 /// A page fault costs about as much as a thousand allocations, and a 2 MiB page replaces
 /// 512 of them. The price is RSS: a partly used 2 MiB page is resident whole (a common
 /// complaint about allocators that always use THP). So huge objects, which are normally
-/// used whole, always get the hint, and other segments only once the process has mapped
-/// `HUGE_PAGE_THRESHOLD`, where a few partly used huge pages are a small fraction of the
-/// heap. Purging part of a huge page splits it, so memory still goes back.
+/// used whole, always get the hint, and other segments only once the program has
+/// `HUGE_PAGE_THRESHOLD` bytes in use, where a few partly used huge pages are a small
+/// fraction of the heap. Purging part of a huge page splits it, so memory still goes back.
 fn wants_huge_pages(kind: SegmentKind) -> bool {
     options::huge_pages()
-        && (kind == SegmentKind::Huge || stats::mapped_bytes() >= HUGE_PAGE_THRESHOLD)
+        && (kind == SegmentKind::Huge || stats::live_bytes() >= HUGE_PAGE_THRESHOLD)
 }
 
 /// Returns an empty segment: huge ones are unmapped, others cached (or unmapped when the
