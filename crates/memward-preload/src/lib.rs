@@ -139,7 +139,11 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
     if !align.is_power_of_two() || align % core::mem::size_of::<*mut c_void>() != 0 {
         return libc::EINVAL;
     }
-    let p = if align <= 8 { raw::malloc(size) } else { raw::aligned_alloc(align, size) };
+    let p = if align <= 8 {
+        raw::malloc(size)
+    } else {
+        raw::aligned_alloc(align, size)
+    };
     if p.is_null() {
         return libc::ENOMEM;
     }

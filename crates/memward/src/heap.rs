@@ -523,6 +523,7 @@ impl Local {
                 if p.free.is_null() {
                     self.credit(p, 0);
                     p.batch = p.refill();
+                    Self::note_touched(p, p.capacity as usize * p.block_size);
                 }
                 self.sync(p);
                 if !p.free.is_null() {
@@ -544,7 +545,9 @@ impl Local {
         }
         // SAFETY: a fresh page of ours.
         unsafe {
-            (*page).batch = (*page).refill();
+            let p = &mut *page;
+            p.batch = p.refill();
+            Self::note_touched(p, p.capacity as usize * p.block_size);
             self.queue_push_front(bin, page);
         }
         page
@@ -579,11 +582,7 @@ impl Local {
             }
             let (start, end) = s.slot_range(i);
             let page = &mut *(s.pages.as_mut_ptr().add(i));
-            if page.purged {
-                let (ps, pe) = s.slot_purge_range(i);
-                stats::unpurged(pe - ps);
-                page.purged = false;
-            }
+            page.purged = false;
             page.init(self.this, bin, block_size, start as *mut u8, end);
             page
         }
@@ -649,6 +648,7 @@ impl Local {
             page.capacity = 1;
             page.used = 1;
             page.set_flag(FLAG_SINGLE, true);
+            Self::note_touched(page, offset - HEADER_SIZE + block_size);
             self.large.push(seg);
             let c = &self.heap().counters;
             bump(&c.requested, size as u64);
@@ -684,6 +684,8 @@ impl Local {
             let old = p.block_size;
             p.block_size = new_block;
             p.reserved = 1;
+            let slot_start = seg.base() + HEADER_SIZE;
+            Self::note_touched(p, p.start as usize - slot_start + new_block);
             let diff = new_block as i64 - old as i64;
             bump_i(&self.heap().counters.live_bytes, diff);
             stats::live_delta(diff);
@@ -789,15 +791,26 @@ impl Local {
         }
     }
 
-    /// Forgets which slots of a segment were purged (their bytes stop counting as purged),
-    /// before the segment goes to the cache, which tracks purging per segment.
+    /// Clears the slots' purged marks before the segment goes to the cache, which tracks
+    /// purging per segment (its resident estimate, `touched`, carries over).
     fn unpurge_slots(&mut self, s: &mut Segment) {
         for i in 0..s.page_count {
-            if s.pages[i].purged {
-                let (ps, pe) = s.slot_purge_range(i);
-                stats::unpurged(pe - ps);
-                s.pages[i].purged = false;
-            }
+            s.pages[i].purged = false;
+        }
+    }
+
+    /// Accounts the bytes of `page` that blocks now reach (carved blocks, or a large block)
+    /// in the resident estimate.
+    fn note_touched(page: &mut Page, extent: usize) {
+        let ps = os::page_size();
+        let extent = ((extent + ps - 1) & !(ps - 1)).min(u32::MAX as usize) as u32;
+        if extent > page.touched {
+            let delta = (extent - page.touched) as usize;
+            page.touched = extent;
+            let seg = Segment::of(page as *const Page as *const u8);
+            // SAFETY: the page lives in its segment's header, which the owner may update.
+            unsafe { (*seg).touched += delta };
+            stats::resident(delta as i64);
         }
     }
 
@@ -813,7 +826,11 @@ impl Local {
             page.purged = true;
             // Bytes before the first OS-page boundary (slot 0, after the header) were kept.
             page.is_zero = ps == slot_start;
-            stats::purged(pe - ps);
+            let touched = page.touched as usize;
+            page.touched = 0;
+            s.touched -= touched.min(s.touched);
+            stats::purge_call();
+            stats::resident(-(touched as i64));
         }
     }
 

@@ -116,6 +116,15 @@ pub unsafe fn advise_huge_pages(p: *mut u8, size: usize) -> bool {
     unsafe { libc::madvise(p.cast(), size, libc::MADV_HUGEPAGE) == 0 }
 }
 
+/// Withdraws [`advise_huge_pages`] for `[p, p+size)`.
+///
+/// # Safety
+/// The range must be page-aligned and inside one of our mappings.
+pub unsafe fn advise_no_huge_pages(p: *mut u8, size: usize) -> bool {
+    // SAFETY: the caller guarantees the range is ours; the advice changes no contents.
+    unsafe { libc::madvise(p.cast(), size, libc::MADV_NOHUGEPAGE) == 0 }
+}
+
 /// Milliseconds on the monotonic clock (vDSO call, no syscall on Linux).
 pub fn now_ms() -> u64 {
     let mut ts = libc::timespec {

@@ -52,6 +52,9 @@ pub struct Page {
     pub free_is_zero: bool,
     /// The slot's memory has been returned to the OS since it was last used.
     pub purged: bool,
+    /// Bytes of the slot touched since it was mapped or purged (page-rounded estimate,
+    /// kept across reuse of the slot; summed in `Segment::touched`).
+    pub touched: u32,
     pub bin: u8,
     /// Blocks freed by the owning thread, waiting to be moved to `free`.
     pub local_free: *mut Block,
@@ -85,6 +88,7 @@ impl Page {
         is_zero: true,
         free_is_zero: false,
         purged: false,
+        touched: 0,
         bin: 0,
         local_free: ptr::null_mut(),
         block_size: 0,

@@ -63,6 +63,8 @@ pub struct Segment {
     pub in_full_list: bool,
     /// While cached: everything after the header has been purged.
     pub purged: bool,
+    /// The mapping carries the transparent-huge-page hint.
+    pub huge_pages: bool,
     pub page_count: usize,
     pub used_pages: usize,
     /// Bit i set: page slot i is free.
@@ -73,6 +75,8 @@ pub struct Segment {
     pub prev: *mut Segment,
     /// When the segment entered the cache (ms).
     pub cached_at: u64,
+    /// Resident estimate beyond the header: the sum of the slots' `touched`.
+    pub touched: usize,
     pub pages: [Page; MAX_PAGES],
 }
 
@@ -251,34 +255,20 @@ pub fn acquire(
         let cached = take_huge(size);
         if cached.is_null() {
             let seg = os::map_aligned(size, SEGMENT_SIZE);
-            if !seg.is_null() && wants_huge_pages(kind) {
-                // SAFETY: the range is the mapping just made.
-                unsafe { os::advise_huge_pages(seg, size) };
-            }
             (seg as *mut Segment, size, true, true)
         } else {
             // SAFETY: cached segments are mapped and unused.
             let (purged, size) = unsafe { ((*cached).purged, (*cached).size) };
-            if purged {
-                stats::unpurged(size - HEADER_SIZE);
-            }
             (cached, size, purged, false)
         }
     } else {
         let cached = CACHE.lock().pop();
         if cached.is_null() {
             let seg = os::map_aligned(SEGMENT_SIZE, SEGMENT_SIZE);
-            if !seg.is_null() && wants_huge_pages(kind) {
-                // SAFETY: the range is the mapping just made.
-                unsafe { os::advise_huge_pages(seg, SEGMENT_SIZE) };
-            }
             (seg as *mut Segment, SEGMENT_SIZE, true, true)
         } else {
             // SAFETY: cached segments are mapped and unused.
             let purged = unsafe { (*cached).purged };
-            if purged {
-                stats::unpurged(SEGMENT_SIZE - HEADER_SIZE);
-            }
             (cached, SEGMENT_SIZE, purged, false)
         }
     };
@@ -290,10 +280,37 @@ pub fn acquire(
     }
     if !segment_map::insert(seg as usize) {
         // SAFETY: the mapping was just made (or taken from the cache) and holds nothing.
-        unsafe { os::unmap(seg as *mut u8, size) };
+        unsafe {
+            if !fresh {
+                stats::resident(-(header_resident() as i64 + (*seg).touched as i64));
+            }
+            os::unmap(seg as *mut u8, size);
+        }
         stats::unmapped(size);
         return ptr::null_mut();
     }
+    // Set or withdraw the huge-page hint for this use of the mapping.
+    let huge = wants_huge_pages(kind);
+    // SAFETY: a cached header is valid; a fresh mapping has no hint yet.
+    let had = !fresh && unsafe { (*seg).huge_pages };
+    if huge != had {
+        // SAFETY: the whole mapping is ours and holds no live block.
+        unsafe {
+            if huge {
+                os::advise_huge_pages(seg as *mut u8, size);
+            } else {
+                os::advise_no_huge_pages(seg as *mut u8, size);
+            }
+        }
+    }
+    // What the cache kept resident (a fresh mapping: only the header, written below).
+    let kept = if fresh {
+        stats::resident(header_resident() as i64);
+        0
+    } else {
+        // SAFETY: the cached header is still valid.
+        unsafe { (*seg).touched }
+    };
     let (page_shift, page_count) = match kind {
         SegmentKind::Small => (SMALL_PAGE_SHIFT, SEGMENT_SIZE >> SMALL_PAGE_SHIFT),
         SegmentKind::Medium => (MEDIUM_PAGE_SHIFT, SEGMENT_SIZE >> MEDIUM_PAGE_SHIFT),
@@ -309,6 +326,7 @@ pub fn acquire(
         ptr::addr_of_mut!((*seg).kind).write(kind);
         ptr::addr_of_mut!((*seg).in_full_list).write(false);
         ptr::addr_of_mut!((*seg).purged).write(false);
+        ptr::addr_of_mut!((*seg).huge_pages).write(huge);
         ptr::addr_of_mut!((*seg).page_count).write(page_count);
         ptr::addr_of_mut!((*seg).used_pages).write(0);
         let mask = if page_count == 64 {
@@ -321,6 +339,7 @@ pub fn acquire(
         ptr::addr_of_mut!((*seg).next).write(ptr::null_mut());
         ptr::addr_of_mut!((*seg).prev).write(ptr::null_mut());
         ptr::addr_of_mut!((*seg).cached_at).write(0);
+        ptr::addr_of_mut!((*seg).touched).write(kept);
         let pages = ptr::addr_of_mut!((*seg).pages) as *mut Page;
         // Only the slots of this kind are ever looked at (indices stay below page_count).
         for i in 0..page_count {
@@ -331,10 +350,33 @@ pub fn acquire(
             // mapping; large and huge blocks start on an OS page of their own.
             (*page).is_zero = zero && (fresh || i > 0 || page_count == 1);
         }
+        // Which slots the cached bytes belong to is not known: a one-slot segment keeps the
+        // count; a many-slot one counts every slot as touched until it is purged.
+        if kept > 0 {
+            let s = &mut *seg;
+            if page_count == 1 {
+                s.pages[0].touched = kept.min(u32::MAX as usize) as u32;
+            } else {
+                let mut total = 0;
+                for i in 0..page_count {
+                    let (start, end) = s.slot_range(i);
+                    s.pages[i].touched = (end - start) as u32;
+                    total += end - start;
+                }
+                stats::resident(total as i64 - kept as i64);
+                s.touched = total;
+            }
+        }
         // Publish ownership last: frees can only arrive after blocks are handed out.
         ptr::addr_of_mut!((*seg).thread_id).write(AtomicUsize::new(thread_id));
     }
     seg
+}
+
+/// Resident bytes of a segment header: the OS pages it occupies.
+fn header_resident() -> usize {
+    let ps = os::page_size();
+    (HEADER_SIZE + ps - 1) & !(ps - 1)
 }
 
 /// Bytes in use above which new segments of every kind get the huge-page hint.
@@ -348,9 +390,15 @@ const HUGE_PAGE_THRESHOLD: i64 = 64 << 20;
 /// used whole, always get the hint, and other segments only once the program has
 /// `HUGE_PAGE_THRESHOLD` bytes in use, where a few partly used huge pages are a small
 /// fraction of the heap. Purging part of a huge page splits it, so memory still goes back.
+/// Large segments never get it: their single block may be far smaller than the 4 MiB
+/// segment, and a huge page would make the rest of its 2 MiB resident.
 fn wants_huge_pages(kind: SegmentKind) -> bool {
     options::huge_pages()
-        && (kind == SegmentKind::Huge || stats::live_bytes() >= HUGE_PAGE_THRESHOLD)
+        && match kind {
+            SegmentKind::Huge => true,
+            SegmentKind::Large => false,
+            SegmentKind::Small | SegmentKind::Medium => stats::live_bytes() >= HUGE_PAGE_THRESHOLD,
+        }
 }
 
 /// Returns an empty segment: huge ones are unmapped, others cached (or unmapped when the
@@ -464,7 +512,12 @@ fn take_huge(size: usize) -> *mut Segment {
         if !best.is_null() && !(*best).purged && (*best).size / 2 > size {
             let ps = os::page_size();
             let keep = (size + ps - 1) & !(ps - 1);
-            os::purge((best as *mut u8).add(keep), (*best).size - keep);
+            if os::purge((best as *mut u8).add(keep), (*best).size - keep) {
+                stats::purge_call();
+                let touched = (*best).touched.min(keep - HEADER_SIZE.min(keep));
+                stats::resident(touched as i64 - (*best).touched as i64);
+                (*best).touched = touched;
+            }
         }
     }
     best
@@ -476,9 +529,7 @@ unsafe fn unmap_cached(seg: *mut Segment) {
     // SAFETY: cached segments hold nothing live; they are out of the segment map.
     let size = unsafe { (*seg).size };
     unsafe {
-        if (*seg).purged {
-            stats::unpurged(size - HEADER_SIZE);
-        }
+        stats::resident(-(header_resident() as i64 + (*seg).touched as i64));
         os::unmap(seg as *mut u8, size);
     }
     stats::unmapped(size);
@@ -497,7 +548,9 @@ unsafe fn purge_cached(seg: *mut Segment) {
         let size = (*seg).size;
         if os::purge(start as *mut u8, seg as usize + size - start) {
             (*seg).purged = true;
-            stats::purged(size - HEADER_SIZE);
+            stats::purge_call();
+            stats::resident(-((*seg).touched as i64));
+            (*seg).touched = 0;
         }
     }
 }

@@ -18,7 +18,7 @@ use core::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
 static MAPPED: AtomicUsize = AtomicUsize::new(0);
 static PEAK_MAPPED: AtomicUsize = AtomicUsize::new(0);
-static PURGED: AtomicUsize = AtomicUsize::new(0);
+static RESIDENT: AtomicI64 = AtomicI64::new(0);
 static LIVE: AtomicI64 = AtomicI64::new(0);
 static PEAK_LIVE: AtomicI64 = AtomicI64::new(0);
 static PURGE_CALLS: AtomicU64 = AtomicU64::new(0);
@@ -37,14 +37,14 @@ pub fn unmapped(bytes: usize) {
     MAPPED.fetch_sub(bytes, Ordering::Relaxed);
 }
 
-pub fn purged(bytes: usize) {
-    PURGED.fetch_add(bytes, Ordering::Relaxed);
+/// One call that returned memory to the OS.
+pub fn purge_call() {
     PURGE_CALLS.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Purged memory taken back into use (or unmapped while purged).
-pub fn unpurged(bytes: usize) {
-    PURGED.fetch_sub(bytes, Ordering::Relaxed);
+/// A change of the resident estimate: bytes touched since they were mapped or purged.
+pub fn resident(delta: i64) {
+    RESIDENT.fetch_add(delta, Ordering::Relaxed);
 }
 
 /// Adds a change of in-use bytes to the process-wide total and tracks its peak.
@@ -130,7 +130,8 @@ pub struct Stats {
     pub mapped_bytes: u64,
     /// Highest `mapped_bytes` seen.
     pub peak_mapped_bytes: u64,
-    /// Estimate of resident memory: mapped bytes not purged.
+    /// Estimate of resident memory: segment headers, plus the parts of pages that blocks
+    /// were carved from and of large blocks, since they were mapped or last purged.
     pub resident_bytes: u64,
     /// Calls that returned memory to the OS.
     pub purges: u64,
@@ -194,9 +195,7 @@ impl Stats {
         self.frees = (self.allocations as i64 - live_blocks).max(0) as u64;
         self.mapped_bytes = MAPPED.load(Ordering::Relaxed) as u64;
         self.peak_mapped_bytes = PEAK_MAPPED.load(Ordering::Relaxed) as u64;
-        self.resident_bytes = self
-            .mapped_bytes
-            .saturating_sub(PURGED.load(Ordering::Relaxed) as u64);
+        self.resident_bytes = RESIDENT.load(Ordering::Relaxed).max(0) as u64;
         self.purges = PURGE_CALLS.load(Ordering::Relaxed);
         self.peak_in_use_bytes =
             (PEAK_LIVE.load(Ordering::Relaxed).max(0) as u64).max(self.in_use_bytes);

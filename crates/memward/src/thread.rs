@@ -156,6 +156,7 @@ pub fn new_heap(thread_id: usize) -> *mut Heap {
     // heap nobody owns.
     unsafe {
         if fresh {
+            crate::stats::resident(stride as i64);
             h.write(Heap::EMPTY);
             let mut head = ALL_HEAPS.load(Ordering::Relaxed);
             loop {

@@ -129,6 +129,15 @@ fn scenario_free_everything() {
         .map(|i| vec![i as u8; [40_000, 300_000, 1_000_000][i % 3]])
         .collect();
     let full = rss();
+    // The resident estimate tracks the real figure.
+    let estimate = memward::stats().resident_bytes as usize;
+    assert!(
+        estimate >= (full - baseline) * 8 / 10 && estimate <= full * 13 / 10,
+        "resident estimate {} MiB, real {} MiB over a {} MiB baseline",
+        estimate / MIB,
+        full / MIB,
+        baseline / MIB
+    );
     assert!(
         full >= baseline + 350 * MIB,
         "allocated memory is resident: {} MiB",
