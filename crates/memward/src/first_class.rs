@@ -50,7 +50,12 @@ impl Heap {
     pub fn try_new() -> Option<Heap> {
         thread::global_init();
         let raw = thread::new_heap(os::thread_id());
-        NonNull::new(raw).map(|raw| Heap {
+        let raw = NonNull::new(raw)?;
+        // SAFETY: the heap was just given to this thread; the flag is atomic.
+        unsafe { raw.as_ref() }
+            .first_class
+            .store(true, core::sync::atomic::Ordering::Relaxed);
+        Some(Heap {
             raw,
             _owner: PhantomData,
         })

@@ -29,7 +29,7 @@ use crate::stats::{self, bump, bump_i, HeapCounters};
 use crate::{options, os};
 use core::cell::UnsafeCell;
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
 /// Queue index of the full pages; size-class bins start at 1.
 const FULL: usize = 0;
@@ -37,6 +37,8 @@ const FULL: usize = 0;
 const TICKS_PER_CLOCK_READ: u32 = 8;
 /// Abandoned segments adopted at most per slow path.
 const MAX_ADOPT: usize = 8;
+/// Frees to another thread's heap collected before they are sent with one CAS.
+const OUTBOX_MAX: u32 = 64;
 /// In-use bytes a heap accumulates before publishing them to the process-wide total; the
 /// process peak is exact to within this much per thread.
 const LIVE_BATCH: u64 = 256 * 1024;
@@ -74,6 +76,15 @@ pub struct Local {
     /// Change of in-use bytes not yet added to the process total (batched to keep atomic
     /// read-modify-writes off the slow path).
     pending_live: i64,
+    /// Frees of blocks owned by another thread heap (`outbox_target`), chained through the
+    /// blocks and sent as one batch (snmalloc's message batching): one CAS per batch
+    /// instead of one per free, and less contention on the owner's queue. At most
+    /// `OUTBOX_MAX` blocks wait; the batch goes out at the owner change, at this heap's
+    /// slow paths and when its thread exits.
+    outbox_target: *mut Heap,
+    outbox_head: *mut Block,
+    outbox_tail: *mut Block,
+    outbox_len: u32,
 }
 
 #[repr(C)]
@@ -87,6 +98,9 @@ pub struct Heap {
     /// Pool of retired heaps (under the registry lock).
     pub dead_next: AtomicPtr<Heap>,
     pub owner_thread: AtomicUsize,
+    /// A first-class heap: frees to it are never batched, since dropping it releases its
+    /// segments, and a batched free arriving later would write into released memory.
+    pub first_class: AtomicBool,
 }
 
 // SAFETY: `local` is only touched by the owning thread (see module docs); everything else
@@ -109,6 +123,10 @@ impl Local {
         next_purge: 0,
         pending_purge: 0,
         pending_live: 0,
+        outbox_target: ptr::null_mut(),
+        outbox_head: ptr::null_mut(),
+        outbox_tail: ptr::null_mut(),
+        outbox_len: 0,
     };
 }
 
@@ -124,6 +142,7 @@ impl Heap {
         registry_next: AtomicPtr::new(ptr::null_mut()),
         dead_next: AtomicPtr::new(ptr::null_mut()),
         owner_thread: AtomicUsize::new(0),
+        first_class: AtomicBool::new(false),
     };
 
     /// Prepares a heap structure (fresh or from the pool) for a new owner.
@@ -138,6 +157,7 @@ impl Heap {
             l.this = h;
             l.thread_id = thread_id;
             (*h).owner_thread.store(thread_id, Ordering::Relaxed);
+            (*h).first_class.store(false, Ordering::Relaxed);
         }
     }
 
@@ -163,6 +183,28 @@ impl Heap {
         // SAFETY: the index is at most DIRECT_SLOTS - 1 for size <= SMALL_DIRECT_MAX, and
         // only the owner writes the table.
         unsafe { *(*(*h).local.get()).direct.get_unchecked((size + 7) >> 3) }
+    }
+
+    /// Pushes a chain of blocks freed by another thread onto this heap's queue.
+    ///
+    /// # Safety
+    /// `first..=last` is a chain of live blocks of segments this heap owned when the caller
+    /// read their owner.
+    pub unsafe fn push_remote_chain(&self, first: *mut Block, last: *mut Block) {
+        let mut head = self.remote.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: the chain's blocks are being freed; their first words are links.
+            unsafe { (*last).next = head };
+            match self.remote.compare_exchange_weak(
+                head,
+                first,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(h) => head = h,
+            }
+        }
     }
 
     /// Pushes a block freed by another thread onto this heap's queue.
@@ -253,13 +295,27 @@ unsafe fn free_owned_slow(page: *mut Page, p: *mut u8) {
 #[cold]
 #[inline(never)]
 pub unsafe fn free_remote(seg: &Segment, p: *mut u8) {
-    // SAFETY: the block is live; the owner (possibly stale) is a never-unmapped heap.
+    // SAFETY: the block is live; the owner (possibly stale) is a never-unmapped heap; the
+    // calling thread's heap is ours and not borrowed on this path.
     unsafe {
         if segment::push_abandoned_free(seg, p as *mut Block) {
             return;
         }
         let owner = seg.owner.load(Ordering::Acquire);
-        (*owner).push_remote(p);
+        if (*owner).first_class.load(Ordering::Relaxed) {
+            (*owner).push_remote(p);
+            return;
+        }
+        let mut me = crate::thread::current();
+        if crate::thread::is_empty(me) {
+            // A thread that only frees gets a heap too, for its outbox and exit hook.
+            me = crate::thread::init_thread_heap();
+            if me.is_null() {
+                (*owner).push_remote(p);
+                return;
+            }
+        }
+        (*me).local().push_outbox(owner, p);
     }
 }
 
@@ -461,6 +517,7 @@ impl Local {
 
     /// Drains remote frees and, every few calls, purges what is due.
     fn tick(&mut self) {
+        self.flush_outbox();
         if !self.heap().remote.load(Ordering::Relaxed).is_null() {
             self.drain_remote();
         }
@@ -506,9 +563,67 @@ impl Local {
                     free_owned(page, p);
                 }
             } else {
-                free_remote(seg, p);
+                self.free_remote_from(seg, p);
             }
         }
+    }
+
+    /// `free_remote` for a thread that already holds its heap's `Local`.
+    unsafe fn free_remote_from(&mut self, seg: &Segment, p: *mut u8) {
+        // SAFETY: as in free_remote.
+        unsafe {
+            if segment::push_abandoned_free(seg, p as *mut Block) {
+                return;
+            }
+            let owner = seg.owner.load(Ordering::Acquire);
+            if (*owner).first_class.load(Ordering::Relaxed)
+                || self.heap().first_class.load(Ordering::Relaxed)
+            {
+                (*owner).push_remote(p);
+            } else {
+                self.push_outbox(owner, p);
+            }
+        }
+    }
+
+    /// Adds a free for `owner` to the outbox, sending the batch when the owner changes or
+    /// it is full.
+    ///
+    /// # Safety
+    /// `p` is a live block of a segment `owner` owned when the caller read it.
+    pub unsafe fn push_outbox(&mut self, owner: *mut Heap, p: *mut u8) {
+        if owner != self.outbox_target {
+            self.flush_outbox();
+            self.outbox_target = owner;
+        }
+        let b = p as *mut Block;
+        // SAFETY: the block is being freed; its first word becomes the link.
+        unsafe {
+            (*b).next = ptr::null_mut();
+            if self.outbox_head.is_null() {
+                self.outbox_head = b;
+            } else {
+                (*self.outbox_tail).next = b;
+            }
+        }
+        self.outbox_tail = b;
+        self.outbox_len += 1;
+        if self.outbox_len >= OUTBOX_MAX {
+            self.flush_outbox();
+        }
+    }
+
+    /// Sends the outbox to its heap.
+    pub fn flush_outbox(&mut self) {
+        if self.outbox_head.is_null() {
+            return;
+        }
+        // SAFETY: the chain holds live blocks of segments the target owned when queued; a
+        // target that has since retired drains stale pushes (module docs).
+        unsafe { (*self.outbox_target).push_remote_chain(self.outbox_head, self.outbox_tail) };
+        self.outbox_head = ptr::null_mut();
+        self.outbox_tail = ptr::null_mut();
+        self.outbox_len = 0;
     }
 
     /// Finds a page of `bin` with a free block, moving exhausted pages to the full queue,
@@ -889,6 +1004,7 @@ impl Local {
     /// Gives up every segment: empty pages are freed, segments with live blocks are
     /// abandoned for other threads to adopt. The heap is left empty.
     pub fn abandon(&mut self) {
+        self.flush_outbox();
         self.drain_remote();
         for qi in 0..BIN_COUNT {
             let mut page = self.queues[qi].first;
@@ -951,6 +1067,7 @@ impl Local {
         self.pending_purge = 0;
         // Frees that raced with the tagging are re-sent to their segments.
         self.drain_remote();
+        self.flush_outbox();
         self.publish_live();
         // Threads that come and go return cached memory even if no thread allocates.
         if options::purge_delay_ms() >= 0 {
@@ -1066,6 +1183,7 @@ impl Local {
         self.queues = Local::EMPTY.queues;
         self.direct = [EMPTY_PAGE_PTR; DIRECT_SLOTS];
         self.pending_purge = 0;
+        self.flush_outbox();
         self.publish_live();
     }
 
