@@ -214,20 +214,8 @@ impl Heap {
     /// the caller read `owner`.
     pub unsafe fn push_remote(&self, p: *mut u8) {
         let block = p as *mut Block;
-        let mut head = self.remote.load(Ordering::Relaxed);
-        loop {
-            // SAFETY: the block is being freed, so its first word is free to hold a link.
-            unsafe { (*block).next = head };
-            match self.remote.compare_exchange_weak(
-                head,
-                block,
-                Ordering::Release,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return,
-                Err(h) => head = h,
-            }
-        }
+        // SAFETY: a one-block chain, under the caller's guarantee.
+        unsafe { self.push_remote_chain(block, block) }
     }
 }
 

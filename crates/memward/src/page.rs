@@ -266,6 +266,7 @@ mod tests {
         assert_eq!(page.refill(), 2);
         assert!(!page.free_is_zero);
         page.check();
+        // SAFETY: an address inside the page's memory.
         let inner = unsafe { (page.start).add(32 * 5 + 7) };
         assert_eq!(page.block_start(inner) as usize, start as usize + 160);
     }
