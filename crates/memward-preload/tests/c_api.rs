@@ -14,9 +14,7 @@
 
 mod common;
 
-use common::{
-    assert_same, compile, program_source, report_times, require, Allocator, Session, TempDir,
-};
+use common::{compile, program_source, require, Allocator, TempDir};
 use std::time::Duration;
 
 #[test]
@@ -40,48 +38,37 @@ fn c_api_contract_matches_glibc() {
         &exe,
     );
 
-    let mut outputs = Vec::new();
-    let mut sessions = Vec::new();
-    for allocator in [Allocator::Glibc, Allocator::Memward] {
-        let mut s = Session::new(allocator);
-        let mut cmd = s.command(&exe);
-        if allocator == Allocator::Memward {
-            cmd.env("MEMWARD_EXPECT", "1");
-        }
-        let out = s.run("c_api", &mut cmd, Duration::from_secs(60));
-        // Every check's line, so a failure shows all of them at once.
-        assert!(
-            out.status.success(),
-            "C API checks failed under {} ({}):\n{}\n--- stderr ---\n{}",
-            allocator.name(),
-            common::describe(out.status),
-            out.stdout,
-            out.stderr
-        );
-        assert!(
-            out.stdout.ends_with("all checks passed\n"),
-            "{}",
-            out.stdout
-        );
-        s.expect_summary(out.pid, "c_api");
-        if allocator == Allocator::Memward {
-            // The memward-only checks went to stderr; make sure they ran.
-            for want in [
-                "ok memward: malloc resolves to libmemward.so",
-                "ok memward: free_aligned_sized exists",
-                "ok free_sized frees blocks of many sizes, and NULL",
-                "ok memward: mallinfo2 uordblks counts a 10 MiB block",
-            ] {
-                assert!(
-                    out.stderr.contains(want),
-                    "missing {want:?} in\n{}",
-                    out.stderr
-                );
+    common::run_under_both(
+        "c_api",
+        &exe,
+        Duration::from_secs(60),
+        |allocator, cmd| {
+            if allocator == Allocator::Memward {
+                cmd.env("MEMWARD_EXPECT", "1");
             }
-        }
-        outputs.push(out.stdout);
-        sessions.push(s);
-    }
-    assert_same("c_api", &outputs[0], &outputs[1]);
-    report_times("c_api", &sessions[0], &sessions[1]);
+        },
+        |allocator, _, out| {
+            // Every check prints its line, so a failure above shows all of them at once.
+            assert!(
+                out.stdout.ends_with("all checks passed\n"),
+                "{}",
+                out.stdout
+            );
+            if allocator == Allocator::Memward {
+                // The memward-only checks went to stderr; make sure they ran.
+                for want in [
+                    "ok memward: malloc resolves to libmemward.so",
+                    "ok memward: free_aligned_sized exists",
+                    "ok free_sized frees blocks of many sizes, and NULL",
+                    "ok memward: mallinfo2 uordblks counts a 10 MiB block",
+                ] {
+                    assert!(
+                        out.stderr.contains(want),
+                        "missing {want:?} in\n{}",
+                        out.stderr
+                    );
+                }
+            }
+        },
+    );
 }

@@ -13,9 +13,7 @@
 
 mod common;
 
-use common::{
-    assert_same, compile, program_source, report_times, require, Allocator, Session, TempDir,
-};
+use common::{compile, program_source, require, TempDir};
 use std::time::Duration;
 
 #[test]
@@ -37,29 +35,17 @@ fn cxx_containers_threads_exceptions_aligned_new() {
         &[],
         &exe,
     );
-    let mut outputs = Vec::new();
-    let mut sessions = Vec::new();
-    for allocator in [Allocator::Glibc, Allocator::Memward] {
-        let mut s = Session::new(allocator);
-        let mut cmd = s.command(&exe);
-        let out = s.run("cxx_workload", &mut cmd, Duration::from_secs(120));
-        assert!(
-            out.status.success(),
-            "cxx_workload failed under {} ({}):\n{}{}",
-            allocator.name(),
-            common::describe(out.status),
-            out.stdout,
-            out.stderr
-        );
-        assert!(
-            out.stdout.ends_with("all checks passed\n"),
-            "{}",
-            out.stdout
-        );
-        s.expect_summary(out.pid, "cxx_workload");
-        outputs.push(out.stdout);
-        sessions.push(s);
-    }
-    assert_same("cxx_workload", &outputs[0], &outputs[1]);
-    report_times("cxx", &sessions[0], &sessions[1]);
+    common::run_under_both(
+        "cxx_workload",
+        &exe,
+        Duration::from_secs(120),
+        |_, _| {},
+        |_, _, out| {
+            assert!(
+                out.stdout.ends_with("all checks passed\n"),
+                "{}",
+                out.stdout
+            );
+        },
+    );
 }

@@ -12,9 +12,7 @@
 
 mod common;
 
-use common::{
-    assert_same, compile, program_source, report_times, require, Allocator, Session, TempDir,
-};
+use common::{compile, program_source, require, Allocator, TempDir};
 use std::time::Duration;
 
 #[test]
@@ -36,30 +34,18 @@ fn threads_forking_children_that_allocate() {
         &[],
         &exe,
     );
-    let mut outputs = Vec::new();
-    let mut sessions = Vec::new();
-    for allocator in [Allocator::Glibc, Allocator::Memward] {
-        let mut s = Session::new(allocator);
-        let mut cmd = s.command(&exe);
-        let out = s.run("fork_threads", &mut cmd, Duration::from_secs(120));
-        assert!(
-            out.status.success(),
-            "fork_threads failed under {} ({}):\n{}{}",
-            allocator.name(),
-            common::describe(out.status),
-            out.stdout,
-            out.stderr
-        );
-        s.expect_summary(out.pid, "fork_threads");
-        if allocator == Allocator::Memward {
-            // Children leaving through exit() ran the library's exit code after fork: half of
-            // the 200 children plus the parent (grandchildren use _exit).
-            let n = s.summary_count();
-            assert!(n > 100, "only {n} processes wrote a memward summary");
-        }
-        outputs.push(out.stdout);
-        sessions.push(s);
-    }
-    assert_same("fork_threads", &outputs[0], &outputs[1]);
-    report_times("fork_threads", &sessions[0], &sessions[1]);
+    common::run_under_both(
+        "fork_threads",
+        &exe,
+        Duration::from_secs(120),
+        |_, _| {},
+        |allocator, session, _| {
+            if allocator == Allocator::Memward {
+                // Children leaving through exit() ran the library's exit code after fork:
+                // half of the 200 children plus the parent (grandchildren use _exit).
+                let n = session.summary_count();
+                assert!(n > 100, "only {n} processes wrote a memward summary");
+            }
+        },
+    );
 }

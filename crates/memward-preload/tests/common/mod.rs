@@ -431,3 +431,38 @@ pub fn program_source(name: &str) -> PathBuf {
         .join("tests/programs")
         .join(name)
 }
+
+/// Runs `exe` under glibc, then under memward: each run must exit 0 (the failure message
+/// shows all of its output), and the memward run must write its summary; `prepare` adjusts
+/// each command and `check` inspects each run. Then both stdouts must match and the times
+/// are reported. Shared by the tests of our own C and C++ programs.
+pub fn run_under_both(
+    what: &str,
+    exe: &Path,
+    limit: Duration,
+    prepare: impl Fn(Allocator, &mut Command),
+    check: impl Fn(Allocator, &Session, &Output),
+) {
+    let mut outputs = Vec::new();
+    let mut sessions = Vec::new();
+    for allocator in [Allocator::Glibc, Allocator::Memward] {
+        let mut s = Session::new(allocator);
+        let mut cmd = s.command(exe);
+        prepare(allocator, &mut cmd);
+        let out = s.run(what, &mut cmd, limit);
+        assert!(
+            out.status.success(),
+            "{what} failed under {} ({}):\n{}\n--- stderr ---\n{}",
+            allocator.name(),
+            describe(out.status),
+            out.stdout,
+            out.stderr
+        );
+        s.expect_summary(out.pid, what);
+        check(allocator, &s, &out);
+        outputs.push(out.stdout);
+        sessions.push(s);
+    }
+    assert_same(what, &outputs[0], &outputs[1]);
+    report_times(what, &sessions[0], &sessions[1]);
+}
