@@ -1,6 +1,7 @@
 //! First-class heaps: [`Heap`], an allocator value implementing `allocator_api2`'s
 //! `Allocator`, that frees everything it still holds when dropped.
 
+use crate::heap::pool;
 use crate::{alloc, heap, os, thread};
 use allocator_api2::alloc::{AllocError, Allocator, Layout};
 use core::marker::PhantomData;
@@ -49,12 +50,9 @@ impl Heap {
     /// ```
     pub fn try_new() -> Option<Heap> {
         thread::global_init();
-        let raw = thread::new_heap(os::thread_id());
-        let raw = NonNull::new(raw)?;
-        // SAFETY: the heap was just given to this thread; the flag is atomic.
-        unsafe { raw.as_ref() }
-            .first_class
-            .store(true, core::sync::atomic::Ordering::Relaxed);
+        let raw = NonNull::new(pool::new_heap(os::thread_id()))?;
+        // SAFETY: the heap was just given to this thread and is never unmapped.
+        unsafe { raw.as_ref() }.set_first_class();
         Some(Heap {
             raw,
             _owner: PhantomData,
@@ -74,7 +72,7 @@ impl Heap {
         unsafe {
             (*self.raw.as_ptr()).local().flush_stats();
             let n = (*self.raw.as_ptr())
-                .counters
+                .counters()
                 .live_bytes
                 .load(core::sync::atomic::Ordering::Relaxed);
             n.max(0) as u64
@@ -98,7 +96,7 @@ impl Drop for Heap {
         // borrowing it are gone), and it goes back to the pool.
         unsafe {
             (*self.ptr()).local().destroy();
-            thread::retire_heap(self.ptr());
+            pool::retire_heap(self.ptr());
         }
     }
 }

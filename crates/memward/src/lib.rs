@@ -1,17 +1,73 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
-#![allow(clippy::missing_safety_doc)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
-// Layers, bottom up; a module only uses the ones above it in this list.
+// Layers, bottom up: a module uses only modules listed before it (the test `layering`
+// below enforces this on the sources). Where two layers must meet the other way, the lower
+// one holds an opaque pointer (`page::OwnerHeap`), never the higher one's type.
+//
+//   sync, layout, size_class              constants, address arithmetic, atomics shim
+//   os, lock, options, stats              platform: kernel calls, spin lock, settings, counters
+//   list                                  intrusive list, lock-free block stacks
+//   page                                  a page of equal blocks and its free lists
+//   segment_map, segment, segment_pool    4 MiB segments: header, ownership map, caches
+//   heap (heap/*)                         heaps: queues, refill, remote frees, abandon, pool
+//   thread                                the thread's heap, exit hook, fork handlers
+//   free, alloc                           the operations every front end shares
+//   first_class, global, raw              front ends: Heap, Memward, the C-like API
+//
+// Under `--cfg loom` only the lock-free protocol (`sync`, `list`) is compiled, for
+// `tests/loom.rs`; the rest needs real memory mappings and a real thread-local slot.
+
+/// The module order of the comment above, bottom up.
+#[cfg(all(test, not(loom)))]
+const LAYERS: &[&str] = &[
+    "sync",
+    "layout",
+    "size_class",
+    "os",
+    "lock",
+    "options",
+    "stats",
+    "list",
+    "page",
+    "segment_map",
+    "segment",
+    "segment_pool",
+    "heap",
+    "thread",
+    "free",
+    "alloc",
+    "first_class",
+    "global",
+    "raw",
+];
+
+mod sync;
+
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod list;
+
+/// Items compiled only outside loom runs.
+macro_rules! engine {
+    ($($item:item)*) => { $( #[cfg(not(loom))] $item )* };
+}
+
+engine! {
 mod alloc;
+mod free;
 mod heap;
+mod layout;
+mod list;
 mod lock;
 mod options;
 mod os;
 mod page;
 mod segment;
 mod segment_map;
+mod segment_pool;
 mod size_class;
 mod stats;
 mod thread;
@@ -51,8 +107,8 @@ pub fn stats() -> Stats {
     }
     let mut s = Stats::empty();
     let mut live_blocks = 0;
-    thread::for_each_heap(|heap| live_blocks += s.add_heap(&heap.counters));
-    s.finish(live_blocks, segment::abandoned_count());
+    heap::pool::for_each_heap(|heap| live_blocks += s.add_heap(heap.counters()));
+    s.finish(live_blocks, segment_pool::abandoned_count());
     s
 }
 
@@ -102,5 +158,108 @@ pub fn check_thread_heap() {
     if !thread::is_empty(h) {
         // SAFETY: the thread's own heap; check only reads it.
         unsafe { (*h).local().check() };
+    }
+}
+}
+
+#[cfg(all(test, not(loom)))]
+mod layering {
+    //! The layer order is a rule of the sources: every `crate::<module>` path in a module
+    //! names a module at or below it in `LAYERS` (comments are not code and are skipped).
+
+    use super::LAYERS;
+    use std::path::Path;
+
+    /// First path segments of `crate::` paths in `code`, including grouped imports.
+    fn crate_paths(code: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut rest = code;
+        while let Some(i) = rest.find("crate::") {
+            rest = &rest[i + "crate::".len()..];
+            if let Some(group) = rest.strip_prefix('{') {
+                let mut depth = 1;
+                let mut item = String::new();
+                let mut at_item_start = true;
+                for c in group.chars() {
+                    match c {
+                        '{' => depth += 1,
+                        '}' => depth -= 1,
+                        ',' if depth == 1 => at_item_start = true,
+                        _ => {}
+                    }
+                    if depth == 0 {
+                        break;
+                    }
+                    if depth == 1 && at_item_start && (c.is_alphanumeric() || c == '_') {
+                        item.push(c);
+                    } else if !item.is_empty() {
+                        found.push(std::mem::take(&mut item));
+                        at_item_start = false;
+                    }
+                }
+                if !item.is_empty() {
+                    found.push(item);
+                }
+            } else {
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                found.push(name);
+            }
+        }
+        found
+    }
+
+    fn code_of(path: &Path) -> String {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn modules_use_only_lower_layers() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(&src).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                let module = path.file_name().unwrap().to_str().unwrap().to_string();
+                for sub in std::fs::read_dir(&path).unwrap() {
+                    files.push((module.clone(), sub.unwrap().path()));
+                }
+            } else if path.file_stem().unwrap() != "lib" {
+                let module = path.file_stem().unwrap().to_str().unwrap().to_string();
+                files.push((module, path));
+            }
+        }
+        let rank = |m: &str| LAYERS.iter().position(|l| *l == m);
+        let mut violations = Vec::new();
+        for (module, path) in &files {
+            let own = rank(module).unwrap_or_else(|| panic!("{module} is not in LAYERS"));
+            for used in crate_paths(&code_of(path)) {
+                match rank(&used) {
+                    Some(r) if r <= own => {}
+                    Some(_) => violations.push(format!("{}: uses crate::{used}", path.display())),
+                    // Items of the crate root (`crate::stats()` is a function).
+                    None => {}
+                }
+            }
+        }
+        assert!(
+            violations.is_empty(),
+            "upward uses:\n{}",
+            violations.join("\n")
+        );
+        assert!(files.len() > 20, "found the sources");
+    }
+
+    #[test]
+    fn the_parser_sees_grouped_imports() {
+        let got = crate_paths("use crate::{heap::{pool, Heap}, os}; x = crate::stats::bump;");
+        assert_eq!(got, ["heap", "os", "stats"]);
     }
 }

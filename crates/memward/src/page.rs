@@ -4,24 +4,31 @@
 //! and `local_free`, which the owner's `free` pushes. Allocation never looks at `local_free`:
 //! when `free` runs dry the slow path swaps the lists, which gives the heap a regular,
 //! cheap moment to do housekeeping (draining cross-thread frees, purging). Frees from other
-//! threads never touch a page; they go to the owning heap's atomic queue (`heap.rs`).
+//! threads never touch a page; they go to the owning heap's atomic queue (`heap/remote.rs`).
 //!
 //! Blocks are carved lazily (`extend`), a few KiB at a time, so a fresh 512 KiB page costs
 //! no resident memory until it is used.
 //!
-//! Invariant (checked by `check`): `used + |free| + |local_free| == capacity <= reserved`.
-//! All fields except `flags` belong to the owning thread; `flags` is atomic because
-//! `usable_size` may read it from any thread.
+//! Invariant, on every page in use (checked by [`Page::check`], and in parts by
+//! `debug_assert!`s where it is relied on):
+//!
+//! `used + |free| + |local_free| == capacity <= reserved`
+//!
+//! Fields are private: `init` (unsafe) is the only way to point a page at memory, so the
+//! safe methods may rely on every block of `free`, `local_free` and `[start, start +
+//! capacity * block_size)` lying in the page's slot. All fields except `flags` belong to the
+//! owning thread, which reaches a page through a raw pointer and makes references to it only
+//! for the length of one method call; `flags`, `start` and `block_size` may also be read by
+//! another thread holding a live block of the page (`usable_size`, `realloc`), and none of
+//! them changes while a block lives.
 
-use crate::heap::Heap;
+use crate::list::{Block, Linked, Links};
 use core::ptr;
 use core::sync::atomic::{AtomicU8, Ordering};
 
-/// A free block: its first word links to the next free block.
-#[repr(C)]
-pub struct Block {
-    pub next: *mut Block,
-}
+/// The heap that owns a page or segment, as seen from below the heap layer: an opaque
+/// pointer that only the heap layer casts back to its `Heap`.
+pub enum OwnerHeap {}
 
 /// The page is in the heap's full queue.
 pub const FLAG_IN_FULL: u8 = 1;
@@ -37,43 +44,50 @@ const EXTEND_BYTES: usize = 4096;
 #[repr(C)]
 pub struct Page {
     /// Blocks ready to allocate (fast path).
-    pub free: *mut Block,
+    free: *mut Block,
     /// Blocks handed out and not yet freed back to this page's lists.
-    pub used: u32,
+    used: u32,
     /// Blocks carved so far.
-    pub capacity: u32,
+    capacity: u32,
     /// Free-path flags; zero means the free fast path applies.
-    pub flags: AtomicU8,
+    flags: AtomicU8,
     /// The slot holds a live page.
-    pub in_use: bool,
+    in_use: bool,
     /// Memory not yet carved (from `capacity` on) reads as zero.
-    pub is_zero: bool,
+    is_zero: bool,
     /// Every block on `free` is zero apart from its link word.
-    pub free_is_zero: bool,
+    free_is_zero: bool,
     /// The slot's memory has been returned to the OS since it was last used.
-    pub purged: bool,
+    purged: bool,
     /// Bytes of the slot touched since it was mapped or purged (page-rounded estimate,
-    /// kept across reuse of the slot; summed in `Segment::touched`).
-    pub touched: u32,
-    pub bin: u8,
+    /// kept across reuse of the slot; summed in the segment's `touched`).
+    touched: u32,
+    bin: u8,
     /// Blocks freed by the owning thread, waiting to be moved to `free`.
-    pub local_free: *mut Block,
-    pub block_size: usize,
+    local_free: *mut Block,
+    block_size: usize,
     /// First block.
-    pub start: *mut u8,
+    start: *mut u8,
     /// Blocks that fit in the page.
-    pub reserved: u32,
+    reserved: u32,
     /// Blocks put on `free` by the last refill (statistics: they are allocated once `free`
     /// runs dry again).
-    pub batch: u32,
+    batch: u32,
     /// `used` as last reported to the heap's statistics.
-    pub used_synced: u32,
-    pub heap: *mut Heap,
+    used_synced: u32,
+    heap: *mut OwnerHeap,
     /// Links in the heap's page queue.
-    pub next: *mut Page,
-    pub prev: *mut Page,
+    links: Links<Page>,
     /// When the slot became free (ms), for delayed purging.
-    pub freed_at: u64,
+    freed_at: u64,
+}
+
+// SAFETY: returns the page's own links, without creating a reference.
+unsafe impl Linked for Page {
+    unsafe fn links(this: *mut Self) -> *mut Links<Self> {
+        // SAFETY: `this` is a live page (caller contract).
+        unsafe { ptr::addr_of_mut!((*this).links) }
+    }
 }
 
 impl Page {
@@ -97,21 +111,25 @@ impl Page {
         batch: 0,
         used_synced: 0,
         heap: ptr::null_mut(),
-        next: ptr::null_mut(),
-        prev: ptr::null_mut(),
+        links: Links::new(),
         freed_at: 0,
     };
 
     /// Turns a free slot into a page of `block_size` blocks over `[start, end)`.
-    pub fn init(
+    ///
+    /// # Safety
+    /// `[start, end)` is mapped memory of this page's slot that nothing else uses, `start`
+    /// is 16-byte aligned, and `block_size >= 8`.
+    pub unsafe fn init(
         &mut self,
-        heap: *mut Heap,
+        heap: *mut OwnerHeap,
         bin: usize,
         block_size: usize,
         start: *mut u8,
         end: usize,
     ) {
-        debug_assert!(!self.in_use);
+        debug_assert!(!self.in_use, "slot already holds a page");
+        debug_assert!(block_size >= 8 && end > start as usize);
         self.free = ptr::null_mut();
         self.local_free = ptr::null_mut();
         self.used = 0;
@@ -126,8 +144,61 @@ impl Page {
         self.start = start;
         self.reserved = ((end - start as usize) / block_size).min(u32::MAX as usize) as u32;
         self.heap = heap;
-        self.next = ptr::null_mut();
-        self.prev = ptr::null_mut();
+        self.links = Links::new();
+    }
+
+    /// Turns a slot into a one-block page (a large or huge object) of `block_size` bytes at
+    /// `start`, handed out at once.
+    ///
+    /// # Safety
+    /// As for [`Page::init`], with `end = start + block_size`.
+    pub unsafe fn init_single(&mut self, heap: *mut OwnerHeap, start: *mut u8, block_size: usize) {
+        // SAFETY: forwarded contract.
+        unsafe { self.init(heap, 0, block_size, start, start as usize + block_size) };
+        self.capacity = 1;
+        self.used = 1;
+        self.set_flag(FLAG_SINGLE, true);
+    }
+
+    /// Pops a block from `free` (the allocation fast path: two loads, a test, two stores).
+    /// Null when `free` is empty.
+    ///
+    /// # Safety
+    /// `page` is a page owned by the calling thread, or a page whose `free` is null and
+    /// stays null (the static empty page, which this then only reads).
+    #[inline(always)]
+    pub unsafe fn pop(page: *mut Page) -> *mut Block {
+        // SAFETY: per the contract; blocks on `free` are in the page (module invariant).
+        unsafe {
+            let b = (*page).free;
+            if !b.is_null() {
+                (*page).free = Block::next(b);
+                (*page).used += 1;
+            }
+            b
+        }
+    }
+
+    /// Pushes a freed block onto `local_free` and returns `used` after the free.
+    ///
+    /// # Safety
+    /// `page` is owned by the calling thread and `b` is the start of one of its live blocks.
+    #[inline(always)]
+    pub unsafe fn push_local(page: *mut Page, b: *mut Block) -> u32 {
+        // SAFETY: per the contract; the block is ours to link.
+        unsafe {
+            debug_assert!((*page).used > 0, "double free: the page has no live block");
+            Block::set_next(b, (*page).local_free);
+            (*page).local_free = b;
+            (*page).used -= 1;
+            (*page).used
+        }
+    }
+
+    /// First in its queue (or on none): the page the class allocates from.
+    #[inline(always)]
+    pub fn is_queue_head(&self) -> bool {
+        self.links.is_first()
     }
 
     #[inline]
@@ -152,7 +223,10 @@ impl Page {
             self.local_free = ptr::null_mut();
             self.free_is_zero = false;
             // With `free` empty, the invariant gives the length of what was `local_free`.
-            return self.capacity - self.used;
+            let n = self.capacity - self.used;
+            #[cfg(feature = "expensive-checks")]
+            assert_eq!(n, self.free_len(), "used + |local_free| == capacity");
+            return n;
         }
         if self.capacity < self.reserved {
             return self.extend();
@@ -166,29 +240,35 @@ impl Page {
         let want = (EXTEND_BYTES / bs).max(1) as u32;
         let n = want.min(self.reserved - self.capacity);
         // SAFETY: blocks capacity..capacity+n lie within the page (capacity + n <= reserved,
-        // and reserved blocks fit between `start` and the page end).
+        // and `init`'s contract puts reserved blocks between `start` and the slot's end).
         unsafe {
             let first = self.start.add(self.capacity as usize * bs);
             let mut b = first;
             for _ in 1..n {
                 let next = b.add(bs);
-                (*(b as *mut Block)).next = next as *mut Block;
+                Block::set_next(b.cast(), next.cast());
                 b = next;
             }
-            (*(b as *mut Block)).next = ptr::null_mut();
-            self.free = first as *mut Block;
+            Block::set_next(b.cast(), ptr::null_mut());
+            self.free = first.cast();
         }
         self.capacity += n;
         self.free_is_zero = self.is_zero;
         n
     }
 
+    /// Length of `free` (walks it).
+    pub fn free_len(&self) -> u32 {
+        // SAFETY: `free` holds blocks of this page with valid links (module invariant).
+        unsafe { Block::chain_len(self.free) }
+    }
+
     /// The block that contains `p`, for pages that handed out aligned interior pointers.
+    /// Only meaningful for `p` inside the page's blocks.
     #[inline]
-    pub fn block_start(&self, p: *mut u8) -> *mut u8 {
-        let offset = p as usize - self.start as usize;
-        // SAFETY: `p` is inside this page, so the rounded-down offset is too.
-        unsafe { self.start.add(offset - offset % self.block_size) }
+    pub fn block_start(&self, p: *const u8) -> *mut u8 {
+        let offset = (p as usize).wrapping_sub(self.start as usize);
+        self.start.wrapping_add(offset - offset % self.block_size)
     }
 
     /// Bytes of the page's span that blocks may use.
@@ -196,7 +276,132 @@ impl Page {
         self.start as usize + self.reserved as usize * self.block_size
     }
 
-    /// Checks the page invariant by walking both lists (debug builds and tests).
+    /// Gives the slot up after its last block came back (`used == 0`).
+    pub fn retire(&mut self) {
+        debug_assert_eq!(self.used, 0, "retiring a page with live blocks");
+        self.in_use = false;
+        self.free = ptr::null_mut();
+        self.local_free = ptr::null_mut();
+        self.flags.store(0, Ordering::Relaxed);
+        self.is_zero = self.is_zero && self.capacity == 0;
+    }
+
+    /// Forgets every live block at once (a first-class heap dropped with blocks in use).
+    pub fn discard_blocks(&mut self) {
+        self.used = 0;
+    }
+
+    /// Grows or shrinks the single block of a large or huge page.
+    pub fn resize_single(&mut self, block_size: usize) {
+        debug_assert!(self.flags() & FLAG_SINGLE != 0);
+        self.block_size = block_size;
+        self.reserved = 1;
+    }
+
+    /// `free` is non-empty.
+    #[inline]
+    pub fn has_free(&self) -> bool {
+        !self.free.is_null()
+    }
+
+    /// A block can be handed out without a new page: on `free`, on `local_free`, or not yet
+    /// carved.
+    pub fn has_room(&self) -> bool {
+        !self.free.is_null() || !self.local_free.is_null() || self.capacity < self.reserved
+    }
+
+    pub fn used(&self) -> u32 {
+        self.used
+    }
+
+    pub fn capacity(&self) -> u32 {
+        self.capacity
+    }
+
+    pub fn in_use(&self) -> bool {
+        self.in_use
+    }
+
+    pub fn bin(&self) -> usize {
+        self.bin as usize
+    }
+
+    pub fn block_size(&self) -> usize {
+        self.block_size
+    }
+
+    pub fn start(&self) -> *mut u8 {
+        self.start
+    }
+
+    pub fn heap(&self) -> *mut OwnerHeap {
+        self.heap
+    }
+
+    pub fn set_heap(&mut self, heap: *mut OwnerHeap) {
+        self.heap = heap;
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.is_zero
+    }
+
+    pub fn set_is_zero(&mut self, zero: bool) {
+        self.is_zero = zero;
+    }
+
+    pub fn free_is_zero(&self) -> bool {
+        self.free_is_zero
+    }
+
+    pub fn purged(&self) -> bool {
+        self.purged
+    }
+
+    pub fn set_purged(&mut self, purged: bool) {
+        self.purged = purged;
+    }
+
+    /// Never carved since mapped or purged: nothing to purge.
+    pub fn is_pristine(&self) -> bool {
+        self.capacity == 0 && self.is_zero
+    }
+
+    pub fn touched(&self) -> u32 {
+        self.touched
+    }
+
+    pub fn set_touched(&mut self, bytes: u32) {
+        self.touched = bytes;
+    }
+
+    pub fn freed_at(&self) -> u64 {
+        self.freed_at
+    }
+
+    pub fn set_freed_at(&mut self, ms: u64) {
+        self.freed_at = ms;
+    }
+
+    /// Blocks put on `free` by the last refill (statistics).
+    pub fn batch(&self) -> u32 {
+        self.batch
+    }
+
+    pub fn set_batch(&mut self, n: u32) {
+        self.batch = n;
+    }
+
+    /// `used` as last reported to the statistics.
+    pub fn used_synced(&self) -> u32 {
+        self.used_synced
+    }
+
+    pub fn mark_synced(&mut self) {
+        self.used_synced = self.used;
+    }
+
+    /// Checks the page invariant by walking both lists (tests and `expensive-checks`).
     pub fn check(&self) {
         let count = |mut b: *mut Block| {
             let mut n = 0u32;
@@ -213,7 +418,7 @@ impl Page {
                 );
                 n += 1;
                 // SAFETY: list blocks are inside the page (just asserted).
-                b = unsafe { (*b).next };
+                b = unsafe { Block::next(b) };
             }
             n
         };
@@ -222,7 +427,7 @@ impl Page {
             total, self.capacity,
             "used + |free| + |local_free| == capacity"
         );
-        assert!(self.capacity <= self.reserved);
+        assert!(self.capacity <= self.reserved, "capacity <= reserved");
     }
 }
 
@@ -235,39 +440,34 @@ mod tests {
         let mut memory = vec![0u64; 8192]; // 64 KiB
         let start = memory.as_mut_ptr() as *mut u8;
         let mut page = Page::EMPTY;
-        page.init(ptr::null_mut(), 3, 32, start, start as usize + 65536);
-        page.is_zero = true;
+        // SAFETY: the vector is 64 KiB of memory used by this page only.
+        unsafe { page.init(ptr::null_mut(), 3, 32, start, start as usize + 65536) };
+        page.set_is_zero(true);
         assert_eq!(page.reserved, 2048);
         let n = page.refill();
         assert_eq!(n, 128, "4 KiB of 32-byte blocks per extension");
-        assert!(page.free_is_zero);
+        assert!(page.free_is_zero());
+        assert_eq!(page.free_len(), 128);
         page.check();
-        // Pop three, free two locally.
-        let mut taken = vec![];
-        for _ in 0..3 {
-            let b = page.free;
-            // SAFETY: b is a block on the free list.
-            page.free = unsafe { (*b).next };
-            page.used += 1;
-            taken.push(b);
+        let p: *mut Page = &mut page;
+        // Pop three, free two locally, through the fast-path functions themselves.
+        // SAFETY: the page is this thread's; the blocks come from it.
+        let taken: Vec<*mut Block> = (0..3).map(|_| unsafe { Page::pop(p) }).collect();
+        // SAFETY: as above.
+        unsafe {
+            (*p).check();
+            assert_eq!(Page::push_local(p, taken[0]), 2);
+            assert_eq!(Page::push_local(p, taken[1]), 1);
+            (*p).check();
+            // Drain free, then refill takes local_free first.
+            while !Page::pop(p).is_null() {}
+            assert_eq!((*p).used(), 126);
+            (*p).check();
+            assert_eq!((*p).refill(), 2);
+            assert!(!(*p).free_is_zero());
+            (*p).check();
+            let inner = start.add(32 * 5 + 7);
+            assert_eq!((*p).block_start(inner) as usize, start as usize + 160);
         }
-        page.check();
-        for &b in &taken[..2] {
-            // SAFETY: b was allocated from this page.
-            unsafe { (*b).next = page.local_free };
-            page.local_free = b;
-            page.used -= 1;
-        }
-        page.check();
-        // Drain free, then refill takes local_free first.
-        page.free = ptr::null_mut();
-        page.capacity -= 125; // pretend the remaining blocks were never carved
-        page.check();
-        assert_eq!(page.refill(), 2);
-        assert!(!page.free_is_zero);
-        page.check();
-        // SAFETY: an address inside the page's memory.
-        let inner = unsafe { (page.start).add(32 * 5 + 7) };
-        assert_eq!(page.block_start(inner) as usize, start as usize + 160);
     }
 }

@@ -6,8 +6,9 @@
 //! with [`free`] from any thread.
 
 use crate::alloc::{self, MIN_ALIGN};
-use crate::segment::{Segment, MAX_ALIGN};
-use crate::{segment_map, thread};
+use crate::layout::MAX_ALIGN;
+use crate::segment::Segment;
+use crate::{segment_map, segment_pool, thread};
 
 /// Alignment of every block larger than 8 bytes (C's `max_align_t`).
 pub const MALLOC_ALIGN: usize = MIN_ALIGN;
@@ -149,6 +150,6 @@ pub fn collect() {
         // SAFETY: the thread's own heap, not borrowed elsewhere.
         unsafe { (*h).local().collect() };
     } else {
-        crate::segment::purge_cache_all();
+        segment_pool::purge_cache_all();
     }
 }

@@ -5,7 +5,7 @@
 //! is read from the presumed segment header: `free` of a foreign pointer is detected instead
 //! of dereferencing an unmapped or unrelated address.
 
-use crate::segment::SEGMENT_SHIFT;
+use crate::layout::SEGMENT_SHIFT;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 const ADDRESS_BITS: usize = 48;

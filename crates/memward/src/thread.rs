@@ -1,5 +1,6 @@
-//! Thread heaps: the thread-local pointer, heap creation and retirement, the thread-exit
-//! hook, process-wide initialisation and the `fork()` handlers.
+//! Thread heaps: the thread-local heap pointer, the thread-exit hook, process-wide
+//! initialisation and the `fork()` handlers. (Heap structures themselves come from
+//! `heap::pool`.)
 //!
 //! Every thread starts on a static empty heap whose direct table points at an empty page,
 //! so the first `malloc` of a thread takes the slow path, which creates its real heap. No
@@ -8,13 +9,9 @@
 //! stored without allocation), rather than a Rust TLS destructor, whose registration may
 //! call `malloc`. Heap structures are reused after threads exit and never unmapped.
 
-use crate::heap::{Heap, Local};
-use crate::lock::SpinLock;
-use crate::page::Block;
-use crate::{options, os, segment};
-use core::mem::{align_of, size_of};
-use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU8, Ordering};
+use crate::heap::{pool, Heap};
+use crate::{options, os, segment_pool};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 
 static EMPTY_HEAP: Heap = Heap::EMPTY;
 const EMPTY_HEAP_PTR: *mut Heap = &EMPTY_HEAP as *const Heap as *mut Heap;
@@ -78,6 +75,7 @@ mod current_slot {
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 mod current_slot {
     use super::{Heap, EMPTY_HEAP_PTR};
+    use core::cell::Cell;
 
     std::thread_local! {
         static CURRENT: Cell<*mut Heap> = const { Cell::new(EMPTY_HEAP_PTR) };
@@ -100,133 +98,10 @@ pub fn current() -> *mut Heap {
     current_slot::get()
 }
 
+/// Is `h` the static empty heap (the thread has not allocated yet)?
 #[inline(always)]
 pub fn is_empty(h: *mut Heap) -> bool {
     h == EMPTY_HEAP_PTR
-}
-
-/// Every heap ever created, newest first (a push-only list that `stats()` walks freely).
-static ALL_HEAPS: AtomicPtr<Heap> = AtomicPtr::new(ptr::null_mut());
-
-struct Registry {
-    dead: *mut Heap,
-    chunk: usize,
-    chunk_left: usize,
-}
-// SAFETY: the registry only holds addresses of heap memory; the lock serialises its use.
-unsafe impl Send for Registry {}
-
-static REGISTRY: SpinLock<Registry> = SpinLock::new(Registry {
-    dead: ptr::null_mut(),
-    chunk: 0,
-    chunk_left: 0,
-});
-
-const HEAP_CHUNK: usize = 64 * 1024;
-
-/// Gives out a heap for a new owner: a retired one, or a new one carved from a mapping.
-pub fn new_heap(thread_id: usize) -> *mut Heap {
-    let stride = (size_of::<Heap>() + 63) & !63;
-    const { assert!(align_of::<Heap>() <= 64) };
-    let (h, fresh) = {
-        let mut reg = REGISTRY.lock();
-        if !reg.dead.is_null() {
-            let h = reg.dead;
-            // SAFETY: heaps on the dead list are valid and unused.
-            reg.dead = unsafe { (*h).dead_next.load(Ordering::Relaxed) };
-            (h, false)
-        } else {
-            if reg.chunk_left < stride {
-                let size = HEAP_CHUNK.max(stride).next_multiple_of(os::page_size());
-                let chunk = os::map(size);
-                if chunk.is_null() {
-                    return ptr::null_mut();
-                }
-                crate::stats::mapped(size);
-                reg.chunk = chunk as usize;
-                reg.chunk_left = size;
-            }
-            let h = reg.chunk as *mut Heap;
-            reg.chunk += stride;
-            reg.chunk_left -= stride;
-            (h, true)
-        }
-    };
-    // SAFETY: `h` is either fresh mapped memory sized and aligned for a Heap, or a retired
-    // heap nobody owns.
-    unsafe {
-        if fresh {
-            crate::stats::resident(stride as i64);
-            h.write(Heap::EMPTY);
-            let mut head = ALL_HEAPS.load(Ordering::Relaxed);
-            loop {
-                (*h).registry_next.store(head, Ordering::Relaxed);
-                match ALL_HEAPS.compare_exchange_weak(head, h, Ordering::Release, Ordering::Relaxed)
-                {
-                    Ok(_) => break,
-                    Err(now) => head = now,
-                }
-            }
-        }
-        Heap::reset_for(h, thread_id);
-    }
-    h
-}
-
-/// Puts an emptied heap in the pool for reuse.
-///
-/// # Safety
-/// The heap was abandoned or destroyed and its owner will not use it again.
-pub unsafe fn retire_heap(h: *mut Heap) {
-    let mut reg = REGISTRY.lock();
-    // SAFETY: the heap is valid memory and no longer owned.
-    unsafe {
-        (*h).owner_thread.store(0, Ordering::Relaxed);
-        (*h).dead_next.store(reg.dead, Ordering::Relaxed);
-    }
-    reg.dead = h;
-}
-
-/// Applies frees that reached retired heaps after their threads exited.
-pub fn drain_retired_heaps(local: &mut Local) {
-    let mut chain: *mut Block = ptr::null_mut();
-    {
-        let reg = REGISTRY.lock();
-        let mut h = reg.dead;
-        while !h.is_null() {
-            // SAFETY: retired heaps are valid; their queues are atomics.
-            unsafe {
-                let mut b = (*h).remote.swap(ptr::null_mut(), Ordering::Acquire);
-                while !b.is_null() {
-                    let next = (*b).next;
-                    (*b).next = chain;
-                    chain = b;
-                    b = next;
-                }
-                h = (*h).dead_next.load(Ordering::Relaxed);
-            }
-        }
-    }
-    while !chain.is_null() {
-        // SAFETY: each block is a live memward block queued for freeing.
-        unsafe {
-            let next = (*chain).next;
-            local.free_from_queue(chain as *mut u8);
-            chain = next;
-        }
-    }
-}
-
-/// Calls `f` with every heap's counters (for `stats()`).
-pub fn for_each_heap(mut f: impl FnMut(&Heap)) {
-    let mut h = ALL_HEAPS.load(Ordering::Acquire);
-    while !h.is_null() {
-        // SAFETY: heaps on the registry list are never unmapped.
-        unsafe {
-            f(&*h);
-            h = (*h).registry_next.load(Ordering::Relaxed);
-        }
-    }
 }
 
 /// Creates the calling thread's heap on its first allocation. Null if out of memory.
@@ -239,7 +114,7 @@ pub fn init_thread_heap() -> *mut Heap {
     if !is_empty(current) {
         return current;
     }
-    let h = new_heap(os::thread_id());
+    let h = pool::new_heap(os::thread_id());
     if h.is_null() {
         return h;
     }
@@ -302,27 +177,27 @@ unsafe extern "C" fn thread_done(value: *mut libc::c_void) {
     // run after the thread's code returned).
     unsafe {
         (*h).local().abandon();
-        retire_heap(h);
+        pool::retire_heap(h);
     }
 }
 
 extern "C" fn fork_prepare() {
-    REGISTRY.acquire();
-    segment::lock_all();
+    pool::lock();
+    segment_pool::lock_all();
 }
 
 extern "C" fn fork_parent() {
     // SAFETY: fork_prepare took these locks on this thread.
     unsafe {
-        segment::unlock_all();
-        REGISTRY.release();
+        segment_pool::unlock_all();
+        pool::unlock();
     }
 }
 
 extern "C" fn fork_child() {
     // SAFETY: the child has one thread, the one that ran fork_prepare.
     unsafe {
-        segment::unlock_all();
-        REGISTRY.release();
+        segment_pool::unlock_all();
+        pool::unlock();
     }
 }

@@ -1,0 +1,119 @@
+//! The free operation every front end shares (beside `alloc.rs`, as mimalloc keeps
+//! `free.c` beside `alloc.c`).
+//!
+//! Cost of the owner fast path, `free_any` + `free_owned` (x86_64, release): mask to the
+//! segment header, load and compare its `thread_id` with the thread id (one `mov` from
+//! `fs`), shift to the page index, load the page flags and test them, then push onto
+//! `local_free` and decrement `used` (two loads, three stores), and one test of `used`: 3
+//! conditional branches, about 20 instructions. The C `free` adds the segment-map check
+//! for foreign pointers (`raw::owns`, about 9 instructions). The callgrind figures in
+//! BENCHMARKS.md measure the pair with `malloc`.
+//!
+//! Everything else is out of line: a page that empties or has flags set (full, aligned
+//! pointers, a large block) goes to `free_owned_slow`; a block of another thread to
+//! `free_remote`, which is `#[inline(never)]` but not `#[cold]`, since in producer/consumer
+//! programs every free takes it.
+
+use crate::heap::remote::{route_remote_free, RemoteRoute};
+use crate::heap::Heap;
+use crate::list::Block;
+use crate::os;
+use crate::page::Page;
+use crate::segment::Segment;
+use crate::thread;
+
+/// Frees `p` from any thread: a push onto the page's local list when the calling thread owns
+/// it, else a remote free.
+///
+/// # Safety
+/// `p` was returned by memward and is not freed twice.
+#[inline]
+pub unsafe fn free_any(p: *mut u8) {
+    // SAFETY: p is a live memward pointer, so its segment header is mapped; `&Segment` is
+    // sound from any thread (its mutable parts are atomics and cells).
+    unsafe {
+        let seg = &*Segment::of(p);
+        if seg.thread_id() == os::thread_id() {
+            free_owned(seg.page_of(p), p);
+        } else {
+            free_remote(seg, p);
+        }
+    }
+}
+
+/// Owner-thread free into `page` (fast path inline, the rest out of line).
+///
+/// # Safety
+/// The calling thread owns `page`'s segment and `p` is a live block or aligned pointer in it.
+#[inline(always)]
+pub unsafe fn free_owned(page: *mut Page, p: *mut u8) {
+    // SAFETY: the page belongs to this thread; with no flags set, p is a block start.
+    unsafe {
+        if (*page).flags() == 0 {
+            let used = Page::push_local(page, p.cast::<Block>());
+            // The first page of a class queue is kept when it empties, which is the
+            // common case of a block allocated and freed in turn: no call.
+            if used == 0 && !(*page).is_queue_head() {
+                page_emptied(page);
+            }
+            return;
+        }
+        free_owned_slow(page, p)
+    }
+}
+
+/// The heap that owns `page`.
+///
+/// # Safety
+/// `page` is a live page of a segment the calling thread owns.
+#[inline]
+unsafe fn owner_local<'a>(page: *mut Page) -> &'a mut crate::heap::Local {
+    // SAFETY: the owner is one of this thread's heaps, and no `Local` is borrowed on the
+    // free path (frees are not called from inside the allocator's heap methods).
+    unsafe { (*Heap::from_owner((*page).heap())).local() }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn page_emptied(page: *mut Page) {
+    // SAFETY: the page belongs to this thread and has no live block.
+    unsafe { owner_local(page).page_emptied(page) }
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn free_owned_slow(page: *mut Page, p: *mut u8) {
+    // SAFETY: as for free_owned; the heap's Local handles queue changes.
+    unsafe { owner_local(page).free_in_page(page, p) }
+}
+
+/// A free from a thread that does not own the segment: to the abandoned segment, the
+/// owner's queue, or this thread's outbox (`heap/remote.rs`).
+///
+/// # Safety
+/// `p` is a live block of `seg`, being freed by the caller.
+#[inline(never)]
+pub unsafe fn free_remote(seg: &Segment, p: *mut u8) {
+    let me = thread::current();
+    if !thread::is_empty(me) {
+        // SAFETY: the calling thread's heap; no `Local` is borrowed on the free path.
+        unsafe { (*me).local().free_remote(seg, p) };
+        return;
+    }
+    // SAFETY: forwarded contract; heaps are never unmapped.
+    unsafe {
+        match route_remote_free(seg, p, false) {
+            RemoteRoute::Abandoned => {}
+            RemoteRoute::Direct(owner) => (*owner).push_remote(p),
+            RemoteRoute::Outbox(owner) => {
+                // A thread that only frees gets a heap too, for its outbox and exit hook.
+                let me = thread::init_thread_heap();
+                if me.is_null() {
+                    (*owner).push_remote(p);
+                } else {
+                    (*me).local().push_outbox(owner, p);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! Heaps: one per thread (plus first-class heaps), each owning its pages and segments.
+//!
+//! A heap keeps, per size class, a queue of pages with free blocks; its `direct` table maps
+//! small request sizes straight to the first page of their class, so `malloc` is a table
+//! lookup and a list pop. Pages that run out of blocks move to the full queue (index 0) and
+//! come back when a block is freed to them.
+//!
+//! Ownership and cross-thread frees:
+//! - Only the owning thread touches `Local` (everything but `remote` and the counters).
+//! - A thread freeing a block of another heap collects it in its outbox and sends up to
+//!   `OUTBOX_MAX` such blocks to that heap's `remote` stack with one CAS; the owner takes
+//!   the whole stack with one swap at its next slow path (`remote.rs`).
+//! - When a thread exits, its heap is *abandoned*: each segment still holding live blocks
+//!   opens its abandoned-free stack and goes to a global list; frees to it are then collected
+//!   on the segment itself, and a heap that needs pages adopts it (`abandon.rs`). The heap
+//!   structure goes to a pool for the next thread (`pool.rs`); it is never unmapped, so a
+//!   late free that read the old owner can still push to its queue, which whoever reuses or
+//!   adopts from the pool drains.
+//!
+//! Housekeeping (draining remote frees, purging free pages after the purge delay) runs on
+//! slow paths, so no background thread is needed.
+//!
+//! The mechanisms are one file each, all `impl Local` blocks: `page_queue` (queues and the
+//! direct table), `refill` (the allocation slow path), `large`, `retire` (owner frees that
+//! change a page's state), `remote`, `purge`, `abandon`, `accounting` (statistics), `check`,
+//! and `pool` (the registry of heap structures).
+//!
+//! Invariants (checked by `Local::check`):
+//! - `direct[w] == queues[bin(w)].first`, or `EMPTY_PAGE` when that queue is empty;
+//! - a page is on queue `FULL` exactly when it has `FLAG_IN_FULL`, else on `queues[bin]`;
+//! - `outbox_head.is_null() == (outbox_len == 0)` and `outbox_len < OUTBOX_MAX` between calls.
+
+mod abandon;
+mod accounting;
+mod check;
+mod large;
+mod page_queue;
+pub mod pool;
+mod purge;
+mod refill;
+pub mod remote;
+mod retire;
+
+use crate::list::{Block, BlockStack, List};
+use crate::page::{OwnerHeap, Page};
+use crate::segment::Segment;
+use crate::size_class::{BIN_COUNT, DIRECT_SLOTS};
+use crate::stats::HeapCounters;
+use core::cell::UnsafeCell;
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+
+/// Queue index of the full pages; size-class bins start at 1.
+const FULL: usize = 0;
+/// Slow-path calls between clock reads for purging.
+const TICKS_PER_CLOCK_READ: u32 = 8;
+/// Abandoned segments adopted at most per slow path.
+const MAX_ADOPT: usize = 8;
+/// Frees to another thread's heap collected before they are sent with one CAS.
+const OUTBOX_MAX: u32 = 64;
+/// In-use bytes a heap accumulates before publishing them to the process-wide total; the
+/// process peak is exact to within this much per thread.
+const LIVE_BATCH: u64 = 256 * 1024;
+
+/// A page every direct slot points to while its class has no page: `free` is null, so the
+/// fast path falls through to the slow path without a separate null check. It is only
+/// ever read (`Page::pop` writes nothing when `free` is null).
+struct StaticPage(Page);
+// SAFETY: the empty page is never written, so sharing it between threads is sound.
+unsafe impl Sync for StaticPage {}
+static EMPTY_PAGE: StaticPage = StaticPage(Page::EMPTY);
+const EMPTY_PAGE_PTR: *mut Page = &EMPTY_PAGE.0 as *const Page as *mut Page;
+
+/// The owner-only part of a heap.
+pub struct Local {
+    /// First page of the class for each request size in words (fast path).
+    direct: [*mut Page; DIRECT_SLOTS],
+    queues: [List<Page>; BIN_COUNT],
+    /// Small and medium segments with a free page slot, and without.
+    avail: [List<Segment>; 2],
+    full: [List<Segment>; 2],
+    /// Large and huge segments (one block each).
+    large: List<Segment>,
+    this: *mut Heap,
+    thread_id: usize,
+    slow_count: u32,
+    next_purge: u64,
+    /// Free, unpurged page slots that may be due for purging.
+    pending_purge: usize,
+    /// Change of in-use bytes not yet added to the process total (batched to keep atomic
+    /// read-modify-writes off the slow path).
+    pending_live: i64,
+    /// Frees of blocks owned by another thread heap (`outbox_target`), chained through the
+    /// blocks and sent as one batch (snmalloc's message batching): one CAS per batch
+    /// instead of one per free, and less contention on the owner's queue. At most
+    /// `OUTBOX_MAX` blocks wait; the batch goes out at the owner change, at this heap's
+    /// slow paths and when its thread exits.
+    outbox_target: *mut Heap,
+    outbox_head: *mut Block,
+    outbox_tail: *mut Block,
+    outbox_len: u32,
+}
+
+/// The remote-free stack on a cache line of its own: other threads CAS it while the owner
+/// writes its counters, which would otherwise share the line.
+#[repr(C, align(64))]
+struct RemoteQueue(BlockStack);
+
+#[repr(C)]
+pub struct Heap {
+    local: UnsafeCell<Local>,
+    /// Blocks freed by other threads, linked through their first word.
+    remote: RemoteQueue,
+    counters: HeapCounters,
+    /// All heaps ever created, through this link (set once, read by `stats()`).
+    registry_next: AtomicPtr<Heap>,
+    /// Pool of retired heaps (under the registry lock).
+    dead_next: AtomicPtr<Heap>,
+    owner_thread: AtomicUsize,
+    /// A first-class heap: frees to it are never batched, since dropping it releases its
+    /// segments, and a batched free arriving later would write into released memory.
+    first_class: AtomicBool,
+}
+
+// SAFETY: `local` is only touched by the owning thread (see module docs); everything else
+// is atomic.
+unsafe impl Sync for Heap {}
+
+impl Local {
+    const EMPTY: Local = Local {
+        direct: [EMPTY_PAGE_PTR; DIRECT_SLOTS],
+        queues: [const { List::new() }; BIN_COUNT],
+        avail: [const { List::new() }; 2],
+        full: [const { List::new() }; 2],
+        large: List::new(),
+        this: ptr::null_mut(),
+        thread_id: 0,
+        slow_count: 0,
+        next_purge: 0,
+        pending_purge: 0,
+        pending_live: 0,
+        outbox_target: ptr::null_mut(),
+        outbox_head: ptr::null_mut(),
+        outbox_tail: ptr::null_mut(),
+        outbox_len: 0,
+    };
+
+    #[inline]
+    fn heap(&self) -> &Heap {
+        // SAFETY: `this` is set when the heap is given an owner and heaps are never unmapped.
+        unsafe { &*self.this }
+    }
+
+    /// This heap as pages and segments record their owner.
+    #[inline]
+    fn tag(&self) -> *mut OwnerHeap {
+        self.this.cast()
+    }
+
+    /// Does this heap own `page` (as opposed to another heap of the same thread)?
+    ///
+    /// # Safety
+    /// `page` is a page of a segment the calling thread owns, not borrowed elsewhere.
+    unsafe fn owns_page(&self, page: *mut Page) -> bool {
+        // SAFETY: per the contract.
+        unsafe { (*page).heap() == self.tag() }
+    }
+}
+
+impl Heap {
+    /// The heap every thread starts with: it owns nothing, and its first slow path replaces
+    /// it with a real heap.
+    // A template copied into fresh memory, never shared: its atomics are not aliased.
+    #[allow(clippy::declare_interior_mutable_const)]
+    pub const EMPTY: Heap = Heap {
+        local: UnsafeCell::new(Local::EMPTY),
+        remote: RemoteQueue(BlockStack::new()),
+        counters: HeapCounters::new(),
+        registry_next: AtomicPtr::new(ptr::null_mut()),
+        dead_next: AtomicPtr::new(ptr::null_mut()),
+        owner_thread: AtomicUsize::new(0),
+        first_class: AtomicBool::new(false),
+    };
+
+    /// The heap a page or segment records as its owner.
+    #[inline]
+    pub fn from_owner(owner: *mut OwnerHeap) -> *mut Heap {
+        owner.cast()
+    }
+
+    /// The owner-only state.
+    ///
+    /// # Safety
+    /// Only the owning thread may call this, and it must not hold another `&mut Local` of
+    /// the same heap.
+    #[inline(always)]
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn local(&self) -> &mut Local {
+        // SAFETY: guaranteed by the caller.
+        unsafe { &mut *self.local.get() }
+    }
+
+    /// Direct-table lookup for the fast path.
+    ///
+    /// # Safety
+    /// `h` is a live heap owned by the calling thread (or the static empty heap), and
+    /// `size <= SMALL_DIRECT_MAX`.
+    #[inline(always)]
+    pub unsafe fn direct_page(h: *const Heap, size: usize) -> *mut Page {
+        // SAFETY: the index is at most DIRECT_SLOTS - 1 for size <= SMALL_DIRECT_MAX, and
+        // only the owner writes the table; no reference to `Local` is made.
+        unsafe {
+            let direct = ptr::addr_of!((*(*h).local.get()).direct).cast::<*mut Page>();
+            *direct.add((size + 7) >> 3)
+        }
+    }
+
+    /// Per-heap statistics, readable from any thread.
+    #[inline(always)]
+    pub fn counters(&self) -> &HeapCounters {
+        &self.counters
+    }
+
+    /// Is this a first-class heap (`memward::Heap`)?
+    #[inline]
+    pub fn is_first_class(&self) -> bool {
+        self.first_class.load(Ordering::Relaxed)
+    }
+
+    /// Marks a heap just given to this thread as first-class.
+    pub fn set_first_class(&self) {
+        self.first_class.store(true, Ordering::Relaxed);
+    }
+}

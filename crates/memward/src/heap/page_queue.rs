@@ -1,0 +1,87 @@
+//! Page queues and the direct table: which page each size class allocates from.
+//!
+//! Queue `bin` holds the heap's pages of that class that may have free blocks, the current
+//! one first; queue `FULL` holds pages found without any. Every change to the front of a
+//! class queue rewrites the class's slots in `direct`, so the fast path never looks at the
+//! queues. Owner-only, like everything in `Local`.
+
+use super::{Local, EMPTY_PAGE_PTR, FULL};
+use crate::page::{Page, FLAG_IN_FULL};
+use crate::size_class::direct_range;
+
+impl Local {
+    /// # Safety
+    /// `page` is a page of this heap on no queue.
+    pub(super) unsafe fn queue_push_front(&mut self, qi: usize, page: *mut Page) {
+        // SAFETY: forwarded contract.
+        unsafe { self.queues[qi].push_front(page) };
+        self.update_direct(qi);
+    }
+
+    /// # Safety
+    /// `page` is a page of this heap on no queue.
+    pub(super) unsafe fn queue_push_back(&mut self, qi: usize, page: *mut Page) {
+        // SAFETY: forwarded contract.
+        unsafe { self.queues[qi].push_back(page) };
+        self.update_direct(qi);
+    }
+
+    /// # Safety
+    /// `page` is on queue `qi` of this heap.
+    pub(super) unsafe fn queue_remove(&mut self, qi: usize, page: *mut Page) {
+        // SAFETY: forwarded contract.
+        unsafe { self.queues[qi].remove(page) };
+        self.update_direct(qi);
+    }
+
+    /// Moves a page that is on queue `qi` to its front (it becomes the class's current page).
+    ///
+    /// # Safety
+    /// `page` is on queue `qi` of this heap.
+    pub(super) unsafe fn queue_move_to_front(&mut self, qi: usize, page: *mut Page) {
+        if self.queues[qi].first() != page {
+            // SAFETY: forwarded contract.
+            unsafe {
+                self.queues[qi].remove(page);
+                self.queues[qi].push_front(page);
+            }
+            self.update_direct(qi);
+        }
+    }
+
+    fn update_direct(&mut self, qi: usize) {
+        if qi == FULL {
+            return;
+        }
+        let first = self.queues[qi].first();
+        let target = if first.is_null() {
+            EMPTY_PAGE_PTR
+        } else {
+            first
+        };
+        let (lo, hi) = direct_range(qi);
+        self.direct[lo..=hi].fill(target);
+    }
+
+    /// The queue a page of this heap is on.
+    ///
+    /// # Safety
+    /// `page` is a live page of this heap, not borrowed elsewhere.
+    pub(super) unsafe fn queue_of(page: *mut Page) -> usize {
+        // SAFETY: per the contract.
+        let page = unsafe { &*page };
+        if page.flags() & FLAG_IN_FULL != 0 {
+            FULL
+        } else {
+            page.bin()
+        }
+    }
+
+    /// Forgets every page queue (abandon and destroy, once the pages are dealt with).
+    pub(super) fn clear_queues(&mut self) {
+        for q in &mut self.queues {
+            q.clear();
+        }
+        self.direct = [EMPTY_PAGE_PTR; crate::size_class::DIRECT_SLOTS];
+    }
+}

@@ -1,0 +1,167 @@
+//! The allocation slow path: housekeeping, then a page of the class with a free block,
+//! or a new page from one of the heap's segments, or a new segment (adopted from an exited
+//! thread, from the cache, or from the OS). Owner-only.
+
+use super::{pool, Local, FULL, MAX_ADOPT, TICKS_PER_CLOCK_READ};
+use crate::page::{Page, FLAG_IN_FULL};
+use crate::segment::{Segment, SegmentKind};
+use crate::size_class::{bin_of, bin_size, MEDIUM_MAX, SMALL_MAX};
+use crate::stats::bump;
+use crate::{options, os, segment_pool};
+use core::ptr;
+
+impl Local {
+    /// Everything that is not a pop from the direct page: housekeeping, finding or making a
+    /// page for the class, large and huge objects.
+    pub fn alloc_slow(&mut self, size: usize) -> *mut u8 {
+        self.tick();
+        #[cfg(feature = "expensive-checks")]
+        if self.slow_count % 64 == 0 {
+            self.check();
+        }
+        if size > MEDIUM_MAX {
+            return self.alloc_large(size, 64, size);
+        }
+        let page = self.find_page(bin_of(size));
+        if page.is_null() {
+            return ptr::null_mut();
+        }
+        // SAFETY: find_page returns a page of ours with a non-empty free list.
+        let b = unsafe { Page::pop(page) };
+        debug_assert!(!b.is_null());
+        bump(&self.heap().counters.requested, size as u64);
+        b.cast()
+    }
+
+    /// Drains remote frees and, every few calls, purges what is due.
+    fn tick(&mut self) {
+        self.flush_outbox();
+        if !self.heap().remote.0.is_empty() {
+            self.drain_remote();
+        }
+        self.slow_count = self.slow_count.wrapping_add(1);
+        if self.slow_count % TICKS_PER_CLOCK_READ == 0 {
+            let delay = options::purge_delay_ms();
+            if delay >= 0 {
+                let now = os::now_ms();
+                if now >= self.next_purge {
+                    self.next_purge = now + (delay as u64 / 2).max(1);
+                    self.purge_due(now, delay as u64, false);
+                    segment_pool::purge_cache(now);
+                }
+            }
+        }
+    }
+
+    /// Refills an exhausted page's `free` (from `local_free` or by carving) and reconciles
+    /// its statistics.
+    ///
+    /// # Safety
+    /// `page` is a live page of this heap, not borrowed elsewhere.
+    unsafe fn refill_page(&mut self, page: *mut Page) {
+        // SAFETY: per the contract; the segment header is mapped while the page lives.
+        unsafe {
+            if !(*page).has_free() {
+                self.credit(page, 0);
+                let n = (*page).refill();
+                (*page).set_batch(n);
+                let extent = (*page).capacity() as usize * (*page).block_size();
+                (*Segment::of(page)).note_touched(page, extent);
+            }
+            self.sync(page);
+        }
+    }
+
+    /// Finds a page of `bin` with a free block, moving exhausted pages to the full queue,
+    /// or makes a new one. Null if out of memory.
+    fn find_page(&mut self, bin: usize) -> *mut Page {
+        let mut page = self.queues[bin].first();
+        while !page.is_null() {
+            // SAFETY: pages on our queues are ours; no reference to one is held across the
+            // queue operations.
+            unsafe {
+                let next = self.queues[bin].next(page);
+                self.refill_page(page);
+                if (*page).has_free() {
+                    self.queue_move_to_front(bin, page);
+                    return page;
+                }
+                self.queue_remove(bin, page);
+                (*page).set_flag(FLAG_IN_FULL, true);
+                self.queue_push_front(FULL, page);
+                page = next;
+            }
+        }
+        let page = self.new_page(bin);
+        if !page.is_null() {
+            // SAFETY: a fresh page of ours on no queue.
+            unsafe {
+                self.refill_page(page);
+                self.queue_push_front(bin, page);
+            }
+        }
+        page
+    }
+
+    /// Takes a free page slot from our segments (adopting or acquiring a segment if
+    /// needed) and initialises it for `bin`.
+    fn new_page(&mut self, bin: usize) -> *mut Page {
+        let block_size = bin_size(bin);
+        let kind = if block_size <= SMALL_MAX {
+            SegmentKind::Small
+        } else {
+            SegmentKind::Medium
+        };
+        let k = kind.class_index();
+        let mut seg = self.avail[k].first();
+        if seg.is_null() {
+            seg = self.new_segment(kind);
+            if seg.is_null() {
+                return ptr::null_mut();
+            }
+        }
+        // SAFETY: seg is one of our segments with a free slot, on our `avail` list.
+        unsafe {
+            let s = &*seg;
+            let Some((i, now_full)) = s.take_slot() else {
+                unreachable!("segment on the avail list without a free slot")
+            };
+            if now_full {
+                self.avail[k].remove(seg);
+                self.full[k].push_front(seg);
+                s.set_in_full_list(true);
+            }
+            let (start, end) = s.slot_range(i);
+            let page = s.page_at(i);
+            (*page).set_purged(false);
+            (*page).init(self.tag(), bin, block_size, start as *mut u8, end);
+            page
+        }
+    }
+
+    /// A segment with free page slots for `kind`: adopted from exited threads if any,
+    /// else from the cache or the OS. It is put on our `avail` list.
+    fn new_segment(&mut self, kind: SegmentKind) -> *mut Segment {
+        let k = kind.class_index();
+        if segment_pool::abandoned_count() > 0 {
+            pool::drain_retired_heaps(self);
+            for _ in 0..MAX_ADOPT {
+                let s = segment_pool::take_abandoned();
+                if s.is_null() {
+                    break;
+                }
+                // SAFETY: an abandoned segment taken off the list is ours to adopt.
+                unsafe { self.adopt(s) };
+                if !self.avail[k].is_empty() {
+                    return self.avail[k].first();
+                }
+            }
+        }
+        let seg = segment_pool::acquire(kind, self.tag(), self.thread_id, 0);
+        if !seg.is_null() {
+            // SAFETY: a fresh segment of ours on no list.
+            unsafe { self.avail[k].push_front(seg) };
+        }
+        seg
+    }
+}

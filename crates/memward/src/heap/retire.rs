@@ -1,0 +1,107 @@
+//! Owner frees that change a page's state: the page leaves the full queue, or its last
+//! block comes back and its slot returns to the segment (and the segment to the pool when
+//! it empties). The common owner free is the fast path in `free.rs`; this is its slow
+//! half. Owner-only.
+
+use super::{Local, FULL};
+use crate::list::Block;
+use crate::page::{Page, FLAG_HAS_ALIGNED, FLAG_IN_FULL};
+use crate::segment::{Segment, SegmentKind};
+use crate::{options, os, segment_pool};
+
+impl Local {
+    /// Owner free with the flags handled (full page, aligned pointers).
+    ///
+    /// # Safety
+    /// `page` is a page of this heap, not borrowed elsewhere, and `p` is a live block or
+    /// aligned pointer in it.
+    pub unsafe fn free_in_page(&mut self, page: *mut Page, p: *mut u8) {
+        // SAFETY: per the contract; references to the page end before queue operations.
+        unsafe {
+            let flags = (*page).flags();
+            let b = if flags & FLAG_HAS_ALIGNED != 0 {
+                (*page).block_start(p)
+            } else {
+                p
+            };
+            let used = Page::push_local(page, b.cast::<Block>());
+            if flags & FLAG_IN_FULL != 0 {
+                self.queue_remove(FULL, page);
+                (*page).set_flag(FLAG_IN_FULL, false);
+                self.queue_push_back((*page).bin(), page);
+            }
+            if used == 0 {
+                self.page_emptied(page);
+            }
+        }
+    }
+
+    /// A page's last block came back: keep it if it is the current page of its class
+    /// (to avoid thrashing), else give the slot back to its segment.
+    ///
+    /// # Safety
+    /// `page` is a page of this heap with no live block, not borrowed elsewhere.
+    pub unsafe fn page_emptied(&mut self, page: *mut Page) {
+        // SAFETY: per the contract.
+        unsafe {
+            let bin = (*page).bin();
+            if bin != 0
+                && self.queues[bin].first() == page
+                && (*page).flags() & FLAG_IN_FULL == 0
+            {
+                return;
+            }
+            self.free_page(page);
+        }
+    }
+
+    /// Returns an empty page's slot to its segment; releases the segment when it empties.
+    ///
+    /// # Safety
+    /// As for [`Local::page_emptied`].
+    pub(super) unsafe fn free_page(&mut self, page: *mut Page) {
+        // SAFETY: per the contract; the page's segment is one of ours. The segment is only
+        // reached through `&Segment` (its owner state is in cells), so it never overlaps a
+        // reference to the page.
+        unsafe {
+            debug_assert_eq!((*page).used(), 0);
+            self.credit_now(page);
+            self.sync(page);
+            let seg = Segment::of(page);
+            let s = &*seg;
+            if (*page).bin() != 0 {
+                self.queue_remove(Self::queue_of(page), page);
+            }
+            (*page).retire();
+            match s.kind() {
+                SegmentKind::Large | SegmentKind::Huge => {
+                    self.large.remove(seg);
+                    segment_pool::release(seg);
+                }
+                SegmentKind::Small | SegmentKind::Medium => {
+                    let k = s.kind().class_index();
+                    let index = (page as usize - s.page_at(0) as usize) / size_of::<Page>();
+                    let was_full = s.in_full_list();
+                    let in_use = s.give_back_slot(index);
+                    if was_full {
+                        self.full[k].remove(seg);
+                        self.avail[k].push_front(seg);
+                        s.set_in_full_list(false);
+                    }
+                    if in_use == 0 {
+                        self.avail[k].remove(seg);
+                        s.unpurge_slots();
+                        segment_pool::release(seg);
+                    } else {
+                        (*page).set_freed_at(os::now_ms());
+                        match options::purge_delay_ms() {
+                            0 => s.purge_slot(index),
+                            d if d > 0 => self.pending_purge += 1,
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,471 @@
+//! Where segments come from and go to: the OS, a cache of empty segments, a best-fit cache
+//! of huge mappings, and the list of segments abandoned by exited threads.
+//!
+//! Empty segments go to the cache, where they are purged after the purge delay and
+//! unmapped beyond `MEMWARD_SEGMENT_CACHE`; freed huge mappings wait in their own cache
+//! for reuse (best fit, excess purged) and are unmapped once idle for the purge delay.
+//! Abandoned segments wait on a global list until a heap that needs pages adopts them.
+//! Each list has its own spin lock; `lock_all`/`unlock_all` take them around `fork()`.
+//! While a segment is on one of these lists, the holder of that list's lock plays its
+//! owner (see `segment.rs`).
+
+use crate::layout::SEGMENT_SIZE;
+use crate::list::List;
+use crate::lock::SpinLock;
+use crate::page::OwnerHeap;
+use crate::segment::{Segment, SegmentKind, HEADER_SIZE};
+use crate::{options, os, segment_map, stats};
+use core::ptr;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// Empty normal-size segments kept for reuse.
+static CACHE: SpinLock<List<Segment>> = SpinLock::new(List::new());
+/// Recently freed huge segments, newest first: a program that frees and allocates blocks
+/// of several MiB in turn reuses the mapping instead of faulting fresh pages in. Entries are
+/// unmapped once idle for the purge delay, or when the cache exceeds its byte budget.
+static HUGE_CACHE: SpinLock<List<Segment>> = SpinLock::new(List::new());
+static HUGE_CACHED_BYTES: AtomicUsize = AtomicUsize::new(0);
+/// Segments whose thread exited while they still held live blocks.
+static ABANDONED_LIST: SpinLock<List<Segment>> = SpinLock::new(List::new());
+static ABANDONED_COUNT: AtomicUsize = AtomicUsize::new(0);
+/// Next time (ms) the cache should be checked for segments to purge.
+static NEXT_CACHE_PURGE: AtomicUsize = AtomicUsize::new(0);
+
+/// Takes all global segment locks (fork prepare handler).
+pub fn lock_all() {
+    CACHE.acquire();
+    HUGE_CACHE.acquire();
+    ABANDONED_LIST.acquire();
+}
+
+/// Releases what `lock_all` took.
+///
+/// # Safety
+/// Only after `lock_all` on this thread (fork parent/child handlers).
+pub unsafe fn unlock_all() {
+    // SAFETY: the caller took the locks with lock_all.
+    unsafe {
+        ABANDONED_LIST.release();
+        HUGE_CACHE.release();
+        CACHE.release();
+    }
+}
+
+/// Gets a segment of `kind` for `heap`, with `huge_size` mapped bytes (huge) or
+/// `SEGMENT_SIZE`. Null when the OS is out of memory.
+pub fn acquire(
+    kind: SegmentKind,
+    heap: *mut OwnerHeap,
+    thread_id: usize,
+    huge_size: usize,
+) -> *mut Segment {
+    let (seg, size, zero, fresh) = if kind == SegmentKind::Huge {
+        let ps = os::page_size().max(64 * 1024);
+        let Some(size) = huge_size.checked_add(ps - 1).map(|s| s & !(ps - 1)) else {
+            return ptr::null_mut();
+        };
+        let cached = take_huge(size);
+        if cached.is_null() {
+            let seg = os::map_aligned(size, SEGMENT_SIZE);
+            (seg.cast::<Segment>(), size, true, true)
+        } else {
+            // SAFETY: cached segments are mapped, and this one is ours now.
+            let (purged, size) = unsafe { ((*cached).purged(), (*cached).size()) };
+            (cached, size, purged, false)
+        }
+    } else {
+        let cached = CACHE.lock().pop_front();
+        if cached.is_null() {
+            let seg = os::map_aligned(SEGMENT_SIZE, SEGMENT_SIZE);
+            (seg.cast::<Segment>(), SEGMENT_SIZE, true, true)
+        } else {
+            // SAFETY: cached segments are mapped, and this one is ours now.
+            let purged = unsafe { (*cached).purged() };
+            (cached, SEGMENT_SIZE, purged, false)
+        }
+    };
+    if seg.is_null() {
+        return seg;
+    }
+    if fresh {
+        stats::mapped(size);
+    }
+    if !segment_map::insert(seg as usize) {
+        // SAFETY: the mapping was just made (or taken from the cache) and holds nothing.
+        unsafe {
+            if !fresh {
+                stats::resident(-(header_resident() as i64 + (*seg).touched() as i64));
+            }
+            os::unmap(seg.cast(), size);
+        }
+        stats::unmapped(size);
+        return ptr::null_mut();
+    }
+    // Set or withdraw the huge-page hint for this use of the mapping.
+    let huge = wants_huge_pages(kind);
+    // SAFETY: a cached header is valid; a fresh mapping has no hint yet.
+    let had = !fresh && unsafe { (*seg).huge_pages() };
+    if huge != had {
+        // SAFETY: the whole mapping is ours and holds no live block.
+        unsafe {
+            if huge {
+                os::advise_huge_pages(seg.cast(), size);
+            } else {
+                os::advise_no_huge_pages(seg.cast(), size);
+            }
+        }
+    }
+    // What the cache kept resident (a fresh mapping: only the header, written below).
+    let kept = if fresh {
+        stats::resident(header_resident() as i64);
+        0
+    } else {
+        // SAFETY: the cached header is still valid and ours.
+        unsafe { (*seg).touched() }
+    };
+    // SAFETY: `seg` is a mapping of `size` bytes, aligned, holding nothing, and only we can
+    // reach it (out of every cache; its blocks not yet handed out).
+    unsafe { Segment::init(seg, kind, heap, thread_id, size, huge, zero, fresh, kept) };
+    seg
+}
+
+/// Resident bytes of a segment header: the OS pages it occupies.
+fn header_resident() -> usize {
+    let ps = os::page_size();
+    (HEADER_SIZE + ps - 1) & !(ps - 1)
+}
+
+/// Bytes in use above which new segments of every kind get the huge-page hint.
+const HUGE_PAGE_THRESHOLD: i64 = 64 << 20;
+
+/// Whether a new mapping for `kind` should ask for transparent huge pages.
+///
+/// A page fault costs about as much as a thousand allocations, and a 2 MiB page replaces
+/// 512 of them. The price is RSS: a partly used 2 MiB page is resident whole (a common
+/// complaint about allocators that always use THP). So huge objects, which are normally
+/// used whole, always get the hint, and other segments only once the program has
+/// `HUGE_PAGE_THRESHOLD` bytes in use, where a few partly used huge pages are a small
+/// fraction of the heap. Purging part of a huge page splits it, so memory still goes back.
+/// Large segments never get it: their single block may be far smaller than the 4 MiB
+/// segment, and a huge page would make the rest of its 2 MiB resident.
+fn wants_huge_pages(kind: SegmentKind) -> bool {
+    options::huge_pages()
+        && match kind {
+            SegmentKind::Huge => true,
+            SegmentKind::Large => false,
+            SegmentKind::Small | SegmentKind::Medium => stats::live_bytes() >= HUGE_PAGE_THRESHOLD,
+        }
+}
+
+/// Returns an empty segment: huge ones are cached for reuse or unmapped, others cached
+/// (or unmapped when the cache is full).
+///
+/// # Safety
+/// The caller owns `seg`, which holds no live block and is on no heap list.
+pub unsafe fn release(seg: *mut Segment) {
+    // SAFETY: the caller guarantees the segment is empty, unlinked and ours.
+    unsafe {
+        segment_map::remove(seg as usize);
+        let s = &*seg;
+        s.clear_owner();
+        s.set_purged(false);
+        s.set_cached_at(os::now_ms());
+        let delay = options::purge_delay_ms();
+        if s.kind() == SegmentKind::Huge {
+            if delay == 0 {
+                unmap_cached(seg);
+            } else {
+                cache_huge(seg);
+            }
+            return;
+        }
+        if delay == 0 {
+            purge_cached(seg);
+        }
+        let evict = {
+            let mut cache = CACHE.lock();
+            cache.push_front(seg);
+            if cache.len() > options::segment_cache_limit() {
+                let oldest = cache.last();
+                cache.remove(oldest);
+                oldest
+            } else {
+                ptr::null_mut()
+            }
+        };
+        if !evict.is_null() {
+            unmap_cached(evict);
+        }
+    }
+}
+
+/// Budget of the huge-segment cache in bytes.
+fn huge_cache_limit() -> usize {
+    options::segment_cache_limit() * SEGMENT_SIZE * 4
+}
+
+/// # Safety
+/// `seg` is an empty huge segment out of the segment map, owned by the caller.
+unsafe fn cache_huge(seg: *mut Segment) {
+    // SAFETY: the segment is unused; the list is guarded by its lock.
+    unsafe {
+        let size = (*seg).size();
+        if size > huge_cache_limit() {
+            unmap_cached(seg);
+            return;
+        }
+        let mut evicted: [*mut Segment; 8] = [ptr::null_mut(); 8];
+        let mut n = 0;
+        {
+            let mut cache = HUGE_CACHE.lock();
+            cache.push_front(seg);
+            let mut bytes = HUGE_CACHED_BYTES.fetch_add(size, Ordering::Relaxed) + size;
+            while bytes > huge_cache_limit() && n < evicted.len() {
+                let oldest = cache.last();
+                cache.remove(oldest);
+                let oldest_size = (*oldest).size();
+                bytes -= oldest_size;
+                HUGE_CACHED_BYTES.fetch_sub(oldest_size, Ordering::Relaxed);
+                evicted[n] = oldest;
+                n += 1;
+            }
+        }
+        for &e in &evicted[..n] {
+            unmap_cached(e);
+        }
+    }
+}
+
+/// The smallest cached huge segment of at least `size` bytes. When it is more than twice
+/// that, the part beyond `size` is purged so the reuse does not keep unneeded memory
+/// resident.
+fn take_huge(size: usize) -> *mut Segment {
+    if HUGE_CACHED_BYTES.load(Ordering::Relaxed) == 0 {
+        return ptr::null_mut();
+    }
+    let mut cache = HUGE_CACHE.lock();
+    let mut best: *mut Segment = ptr::null_mut();
+    let mut s = cache.first();
+    while !s.is_null() {
+        // SAFETY: cached segments are mapped and on this list; we hold the lock.
+        unsafe {
+            let have = (*s).size();
+            if have >= size && (best.is_null() || have < (*best).size()) {
+                best = s;
+            }
+            s = cache.next(s);
+        }
+    }
+    if !best.is_null() {
+        // SAFETY: best is on this list.
+        unsafe {
+            cache.remove(best);
+            HUGE_CACHED_BYTES.fetch_sub((*best).size(), Ordering::Relaxed);
+        }
+    }
+    drop(cache);
+    // SAFETY: the segment is ours and unused; the purged range is page-aligned and lies
+    // beyond what the new block will use.
+    unsafe {
+        if !best.is_null() && !(*best).purged() && (*best).size() / 2 > size {
+            let ps = os::page_size();
+            let keep = (size + ps - 1) & !(ps - 1);
+            if os::purge(best.cast::<u8>().add(keep), (*best).size() - keep) {
+                stats::purge_call();
+                let before = (*best).touched();
+                let touched = before.min(keep - HEADER_SIZE.min(keep));
+                stats::resident(touched as i64 - before as i64);
+                (*best).set_touched(touched);
+            }
+        }
+    }
+    best
+}
+
+/// # Safety
+/// `seg` is a cached segment that was removed from its cache.
+unsafe fn unmap_cached(seg: *mut Segment) {
+    // SAFETY: cached segments hold nothing live and are out of the segment map.
+    unsafe {
+        let size = (*seg).size();
+        stats::resident(-(header_resident() as i64 + (*seg).touched() as i64));
+        os::unmap(seg.cast(), size);
+        stats::unmapped(size);
+    }
+}
+
+/// # Safety
+/// `seg` is cached (holds no live block) and owned by the caller or the cache lock holder.
+unsafe fn purge_cached(seg: *mut Segment) {
+    // SAFETY: everything after the header is unused in a cached segment.
+    unsafe {
+        let s = &*seg;
+        if s.purged() {
+            return;
+        }
+        let ps = os::page_size();
+        let start = (seg as usize + HEADER_SIZE + ps - 1) & !(ps - 1);
+        if os::purge(start as *mut u8, seg as usize + s.size() - start) {
+            s.set_purged(true);
+            stats::purge_call();
+            stats::resident(-(s.touched() as i64));
+            s.set_touched(0);
+        }
+    }
+}
+
+/// Purges cached segments that have been idle longer than the purge delay. Cheap when
+/// nothing is due: one atomic load.
+pub fn purge_cache(now: u64) {
+    let delay = options::purge_delay_ms();
+    if delay < 0 || (now as usize) < NEXT_CACHE_PURGE.load(Ordering::Relaxed) {
+        return;
+    }
+    NEXT_CACHE_PURGE.store(
+        now as usize + (delay as usize / 2).max(1),
+        Ordering::Relaxed,
+    );
+    {
+        let cache = CACHE.lock();
+        let mut s = cache.first();
+        while !s.is_null() {
+            // SAFETY: segments on the cache list are mapped and unused; we hold the lock.
+            unsafe {
+                if !(*s).purged() && (*s).cached_at() + delay as u64 <= now {
+                    purge_cached(s);
+                }
+                s = cache.next(s);
+            }
+        }
+    }
+    expire_huge(|s| {
+        // SAFETY: `expire_huge` calls this on cached segments under the huge cache's lock.
+        let cached_at = unsafe { s.cached_at() };
+        cached_at + delay as u64 <= now
+    });
+}
+
+/// Unmaps the cached huge segments `due` selects.
+fn expire_huge(due: impl Fn(&Segment) -> bool) {
+    if HUGE_CACHED_BYTES.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    loop {
+        let victim = {
+            let mut cache = HUGE_CACHE.lock();
+            let mut s = cache.first();
+            // SAFETY: cached segments are mapped and on this list; we hold the lock.
+            unsafe {
+                while !s.is_null() && !due(&*s) {
+                    s = cache.next(s);
+                }
+                if !s.is_null() {
+                    cache.remove(s);
+                    HUGE_CACHED_BYTES.fetch_sub((*s).size(), Ordering::Relaxed);
+                }
+            }
+            s
+        };
+        if victim.is_null() {
+            return;
+        }
+        // SAFETY: taken off the cache; unused.
+        unsafe { unmap_cached(victim) };
+    }
+}
+
+/// Purges every cached segment now (`malloc_trim`, `memward::raw::collect`).
+pub fn purge_cache_all() {
+    expire_huge(|_| true);
+    let cache = CACHE.lock();
+    let mut s = cache.first();
+    while !s.is_null() {
+        // SAFETY: as in purge_cache.
+        unsafe {
+            purge_cached(s);
+            s = cache.next(s);
+        }
+    }
+}
+
+/// Puts a segment whose thread exited on the abandoned list.
+///
+/// # Safety
+/// The caller owned `seg`, has called `Segment::mark_abandoned`, and the segment is on no
+/// heap list.
+pub unsafe fn abandon(seg: *mut Segment) {
+    let mut list = ABANDONED_LIST.lock();
+    // SAFETY: the segment is on no other list.
+    unsafe { list.push_front(seg) };
+    ABANDONED_COUNT.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Takes one abandoned segment, or null. One relaxed load when there are none.
+pub fn take_abandoned() -> *mut Segment {
+    if ABANDONED_COUNT.load(Ordering::Relaxed) == 0 {
+        return ptr::null_mut();
+    }
+    let s = ABANDONED_LIST.lock().pop_front();
+    if !s.is_null() {
+        ABANDONED_COUNT.fetch_sub(1, Ordering::Relaxed);
+    }
+    s
+}
+
+pub fn abandoned_count() -> usize {
+    ABANDONED_COUNT.load(Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::page::Page;
+
+    #[test]
+    fn acquire_lays_out_pages_and_release_caches() {
+        let seg = acquire(SegmentKind::Small, ptr::null_mut(), 12345, 0);
+        assert!(!seg.is_null());
+        assert!(segment_map::contains(seg as usize));
+        // SAFETY: seg was just acquired and is used by this test only.
+        unsafe {
+            let s = &*seg;
+            assert_eq!(s.page_count(), 64);
+            assert_eq!(s.thread_id(), 12345);
+            assert_eq!(s.slot_range(0).0, seg as usize + HEADER_SIZE);
+            assert_eq!(
+                s.slot_range(1),
+                (seg as usize + 65536, seg as usize + 131072)
+            );
+            let p = seg.cast::<u8>().add(3 * 65536 + 100);
+            assert_eq!(s.page_of(p), s.page_at(0).add(3));
+            assert_eq!(Segment::of(p), seg);
+            let (ps, pe) = s.slot_purge_range(0);
+            assert_eq!(ps % os::page_size(), 0);
+            assert!(ps >= seg as usize + HEADER_SIZE && pe == seg as usize + 65536);
+            // Slot accounting keeps used_pages + |free slots| == page_count.
+            let (i, full) = s.take_slot().unwrap();
+            assert_eq!((i, full), (0, false));
+            let page: *mut Page = s.page_at(i);
+            let (start, end) = s.slot_range(i);
+            (*page).init(ptr::null_mut(), 5, 64, start as *mut u8, end);
+            s.check();
+            (*page).retire();
+            assert_eq!(s.give_back_slot(i), 0);
+            s.check();
+            release(seg);
+        }
+        assert!(!segment_map::contains(seg as usize));
+    }
+
+    #[test]
+    fn huge_segments_are_sized_to_fit() {
+        let seg = acquire(SegmentKind::Huge, ptr::null_mut(), 1, 9 << 20);
+        assert!(!seg.is_null());
+        // SAFETY: seg is ours; the last byte is inside the mapping.
+        unsafe {
+            assert!((*seg).size() >= 9 << 20);
+            *seg.cast::<u8>().add((*seg).size() - 1) = 1;
+            release(seg);
+        }
+    }
+}
