@@ -63,8 +63,9 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
         }
         return;
     }
-    // SAFETY: the pointer is in memward's memory; the caller promises it is live.
-    unsafe { raw::free(p.cast()) }
+    // SAFETY: the pointer is in memward's memory (so not null); the caller promises it is
+    // live.
+    unsafe { raw::free_nonnull(p.cast()) }
 }
 
 /// # Safety

@@ -3,24 +3,14 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
-// Layers, bottom up: a module uses only modules listed before it (the test `layering`
-// below enforces this on the sources). Where two layers must meet the other way, the lower
-// one holds an opaque pointer (`page::OwnerHeap`), never the higher one's type.
-//
-//   sync, layout, size_class              constants, address arithmetic, atomics shim
-//   os, lock, options, stats              platform: kernel calls, spin lock, settings, counters
-//   list                                  intrusive list, lock-free block stacks
-//   page                                  a page of equal blocks and its free lists
-//   segment_map, segment, segment_pool    4 MiB segments: header, ownership map, caches
-//   heap (heap/*)                         heaps: queues, refill, remote frees, abandon, pool
-//   thread                                the thread's heap, exit hook, fork handlers
-//   free, alloc                           the operations every front end shares
-//   first_class, global, raw              front ends: Heap, Memward, the C-like API
-//
-// Under `--cfg loom` only the lock-free protocol (`sync`, `list`) is compiled, for
-// `tests/loom.rs`; the rest needs real memory mappings and a real thread-local slot.
+// Layers, bottom up, as the crate docs (README.md) draw them: a module uses only modules
+// listed before it in `LAYERS`, which the test `layering` checks on the sources. Where two
+// layers must meet the other way, the lower one holds an opaque pointer
+// (`page::OwnerHeap`), never the higher one's type. Under `--cfg loom` only the lock-free
+// protocol (`sync`, `list`) is compiled, for `tests/loom.rs`: the rest needs real memory
+// mappings and a real thread-local slot.
 
-/// The module order of the comment above, bottom up.
+/// The module order, bottom up.
 #[cfg(all(test, not(loom)))]
 const LAYERS: &[&str] = &[
     "sync",

@@ -108,6 +108,24 @@ pub unsafe fn free(p: *mut u8) {
     unsafe { alloc::free(p) }
 }
 
+/// Frees a block known not to be null (the C `free` after [`owns`] has checked it):
+/// [`free`] without its null test.
+///
+/// # Safety
+/// `p` is a live memward pointer (not null), not freed twice.
+///
+/// ```
+/// let p = memward::raw::malloc(32);
+/// assert!(memward::raw::owns(p));
+/// unsafe { memward::raw::free_nonnull(p) };
+/// ```
+#[inline]
+pub unsafe fn free_nonnull(p: *mut u8) {
+    debug_assert!(!p.is_null());
+    // SAFETY: forwarded precondition.
+    unsafe { crate::free::free_any(p) }
+}
+
 /// Bytes usable at `p` (at least what was requested).
 ///
 /// # Safety

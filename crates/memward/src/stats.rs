@@ -67,6 +67,9 @@ pub fn bump_i(c: &AtomicI64, n: i64) {
 }
 
 /// Per-heap counters. Index 0 of the per-bin arrays stands for large and huge objects.
+/// `repr(C)` keeps `requested`, the one counter of the malloc fast path, first, where the
+/// heap layout puts it on the line after the remote queue's.
+#[repr(C)]
 pub struct HeapCounters {
     pub requested: AtomicU64,
     pub allocs: [AtomicU64; BIN_COUNT],
