@@ -4,8 +4,9 @@
 //! load of the heap pointer (done by the caller, one `mov` from `fs`), the size test, the
 //! direct-table load, the pop (`Page::pop`: load `free`, test it, load its link, store
 //! `free`, increment `used`) and the `requested` statistic (a load, an add and a store):
-//! 2 conditional branches, about 13 instructions. Everything else is in `#[cold]`
-//! functions. Alignment: blocks of more than 8
+//! 2 conditional branches, about 13 instructions. Measured (callgrind, `bench/c/pairs.c
+//! fixed`, 64-byte pairs): 20.0 instructions per C `malloc` call, the `extern "C"` wrapper
+//! and its `ENOMEM` test included. Everything else is in `#[cold]` functions. Alignment: blocks of more than 8
 //! bytes are 16-byte aligned; larger alignments use size classes whose blocks happen to be
 //! aligned, then over-allocation inside a block (the page is flagged so `free` rounds the
 //! pointer back to its block), then large segments placed at the alignment.

@@ -58,6 +58,7 @@ impl Local {
     ///
     /// # Safety
     /// `page` is a live page of this heap, not borrowed elsewhere.
+    #[inline(always)]
     unsafe fn refill_page(&mut self, page: *mut Page) {
         // SAFETY: per the contract; the segment header is mapped while the page lives.
         unsafe {
