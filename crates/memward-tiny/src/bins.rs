@@ -1,0 +1,188 @@
+//! Segregated free lists: 64 bins by block size, and a bitmap of the non-empty ones.
+//!
+//! Small sizes (under 16 granules) get one bin per granule count, so any block in such a bin
+//! fits a request of that size exactly. Larger sizes get four bins per power of two; the
+//! last bin takes everything from about 57,000 granules up. To allocate, the heap scans the
+//! request's own bin for a block that fits (first fit, good fit because the bin is narrow)
+//! and otherwise takes the first block of the lowest non-empty bin above it, found with one
+//! `trailing_zeros` on the bitmap; every block there is certain to fit. Lists are doubly
+//! linked through the free blocks themselves (the two words after the header), so removing
+//! a block when it is merged with a neighbour is O(1).
+
+use crate::block::{self, GRANULE, WORD};
+use core::ptr::null_mut;
+
+pub(crate) const BINS: usize = 64;
+
+/// The bin of a block of `size` bytes (a multiple of the granule, at least the minimum).
+#[inline]
+pub(crate) fn bin_of(size: usize) -> usize {
+    let units = size / GRANULE;
+    if units < 16 {
+        return units;
+    }
+    let log = (usize::BITS - 1 - units.leading_zeros()) as usize;
+    let sub = (units >> (log - 2)) & 3;
+    let bin = 16 + (log - 4) * 4 + sub;
+    if bin < BINS {
+        bin
+    } else {
+        BINS - 1
+    }
+}
+
+/// The free lists.
+pub(crate) struct Bins {
+    bitmap: u64,
+    heads: [*mut u8; BINS],
+}
+
+#[inline]
+unsafe fn next_of(b: *mut u8) -> *mut u8 {
+    // SAFETY: `b` is a free block, whose second word is its next link (caller's guarantee).
+    unsafe { *(b.add(WORD) as *const *mut u8) }
+}
+
+#[inline]
+unsafe fn set_next(b: *mut u8, next: *mut u8) {
+    // SAFETY: as in `next_of`.
+    unsafe { *(b.add(WORD) as *mut *mut u8) = next }
+}
+
+#[inline]
+unsafe fn set_prev(b: *mut u8, prev: *mut u8) {
+    // SAFETY: `b` is a free block, whose third word is its previous link.
+    unsafe { *(b.add(2 * WORD) as *mut *mut u8) = prev }
+}
+
+#[inline]
+unsafe fn prev_of(b: *mut u8) -> *mut u8 {
+    // SAFETY: as in `set_prev`.
+    unsafe { *(b.add(2 * WORD) as *const *mut u8) }
+}
+
+impl Bins {
+    pub(crate) const fn new() -> Self {
+        Bins {
+            bitmap: 0,
+            heads: [null_mut(); BINS],
+        }
+    }
+
+    /// Adds the free block `b` of `size` bytes to its bin.
+    ///
+    /// # Safety
+    /// `b` is a free block of at least `MIN_BLOCK` bytes that is in no list.
+    #[inline]
+    pub(crate) unsafe fn insert(&mut self, b: *mut u8, size: usize) {
+        let bin = bin_of(size);
+        // SAFETY: `bin < BINS`; `b` and the old head are free blocks whose link words may be
+        // written (caller's guarantee and the list invariant).
+        unsafe {
+            let head = *self.heads.get_unchecked(bin);
+            set_next(b, head);
+            set_prev(b, null_mut());
+            if !head.is_null() {
+                set_prev(head, b);
+            }
+            *self.heads.get_unchecked_mut(bin) = b;
+        }
+        self.bitmap |= 1 << bin;
+    }
+
+    /// Removes the free block `b` of `size` bytes from its bin.
+    ///
+    /// # Safety
+    /// `b` is in the list of `bin_of(size)`.
+    #[inline]
+    pub(crate) unsafe fn unlink(&mut self, b: *mut u8, size: usize) {
+        let bin = bin_of(size);
+        // SAFETY: `b` and its neighbours in the list are free blocks (list invariant) and
+        // `bin < BINS`.
+        unsafe {
+            let next = next_of(b);
+            let prev = prev_of(b);
+            if !next.is_null() {
+                set_prev(next, prev);
+            }
+            if prev.is_null() {
+                *self.heads.get_unchecked_mut(bin) = next;
+                if next.is_null() {
+                    self.bitmap &= !(1 << bin);
+                }
+            } else {
+                set_next(prev, next);
+            }
+        }
+    }
+
+    /// A free block of at least `need` bytes, still linked: a first fit among the first
+    /// `scan` blocks of `need`'s own bin, else the head of the next non-empty bin above it,
+    /// else a first fit over the rest of its own bin. Null if there is none.
+    ///
+    /// # Safety
+    /// The lists hold only free blocks with valid headers.
+    #[inline]
+    pub(crate) unsafe fn find(&self, need: usize, scan: usize) -> *mut u8 {
+        let bin = bin_of(need);
+        // SAFETY: `bin < BINS`; the list holds free blocks (caller's guarantee).
+        let mut b = unsafe { *self.heads.get_unchecked(bin) };
+        let mut left = scan;
+        while !b.is_null() && left > 0 {
+            // SAFETY: `b` is a free block in the list.
+            if unsafe { block::size(b) } >= need {
+                return b;
+            }
+            // SAFETY: as above.
+            b = unsafe { next_of(b) };
+            left -= 1;
+        }
+        let above = if bin + 1 < BINS {
+            self.bitmap & (!0u64 << (bin + 1))
+        } else {
+            0
+        };
+        if above != 0 {
+            // SAFETY: the bit is set, so the bin index is below BINS and its list is non-empty.
+            return unsafe { *self.heads.get_unchecked(above.trailing_zeros() as usize) };
+        }
+        while !b.is_null() {
+            // SAFETY: `b` is a free block in the list.
+            if unsafe { block::size(b) } >= need {
+                return b;
+            }
+            // SAFETY: as above.
+            b = unsafe { next_of(b) };
+        }
+        null_mut()
+    }
+
+    /// Calls `f` with the size of every free block, checking the lists on the way: each
+    /// block is marked free, its footer matches, it sits in the right bin, the block after
+    /// it knows it is free, and the bitmap has a bit exactly for the non-empty bins. Panics
+    /// if any of that is wrong (a corrupted heap).
+    ///
+    /// # Safety
+    /// The lists hold only free blocks with valid headers.
+    pub(crate) unsafe fn for_each(&self, mut f: impl FnMut(usize)) {
+        let mut nonempty = 0u64;
+        for bin in 0..BINS {
+            let mut b = self.heads[bin];
+            while !b.is_null() {
+                nonempty |= 1 << bin;
+                // SAFETY: `b` is a free block in the list (caller's guarantee), so its
+                // header, footer and the next block's header are valid.
+                unsafe {
+                    let size = block::size(b);
+                    assert!(block::header(b) & block::FREE != 0, "listed block not free");
+                    assert_eq!(*(b.add(size - WORD) as *const usize), size, "bad footer");
+                    assert_eq!(bin_of(size), bin, "block in the wrong bin");
+                    assert!(block::header(b.add(size)) & block::PREV_FREE != 0);
+                    f(size);
+                    b = next_of(b);
+                }
+            }
+        }
+        assert_eq!(nonempty, self.bitmap, "free-list bitmap out of sync");
+    }
+}

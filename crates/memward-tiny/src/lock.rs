@@ -1,0 +1,33 @@
+//! A test-and-set spin lock around the heap.
+//!
+//! `GlobalAlloc` needs `Sync`, and `core` offers no mutex. Allocator critical sections are
+//! short, so spinning is fine; on `wasm32` without the atomics feature the atomic operations
+//! compile to plain loads and stores, which costs nothing in speed or size.
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+pub(crate) struct SpinLock {
+    locked: AtomicBool,
+}
+
+impl SpinLock {
+    pub(crate) const fn new() -> Self {
+        SpinLock {
+            locked: AtomicBool::new(false),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn acquire(&self) {
+        while self.locked.swap(true, Ordering::Acquire) {
+            while self.locked.load(Ordering::Relaxed) {
+                core::hint::spin_loop();
+            }
+        }
+    }
+
+    #[inline]
+    pub(crate) fn release(&self) {
+        self.locked.store(false, Ordering::Release);
+    }
+}
