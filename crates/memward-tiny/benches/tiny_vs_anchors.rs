@@ -1,6 +1,6 @@
 //! memward-tiny against talc and dlmalloc, side by side, on one fixed memory buffer.
 //!
-//! `cargo bench -p memward-tiny --bench tiny_vs_anchors [-- --quick]`
+//! `cargo bench -p memward-tiny --bench tiny_vs_anchors [-- --quick] [--efficiency-only]`
 //!
 //! Two measurements, both following talc's published harness (its `benches/`):
 //! - heap efficiency at first failure: random allocate (50 %), free (10 %) and realloc (40 %,
@@ -99,7 +99,8 @@ unsafe impl GlobalAlloc for Dl {
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
         // SAFETY: forwarded contract.
-        self.0.with(|d| unsafe { d.realloc(p, l.size(), l.align(), n) })
+        self.0
+            .with(|d| unsafe { d.realloc(p, l.size(), l.align(), n) })
     }
 }
 
@@ -257,8 +258,23 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
-    let (trials, rounds, actions) = if quick { (6, 9, 50_000) } else { (30, 31, 200_000) };
+    let args: Vec<String> = std::env::args().collect();
+    // `--profile K MAX`: only allocator K's random actions (for callgrind).
+    if let Some(i) = args.iter().position(|a| a == "--profile") {
+        let which: usize = args[i + 1].parse().unwrap();
+        let max: usize = args[i + 2].parse().unwrap();
+        let mut buf = vec![0u8; 32 << 20];
+        let heap = make(which, &mut buf);
+        let done = random_actions(&*heap, 0xACE0, 100_000, max);
+        println!("{} did {done} actions", NAMES[which]);
+        return;
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let (trials, rounds, actions) = if quick {
+        (6, 9, 50_000)
+    } else {
+        (30, 31, 200_000)
+    };
     let heap_size = 128 << 20;
     let mut buf = vec![0u8; heap_size];
     // Pre-touch every page so first-touch faults do not land in anyone's timing.
@@ -281,6 +297,9 @@ fn main() {
         println!("| {name} | {mean:.2} % | {min:.2} % | {max:.2} % |");
     }
 
+    if std::env::args().any(|a| a == "--efficiency-only") {
+        return;
+    }
     let ra_size = 32 << 20;
     for max in [200usize, 3000, 30_000] {
         println!(
@@ -297,7 +316,9 @@ fn main() {
                 ns[which].push(t / done as f64);
             }
         }
-        println!("| allocator | ns/action median | p25 | p75 | memward-tiny / this: median [p25, p75] |");
+        println!(
+            "| allocator | ns/action median | p25 | p75 | memward-tiny / this: median [p25, p75] |"
+        );
         println!("|---|---|---|---|---|");
         for (which, name) in NAMES.iter().enumerate() {
             let mut v = ns[which].clone();

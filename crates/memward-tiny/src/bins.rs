@@ -61,6 +61,33 @@ unsafe fn prev_of(b: *mut u8) -> *mut u8 {
     unsafe { *(b.add(2 * WORD) as *const *mut u8) }
 }
 
+/// The smallest block of at least `need` bytes among the first `scan` blocks of the list
+/// starting at `b`; null if none of them fits.
+///
+/// # Safety
+/// `b` starts a list of free blocks (or is null).
+#[inline]
+unsafe fn best_of(mut b: *mut u8, need: usize, scan: usize) -> *mut u8 {
+    let mut best = null_mut();
+    let mut best_size = usize::MAX;
+    let mut left = scan;
+    while !b.is_null() && left > 0 {
+        // SAFETY: `b` is a free block in the list (caller's guarantee).
+        let size = unsafe { block::size(b) };
+        if size >= need && size < best_size {
+            best = b;
+            best_size = size;
+            if size == need {
+                break;
+            }
+        }
+        // SAFETY: as above.
+        b = unsafe { next_of(b) };
+        left -= 1;
+    }
+    best
+}
+
 impl Bins {
     pub(crate) const fn new() -> Self {
         Bins {
@@ -96,22 +123,23 @@ impl Bins {
     /// `b` is in the list of `bin_of(size)`.
     #[inline]
     pub(crate) unsafe fn unlink(&mut self, b: *mut u8, size: usize) {
-        let bin = bin_of(size);
-        // SAFETY: `b` and its neighbours in the list are free blocks (list invariant) and
-        // `bin < BINS`.
+        // SAFETY: `b` and its neighbours in the list are free blocks (list invariant).
         unsafe {
             let next = next_of(b);
             let prev = prev_of(b);
             if !next.is_null() {
                 set_prev(next, prev);
             }
-            if prev.is_null() {
+            if !prev.is_null() {
+                set_next(prev, next);
+            } else {
+                // Only a list head needs its bin (computed here, off the common path).
+                let bin = bin_of(size);
+                // SAFETY: `bin < BINS`.
                 *self.heads.get_unchecked_mut(bin) = next;
                 if next.is_null() {
                     self.bitmap &= !(1 << bin);
                 }
-            } else {
-                set_next(prev, next);
             }
         }
     }
@@ -126,16 +154,9 @@ impl Bins {
     pub(crate) unsafe fn find(&self, need: usize, scan: usize) -> *mut u8 {
         let bin = bin_of(need);
         // SAFETY: `bin < BINS`; the list holds free blocks (caller's guarantee).
-        let mut b = unsafe { *self.heads.get_unchecked(bin) };
-        let mut left = scan;
-        while !b.is_null() && left > 0 {
-            // SAFETY: `b` is a free block in the list.
-            if unsafe { block::size(b) } >= need {
-                return b;
-            }
-            // SAFETY: as above.
-            b = unsafe { next_of(b) };
-            left -= 1;
+        let found = unsafe { best_of(*self.heads.get_unchecked(bin), need, scan) };
+        if !found.is_null() {
+            return found;
         }
         let above = if bin + 1 < BINS {
             self.bitmap & (!0u64 << (bin + 1))
@@ -143,18 +164,12 @@ impl Bins {
             0
         };
         if above != 0 {
-            // SAFETY: the bit is set, so the bin index is below BINS and its list is non-empty.
+            // SAFETY: the bit is set, so the bin index is below BINS and its list is
+            // non-empty; every block in it fits.
             return unsafe { *self.heads.get_unchecked(above.trailing_zeros() as usize) };
         }
-        while !b.is_null() {
-            // SAFETY: `b` is a free block in the list.
-            if unsafe { block::size(b) } >= need {
-                return b;
-            }
-            // SAFETY: as above.
-            b = unsafe { next_of(b) };
-        }
-        null_mut()
+        // SAFETY: as above.
+        unsafe { best_of(*self.heads.get_unchecked(bin), need, usize::MAX) }
     }
 
     /// Calls `f` with the size of every free block, checking the lists on the way: each
