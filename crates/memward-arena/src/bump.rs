@@ -5,8 +5,9 @@
 //! element at a time) only moves `cur`: no copy, and `reserve_exact(1)` in a loop stays
 //! linear (bumpalo bumps downwards and copies, which makes that loop quadratic).
 //!
-//! The fast path is one subtraction and one comparison: `pad + size <= end - cur`, where
-//! `pad` rounds `cur` up to the alignment (a constant zero for byte-aligned types). An
+//! The fast path is one subtraction and one comparison: `size <= end - align_up(cur)`. Chunk
+//! ends are 16-aligned, so for alignments up to 16 the rounded-up `cur` never passes `end`
+//! and the subtraction cannot wrap (larger alignments take a padded form of the test). An
 //! empty arena has `cur == end` at a non-null dangling address, so the same test sends it
 //! to the slow path without a separate "no chunk yet" branch, and a zero-sized request
 //! still gets a non-null, aligned address.
@@ -22,9 +23,9 @@
 //!
 //! Invariants (checked by `debug_assert!` in `check`):
 //! `allocated == Σ size(chunk) over the list`, `start(current) <= cur <= end == end(current)`,
-//! and `current` is `None` only when the list is empty.
+//! `end % 16 == 0`, and `current` is `None` only when the list is empty.
 
-use crate::chunk::{self, ChunkHeader, CHUNK_ALIGN, HEADER_SIZE};
+use crate::chunk::{self, ChunkHeader, CHUNK_ALIGN, HEADER_SIZE, TOP_GUARD};
 use core::alloc::Layout;
 use core::cell::Cell;
 use core::ptr::NonNull;
@@ -96,18 +97,40 @@ impl Bump {
     #[inline(always)]
     pub(crate) fn alloc_layout(&self, layout: Layout) -> Option<NonNull<u8>> {
         let cur = self.cur.get();
-        let end = self.end.get();
-        let pad = (cur as usize).wrapping_neg() & (layout.align() - 1);
-        // `pad < align` and `Layout` keeps `size + align - 1 <= isize::MAX`: no overflow.
-        if pad + layout.size() <= end as usize - cur as usize {
-            let ptr = cur.wrapping_add(pad);
-            self.cur.set(ptr.wrapping_add(layout.size()));
-            // SAFETY: `cur` is never null (it is a chunk address or `EMPTY`), and `ptr`
-            // lies at or above it within the same chunk, so `ptr` is not null either.
-            Some(unsafe { NonNull::new_unchecked(ptr) })
+        let end = self.end.get() as usize;
+        let (size, align) = (layout.size(), layout.align());
+        if align <= CHUNK_ALIGN && size <= TOP_GUARD {
+            // `end` is CHUNK_ALIGN-aligned and `cur <= end`, so rounding `cur` up to a
+            // smaller alignment cannot pass `end`, and no chunk ends within TOP_GUARD bytes
+            // of the top of the address space, so adding `size` cannot wrap: one addition
+            // and one comparison. (For a typed allocation the first test is a constant.)
+            let aligned = (cur as usize + (align - 1)) & !(align - 1);
+            if aligned + size <= end {
+                self.cur.set(cur.with_addr(aligned + size));
+                // SAFETY: `cur` is never null (a chunk address or `EMPTY`), and `aligned`
+                // lies at or above it within the same chunk.
+                return Some(unsafe { NonNull::new_unchecked(cur.with_addr(aligned)) });
+            }
+        } else if align <= CHUNK_ALIGN {
+            // As above, but for a large size: subtract instead, which cannot wrap either.
+            let aligned = (cur as usize + (align - 1)) & !(align - 1);
+            if size <= end - aligned {
+                self.cur.set(cur.with_addr(aligned + size));
+                // SAFETY: `cur` is never null (a chunk address or `EMPTY`), and `aligned`
+                // lies at or above it within the same chunk.
+                return Some(unsafe { NonNull::new_unchecked(cur.with_addr(aligned)) });
+            }
         } else {
-            self.alloc_slow(layout)
+            let pad = (cur as usize).wrapping_neg() & (align - 1);
+            // `pad < align` and `Layout` keeps `size + align - 1 <= isize::MAX`.
+            if pad + size <= end - cur as usize {
+                let ptr = cur.wrapping_add(pad);
+                self.cur.set(ptr.wrapping_add(size));
+                // SAFETY: as above, `ptr` is at or above the non-null `cur`.
+                return Some(unsafe { NonNull::new_unchecked(ptr) });
+            }
         }
+        self.alloc_slow(layout)
     }
 
     #[cold]
@@ -336,6 +359,7 @@ impl Bump {
                         let (start, end) = chunk::bounds(chunk);
                         debug_assert!(start <= self.cur.get() && self.cur.get() <= end);
                         debug_assert!(end == self.end.get());
+                        debug_assert!(end as usize % CHUNK_ALIGN == 0);
                     }
                     c = chunk::next(chunk);
                 }

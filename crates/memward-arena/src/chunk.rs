@@ -28,6 +28,10 @@ pub(crate) struct ChunkHeader {
     pub(crate) size: usize,
 }
 
+/// No chunk ends within this many bytes of the top of the address space, so the bump fast
+/// path can add a size of at most this much to an address inside a chunk without overflow.
+pub(crate) const TOP_GUARD: usize = 4096;
+
 /// Bytes taken by the header; the bump region starts this far into the chunk.
 pub(crate) const HEADER_SIZE: usize = size_of::<ChunkHeader>();
 
@@ -42,6 +46,13 @@ pub(crate) fn new_chunk(size: usize) -> Option<NonNull<ChunkHeader>> {
     // SAFETY: `layout` has a non-zero size (checked above).
     let raw = unsafe { alloc(layout) };
     let chunk = NonNull::new(raw)?.cast::<ChunkHeader>();
+    if (raw as usize).checked_add(size + TOP_GUARD).is_none() {
+        // A chunk this close to the top of the address space would break the fast path's
+        // no-overflow argument; no real platform hands one out, but refuse it if one does.
+        // SAFETY: `raw` was just allocated with `layout`.
+        unsafe { dealloc(raw, layout) };
+        return None;
+    }
     // SAFETY: `raw` is a fresh allocation of at least HEADER_SIZE bytes aligned to
     // CHUNK_ALIGN, which is the header's size and alignment.
     unsafe {

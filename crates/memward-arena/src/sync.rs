@@ -109,18 +109,20 @@ impl RawBump for SyncArena {
         BLOCKS.with(|slots| {
             let slot = &slots[0];
             let cur = slot.cur.get();
+            let (size, align) = (layout.size(), layout.align());
             let owned = usize::from(slot.id.get() == self.id).wrapping_neg();
-            let avail = (slot.end.get() as usize - cur as usize) & owned;
-            let pad = (cur as usize).wrapping_neg() & (layout.align() - 1);
-            if pad + layout.size() <= avail {
-                let ptr = cur.wrapping_add(pad);
-                slot.cur.set(ptr.wrapping_add(layout.size()));
-                // SAFETY: `cur` is never null (a block address or the slot's initial 16),
-                // and `ptr` is at or above it.
-                Some(unsafe { NonNull::new_unchecked(ptr) })
-            } else {
-                self.alloc_slow(slots, layout)
+            if align <= 16 {
+                // Block ends are 16-aligned and `cur <= end`, as in `Bump::alloc_layout`, so
+                // the subtraction cannot wrap.
+                let aligned = (cur as usize + (align - 1)) & !(align - 1);
+                if size <= (slot.end.get() as usize - aligned) & owned {
+                    slot.cur.set(cur.with_addr(aligned + size));
+                    // SAFETY: `cur` is never null (a block address or the slot's initial
+                    // 16), and `aligned` is at or above it.
+                    return Some(unsafe { NonNull::new_unchecked(cur.with_addr(aligned)) });
+                }
             }
+            self.alloc_slow(slots, layout)
         })
     }
 }
@@ -167,7 +169,13 @@ impl SyncArena {
                 None => return shared.raw_alloc(layout),
             }
         }
-        self.raw_alloc(layout)
+        // The block now has room: `pad + size` fits (checked above, or the new block was
+        // sized for `size + align - 1` from a 16-aligned start).
+        let cur = slot.cur.get();
+        let pad = (cur as usize).wrapping_neg() & (layout.align() - 1);
+        let ptr = cur.wrapping_add(pad);
+        slot.cur.set(ptr.wrapping_add(layout.size()));
+        NonNull::new(ptr)
     }
 
     fn lock(&self) -> MutexGuard<'_, Arena> {
