@@ -47,6 +47,23 @@ fn fp_blink_alloc_u32(a: &blink_alloc::Blink) -> &mut u32 {
 }
 
 #[inline(never)]
+fn fp_memward_alloc_32b(a: &memward_arena::Arena, v: [u8; 32]) -> &mut [u8; 32] {
+    a.alloc(v)
+}
+#[inline(never)]
+fn fp_bumpalo_alloc_32b(a: &bumpalo::Bump, v: [u8; 32]) -> &mut [u8; 32] {
+    a.alloc(v)
+}
+#[inline(never)]
+fn fp_bump_scope_alloc_32b(a: &bump_scope::Bump, v: [u8; 32]) -> &mut [u8; 32] {
+    a.alloc(v).into_mut()
+}
+#[inline(never)]
+fn fp_blink_alloc_32b(a: &blink_alloc::Blink, v: [u8; 32]) -> &mut [u8; 32] {
+    a.put(v)
+}
+
+#[inline(never)]
 fn fp_memward_sync_alloc_u8(a: &memward_arena::SyncArena) -> &mut u8 {
     a.alloc(1u8)
 }
@@ -112,6 +129,18 @@ fn main() {
         black_box(fp_bumpalo_alloc_u32(black_box(&bumpalo)));
         black_box(fp_bump_scope_alloc_u32(black_box(&scope)));
         black_box(fp_blink_alloc_u32(black_box(&blink)));
+    }
+    let big32 = 40 * CALLS;
+    let ours32 = memward_arena::Arena::with_capacity(big32);
+    let bumpalo32 = bumpalo::Bump::with_capacity(big32);
+    let scope32 = bump_scope::Bump::<bump_scope::alloc::Global>::with_size(big32);
+    let blink32 = blink_alloc::Blink::new();
+    for _ in 0..CALLS {
+        let v = black_box([7u8; 32]);
+        black_box(fp_memward_alloc_32b(black_box(&ours32), v));
+        black_box(fp_bumpalo_alloc_32b(black_box(&bumpalo32), v));
+        black_box(fp_bump_scope_alloc_32b(black_box(&scope32), v));
+        black_box(fp_blink_alloc_32b(black_box(&blink32), v));
     }
     for _ in 0..CALLS {
         black_box(fp_memward_sync_alloc_u8(black_box(&sync)));

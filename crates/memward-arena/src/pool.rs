@@ -51,16 +51,22 @@ impl Key {
         u64::from(self.generation.get()) << 32 | u64::from(self.index)
     }
 
-    /// The key [`to_bits`](Key::to_bits) made, or `None` for a value no key has (zero
-    /// generation). A well-formed but foreign key is harmless: lookups return `None`.
+    /// The key [`to_bits`](Key::to_bits) made, or `None` for a value no key has (a zero
+    /// or even generation: keys are only made for occupied slots, whose generations are
+    /// odd). A well-formed but foreign key is harmless: lookups return `None`.
     ///
     /// ```
     /// assert_eq!(memward_arena::Key::from_bits(0), None);
+    /// assert_eq!(memward_arena::Key::from_bits(2 << 32), None);
     /// ```
     pub fn from_bits(bits: u64) -> Option<Key> {
+        let generation = (bits >> 32) as u32;
+        if generation & 1 == 0 {
+            return None;
+        }
         Some(Key {
             index: bits as u32,
-            generation: NonZeroU32::new((bits >> 32) as u32)?,
+            generation: NonZeroU32::new(generation)?,
         })
     }
 }
@@ -143,27 +149,23 @@ impl<T> Pool<T> {
     /// ```
     #[inline]
     pub fn insert(&mut self, value: T) -> Key {
-        let index = self.free_head;
-        let generation = if index != NONE {
-            let (next, generation) = self.slots[index as usize].fill(value);
-            self.free_head = next;
-            generation
-        } else {
-            let index = self.slots.len();
-            assert!(index < NONE as usize, "memward-arena: Pool is full");
-            self.slots.push(Slot::occupied(value));
-            self.len += 1;
-            return Key {
-                index: index as u32,
-                generation: NonZeroU32::MIN,
-            };
-        };
         self.len += 1;
-        Key {
-            index,
-            // Occupied generations are odd, hence non-zero.
-            generation: NonZeroU32::new(generation).unwrap_or(NonZeroU32::MIN),
+        let index = self.free_head;
+        if let Some(slot) = self.slots.get_mut(index as usize) {
+            let (next, generation) = slot.fill(value);
+            self.free_head = next;
+            return key_of(index as usize, generation);
         }
+        self.push_slot(value)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn push_slot(&mut self, value: T) -> Key {
+        let index = self.slots.len();
+        assert!(index < NONE as usize, "memward-arena: Pool is full");
+        self.slots.push(Slot::occupied(value));
+        key_of(index, 1)
     }
 
     /// The value `key` was made for, if it is still in the pool.
@@ -335,6 +337,8 @@ impl<T> Pool<T> {
     }
 }
 
+/// The key of an occupied slot (odd, hence non-zero, generation).
+#[inline(always)]
 fn key_of(index: usize, generation: u32) -> Key {
     Key {
         index: index as u32,
@@ -360,7 +364,7 @@ impl<'a, T> Iterator for Iter<'a, T> {
     fn next(&mut self) -> Option<Self::Item> {
         for (index, slot) in self.inner.by_ref() {
             let generation = slot.generation();
-            if let Some(value) = slot.get(generation) {
+            if let Some(value) = slot.value() {
                 return Some((key_of(index, generation), value));
             }
         }
@@ -386,7 +390,7 @@ impl<'a, T> Iterator for IterMut<'a, T> {
     fn next(&mut self) -> Option<Self::Item> {
         for (index, slot) in self.inner.by_ref() {
             let generation = slot.generation();
-            if let Some(value) = slot.get_mut(generation) {
+            if let Some(value) = slot.value_mut() {
                 return Some((key_of(index, generation), value));
             }
         }

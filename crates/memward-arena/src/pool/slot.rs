@@ -46,10 +46,13 @@ impl<T> Slot<T> {
         self.generation & 1 == 1
     }
 
-    /// The value, if the slot is occupied with generation `generation`.
-    #[inline]
+    /// The value, if the slot is occupied with generation `generation`, which must be odd
+    /// (every `Key` has an odd generation: `Pool` makes only those and `Key::from_bits`
+    /// refuses the rest), so equality alone proves the slot is occupied.
+    #[inline(always)]
     pub(crate) fn get(&self, generation: u32) -> Option<&T> {
-        if self.generation == generation && self.is_occupied() {
+        debug_assert!(generation & 1 == 1);
+        if self.generation == generation {
             // SAFETY: an odd generation means `body.value` is the live field.
             Some(unsafe { &self.body.value })
         } else {
@@ -57,10 +60,33 @@ impl<T> Slot<T> {
         }
     }
 
-    /// The value, mutably, if the slot is occupied with generation `generation`.
-    #[inline]
+    /// The value, mutably, if the slot is occupied with the odd generation `generation`.
+    #[inline(always)]
     pub(crate) fn get_mut(&mut self, generation: u32) -> Option<&mut T> {
-        if self.generation == generation && self.is_occupied() {
+        debug_assert!(generation & 1 == 1);
+        if self.generation == generation {
+            // SAFETY: an odd generation means `body.value` is the live field.
+            Some(unsafe { &mut self.body.value })
+        } else {
+            None
+        }
+    }
+
+    /// The value if the slot is occupied, whatever its generation (for iteration).
+    #[inline]
+    pub(crate) fn value(&self) -> Option<&T> {
+        if self.is_occupied() {
+            // SAFETY: an odd generation means `body.value` is the live field.
+            Some(unsafe { &self.body.value })
+        } else {
+            None
+        }
+    }
+
+    /// The value, mutably, if the slot is occupied (for iteration).
+    #[inline]
+    pub(crate) fn value_mut(&mut self) -> Option<&mut T> {
+        if self.is_occupied() {
             // SAFETY: an odd generation means `body.value` is the live field.
             Some(unsafe { &mut self.body.value })
         } else {
@@ -71,9 +97,10 @@ impl<T> Slot<T> {
     /// Takes the value out if the slot is occupied with `generation`, leaving it vacant
     /// with `next_free` as its link, or retired. Returns the value and whether the slot
     /// may be reused (false when it was retired).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn take(&mut self, generation: u32, next_free: u32) -> Option<(T, bool)> {
-        if self.generation != generation || !self.is_occupied() {
+        debug_assert!(generation & 1 == 1);
+        if self.generation != generation {
             return None;
         }
         // SAFETY: an odd generation means `body.value` is live; it is read once and the
@@ -91,13 +118,14 @@ impl<T> Slot<T> {
 
     /// Puts `value` into a vacant, non-retired slot; returns the slot's old link and its
     /// new generation.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn fill(&mut self, value: T) -> (u32, u32) {
-        assert!(
+        debug_assert!(
             !self.is_occupied() && self.generation != RETIRED,
             "memward-arena: pool free list reached an occupied or retired slot"
         );
-        // SAFETY: an even generation means `body.next_free` is the live field.
+        // SAFETY: slots on the free list are vacant (even generation), so `body.next_free`
+        // is the live field; `Pool` only fills slots it took from the free list.
         let next = unsafe { self.body.next_free };
         self.body.value = ManuallyDrop::new(value);
         self.generation += 1;
