@@ -19,6 +19,10 @@ impl SpinLock {
 
     #[inline]
     pub(crate) fn acquire(&self) {
+        // Without wasm threads there is one thread: no lock needed, and none costs code size.
+        #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+        return;
+        #[cfg(not(all(target_arch = "wasm32", not(target_feature = "atomics"))))]
         while self.locked.swap(true, Ordering::Acquire) {
             while self.locked.load(Ordering::Relaxed) {
                 core::hint::spin_loop();
@@ -28,6 +32,9 @@ impl SpinLock {
 
     #[inline]
     pub(crate) fn release(&self) {
+        #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+        return;
+        #[cfg(not(all(target_arch = "wasm32", not(target_feature = "atomics"))))]
         self.locked.store(false, Ordering::Release);
     }
 }
