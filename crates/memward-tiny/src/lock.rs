@@ -4,9 +4,15 @@
 //! short, so spinning is fine; on `wasm32` without the atomics feature the atomic operations
 //! compile to plain loads and stores, which costs nothing in speed or size.
 
-use core::sync::atomic::{AtomicBool, Ordering};
+#[cfg(not(all(target_arch = "wasm32", not(target_feature = "atomics"))))]
+use core::sync::atomic::Ordering;
+use core::sync::atomic::AtomicBool;
 
 pub(crate) struct SpinLock {
+    #[cfg_attr(
+        all(target_arch = "wasm32", not(target_feature = "atomics")),
+        allow(dead_code)
+    )]
     locked: AtomicBool,
 }
 
