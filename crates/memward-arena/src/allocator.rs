@@ -41,7 +41,8 @@ unsafe impl Allocator for Arena {
         {
             return Ok(NonNull::slice_from_raw_parts(ptr, new_layout.size()));
         }
-        let new = self.allocate(new_layout)?;
+        let new = self.bump().alloc_for_growth(new_layout).ok_or(AllocError)?;
+        let new = NonNull::slice_from_raw_parts(new, new_layout.size());
         // SAFETY: the caller guarantees `ptr` holds `old_layout.size()` readable bytes; `new`
         // is fresh space at least that large, so the two do not overlap.
         unsafe {

@@ -136,7 +136,36 @@ impl Bump {
     #[cold]
     #[inline(never)]
     fn alloc_slow(&self, layout: Layout) -> Option<NonNull<u8>> {
-        if let Some(chunk) = self.take_unused_chunk(layout) {
+        self.alloc_in_other_chunk(layout, false)
+    }
+
+    /// Space for a block that is growing out of the current chunk (a `Vec` doubling): it
+    /// goes to the *largest* unused chunk that fits, where it can keep growing in place,
+    /// rather than the first, which would make it move again at the next doubling.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn alloc_for_growth(&self, layout: Layout) -> Option<NonNull<u8>> {
+        let ptr = self.alloc_layout_in_current(layout);
+        if ptr.is_some() {
+            return ptr;
+        }
+        self.alloc_in_other_chunk(layout, true)
+    }
+
+    /// Bumps in the current chunk only; `None` if it has no room.
+    fn alloc_layout_in_current(&self, layout: Layout) -> Option<NonNull<u8>> {
+        let cur = self.cur.get();
+        let pad = (cur as usize).wrapping_neg() & (layout.align() - 1);
+        if pad.checked_add(layout.size())? <= self.end.get() as usize - cur as usize {
+            let ptr = cur.wrapping_add(pad);
+            self.cur.set(ptr.wrapping_add(layout.size()));
+            return NonNull::new(ptr);
+        }
+        None
+    }
+
+    fn alloc_in_other_chunk(&self, layout: Layout, largest: bool) -> Option<NonNull<u8>> {
+        if let Some(chunk) = self.take_unused_chunk(layout, largest) {
             self.enter(chunk);
         } else {
             let chunk = self.new_chunk_for(layout)?;
@@ -145,15 +174,17 @@ impl Bump {
         }
         self.check();
         // The chunk was chosen because the request fits at its start.
-        let ptr = self.alloc_layout(layout);
+        let ptr = self.alloc_layout_in_current(layout);
         debug_assert!(ptr.is_some());
         ptr
     }
 
-    /// Finds an unused chunk after the current one whose bump region fits `layout`,
-    /// moving it right after the current chunk.
-    fn take_unused_chunk(&self, layout: Layout) -> Option<NonNull<ChunkHeader>> {
+    /// Finds an unused chunk after the current one whose bump region fits `layout` (the
+    /// first such, or with `largest` the largest), moving it right after the current chunk.
+    fn take_unused_chunk(&self, layout: Layout, largest: bool) -> Option<NonNull<ChunkHeader>> {
         let current = self.current.get()?;
+        // (chunk, the chunk before it, its size)
+        let mut best: Option<(NonNull<ChunkHeader>, NonNull<ChunkHeader>, usize)> = None;
         let mut prev = current;
         // SAFETY: every chunk in the list is live; the list is only changed through `&self`
         // methods of this single-threaded type, none of which is running now.
@@ -161,26 +192,32 @@ impl Bump {
         while let Some(c) = candidate {
             // SAFETY: `c` is a live chunk of the list.
             let (start, end) = unsafe { chunk::bounds(c) };
+            let room = end as usize - start as usize;
             let pad = (start as usize).wrapping_neg() & (layout.align() - 1);
-            // SAFETY: as above, `c` is live.
-            let after = unsafe { chunk::next(c) };
-            if pad.checked_add(layout.size())? <= end as usize - start as usize {
-                if prev != current {
-                    // SAFETY: `prev`, `c` and `current` are live chunks of the list and no
-                    // references to their headers are held; this unlinks `c` and puts it
-                    // right after `current`.
-                    unsafe {
-                        chunk::set_next(prev, after);
-                        chunk::set_next(c, chunk::next(current));
-                        chunk::set_next(current, Some(c));
-                    }
+            // `pad < align` and `Layout` keeps `size + align - 1 <= isize::MAX`: no overflow.
+            if pad + layout.size() <= room {
+                if best.is_none_or(|(_, _, size)| room > size) {
+                    best = Some((c, prev, room));
                 }
-                return Some(c);
+                if !largest {
+                    break;
+                }
             }
             prev = c;
-            candidate = after;
+            // SAFETY: as above, `c` is live.
+            candidate = unsafe { chunk::next(c) };
         }
-        None
+        let (c, prev, _) = best?;
+        if prev != current {
+            // SAFETY: `prev`, `c` and `current` are live chunks of the list and no references
+            // to their headers are held; this unlinks `c` and puts it right after `current`.
+            unsafe {
+                chunk::set_next(prev, chunk::next(c));
+                chunk::set_next(c, chunk::next(current));
+                chunk::set_next(current, Some(c));
+            }
+        }
+        Some(c)
     }
 
     /// A new chunk that fits `layout`, within the limit.

@@ -612,3 +612,30 @@ fn indexing_with_a_stale_key_panics() {
     pool.remove(k);
     let _ = pool[k];
 }
+
+#[test]
+fn after_reset_a_growing_vec_moves_to_the_largest_chunk_once() {
+    let mut arena = Arena::new();
+    let fill = |arena: &Arena| {
+        let mut v = allocator_api2::vec::Vec::new_in(arena);
+        let mut moves = 0;
+        let mut last = v.as_ptr();
+        for i in 0..10_007usize {
+            v.push(i);
+            if v.as_ptr() != last {
+                moves += 1;
+                last = v.as_ptr();
+            }
+        }
+        moves
+    };
+    let first = fill(&arena);
+    let held = arena.allocated_bytes();
+    arena.reset();
+    let second = fill(&arena);
+    // First pass: a move per new chunk. Second pass: out of the first chunk once, into the
+    // largest, where it grows in place to the end; and no new chunk.
+    assert!(first > 3, "{first}");
+    assert!(second <= 3, "{second} moves after reset");
+    assert_eq!(arena.allocated_bytes(), held);
+}
