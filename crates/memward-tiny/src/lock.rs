@@ -1,12 +1,12 @@
 //! A test-and-set spin lock around the heap.
 //!
 //! `GlobalAlloc` needs `Sync`, and `core` offers no mutex. Allocator critical sections are
-//! short, so spinning is fine; on `wasm32` without the atomics feature the atomic operations
-//! compile to plain loads and stores, which costs nothing in speed or size.
+//! short, so spinning is fine. On `wasm32` without the atomics feature there are no threads,
+//! so the lock compiles to nothing (which also keeps it out of the module's code size).
 
+use core::sync::atomic::AtomicBool;
 #[cfg(not(all(target_arch = "wasm32", not(target_feature = "atomics"))))]
 use core::sync::atomic::Ordering;
-use core::sync::atomic::AtomicBool;
 
 pub(crate) struct SpinLock {
     #[cfg_attr(
