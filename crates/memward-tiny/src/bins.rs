@@ -1,18 +1,34 @@
-//! Segregated free lists: 64 bins by block size, and a bitmap of the non-empty ones.
+//! Segregated free lists by block size, and a bitmap of the non-empty ones.
 //!
 //! Small sizes (under 16 granules) get one bin per granule count, so any block in such a bin
-//! fits a request of that size exactly. Larger sizes get four bins per power of two; the
-//! last bin takes everything from about 57,000 granules up. To allocate, the heap scans the
-//! request's own bin for a block that fits (first fit, good fit because the bin is narrow)
-//! and otherwise takes the first block of the lowest non-empty bin above it, found with one
-//! `trailing_zeros` on the bitmap; every block there is certain to fit. Lists are doubly
-//! linked through the free blocks themselves (the two words after the header), so removing
-//! a block when it is merged with a neighbour is O(1).
+//! fits a request of that size exactly. Larger sizes get eight bins per power of two on
+//! 64-bit targets (128 bins) and four on 32-bit ones (64 bins, for code size); the last bin
+//! takes everything above. To allocate, the heap takes the best fit among the first eight
+//! blocks of the request's own bin, and otherwise the first block of the lowest non-empty bin
+//! above it, found with one `trailing_zeros` on the bitmap: every block there is certain to
+//! fit. Only if both fail is the whole own bin scanned. Lists are doubly linked through the
+//! free blocks themselves (the two words after the header), so removing a block when it is
+//! merged with a neighbour is O(1).
 
 use crate::block::{self, GRANULE, WORD};
 use core::ptr::null_mut;
 
-pub(crate) const BINS: usize = 64;
+/// 64-bit targets have memory to spare for 128 bins (eight per power of two, a 128-bit
+/// bitmap), which fits blocks tighter; 32-bit targets (wasm32, microcontrollers) keep 64 bins
+/// (four per power of two, a 64-bit bitmap) for code size.
+#[cfg(target_pointer_width = "64")]
+mod shape {
+    pub(crate) type Bitmap = u128;
+    pub(crate) const SUB_BITS: usize = 3;
+}
+#[cfg(not(target_pointer_width = "64"))]
+mod shape {
+    pub(crate) type Bitmap = u64;
+    pub(crate) const SUB_BITS: usize = 2;
+}
+use shape::{Bitmap, SUB_BITS};
+
+pub(crate) const BINS: usize = Bitmap::BITS as usize;
 
 /// The bin of a block of `size` bytes (a multiple of the granule, at least the minimum).
 #[inline]
@@ -22,8 +38,8 @@ pub(crate) fn bin_of(size: usize) -> usize {
         return units;
     }
     let log = (usize::BITS - 1 - units.leading_zeros()) as usize;
-    let sub = (units >> (log - 2)) & 3;
-    let bin = 16 + (log - 4) * 4 + sub;
+    let sub = (units >> (log - SUB_BITS)) & ((1 << SUB_BITS) - 1);
+    let bin = 16 + ((log - 4) << SUB_BITS) + sub;
     if bin < BINS {
         bin
     } else {
@@ -33,7 +49,7 @@ pub(crate) fn bin_of(size: usize) -> usize {
 
 /// The free lists.
 pub(crate) struct Bins {
-    bitmap: u64,
+    bitmap: Bitmap,
     heads: [*mut u8; BINS],
 }
 
@@ -159,7 +175,7 @@ impl Bins {
             return found;
         }
         let above = if bin + 1 < BINS {
-            self.bitmap & (!0u64 << (bin + 1))
+            self.bitmap & (!0 << (bin + 1))
         } else {
             0
         };
@@ -180,7 +196,7 @@ impl Bins {
     /// # Safety
     /// The lists hold only free blocks with valid headers.
     pub(crate) unsafe fn for_each(&self, mut f: impl FnMut(usize)) {
-        let mut nonempty = 0u64;
+        let mut nonempty: Bitmap = 0;
         for bin in 0..BINS {
             let mut b = self.heads[bin];
             while !b.is_null() {
