@@ -149,22 +149,21 @@ impl<T> Pool<T> {
     /// ```
     #[inline]
     pub fn insert(&mut self, value: T) -> Key {
-        self.len += 1;
         let index = self.free_head;
         if let Some(slot) = self.slots.get_mut(index as usize) {
             let (next, generation) = slot.fill(value);
             self.free_head = next;
+            self.len += 1;
             return key_of(index as usize, generation);
         }
         self.push_slot(value)
     }
 
-    #[cold]
-    #[inline(never)]
     fn push_slot(&mut self, value: T) -> Key {
         let index = self.slots.len();
         assert!(index < NONE as usize, "memward-arena: Pool is full");
         self.slots.push(Slot::occupied(value));
+        self.len += 1;
         key_of(index, 1)
     }
 

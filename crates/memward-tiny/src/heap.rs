@@ -58,7 +58,7 @@ impl Heap {
             }
         };
         // The sentinel is the last header slot that still fits before `end`.
-        if end < first + MIN_BLOCK + WORD {
+        if end < first || end - first < MIN_BLOCK + WORD {
             return false;
         }
         let sentinel = end - WORD;
