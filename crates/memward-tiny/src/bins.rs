@@ -13,22 +13,22 @@
 use crate::block::{self, GRANULE, WORD};
 use core::ptr::null_mut;
 
-/// 64-bit targets have memory to spare for 128 bins (eight per power of two, a 128-bit
-/// bitmap), which fits blocks tighter; 32-bit targets (wasm32, microcontrollers) keep 64 bins
-/// (four per power of two, a 64-bit bitmap) for code size.
+/// 64-bit targets have memory to spare for 128 bins (eight per power of two), which fits
+/// blocks tighter; 32-bit targets (wasm32, microcontrollers) keep 64 bins (four per power of
+/// two) for code size. The bitmap is kept in 64-bit words either way: shifting a `u128` by a
+/// variable amount costs a dozen instructions where a word costs one.
 #[cfg(target_pointer_width = "64")]
-mod shape {
-    pub(crate) type Bitmap = u128;
-    pub(crate) const SUB_BITS: usize = 3;
-}
+const SUB_BITS: usize = 3;
+#[cfg(target_pointer_width = "64")]
+pub(crate) const BINS: usize = 128;
 #[cfg(not(target_pointer_width = "64"))]
-mod shape {
-    pub(crate) type Bitmap = u64;
-    pub(crate) const SUB_BITS: usize = 2;
-}
-use shape::{Bitmap, SUB_BITS};
+const SUB_BITS: usize = 2;
+#[cfg(not(target_pointer_width = "64"))]
+pub(crate) const BINS: usize = 64;
 
-pub(crate) const BINS: usize = Bitmap::BITS as usize;
+const WORDS: usize = BINS / 64;
+// Every bin has a bit: the bitmap words cover BINS exactly.
+const _: () = assert!(BINS % 64 == 0 && WORDS >= 1);
 
 /// The bin of a block of `size` bytes (a multiple of the granule, at least the minimum).
 #[inline]
@@ -49,7 +49,7 @@ pub(crate) fn bin_of(size: usize) -> usize {
 
 /// The free lists.
 pub(crate) struct Bins {
-    bitmap: Bitmap,
+    bitmap: [u64; WORDS],
     heads: [*mut u8; BINS],
 }
 
@@ -107,7 +107,7 @@ unsafe fn best_of(mut b: *mut u8, need: usize, scan: usize) -> *mut u8 {
 impl Bins {
     pub(crate) const fn new() -> Self {
         Bins {
-            bitmap: 0,
+            bitmap: [0; WORDS],
             heads: [null_mut(); BINS],
         }
     }
@@ -130,7 +130,8 @@ impl Bins {
             }
             *self.heads.get_unchecked_mut(bin) = b;
         }
-        self.bitmap |= 1 << bin;
+        // SAFETY: `bin < BINS`, so `bin / 64 < WORDS`.
+        unsafe { *self.bitmap.get_unchecked_mut(bin / 64) |= 1 << (bin % 64) };
     }
 
     /// Removes the free block `b` of `size` bytes from its bin.
@@ -154,7 +155,8 @@ impl Bins {
                 // SAFETY: `bin < BINS`.
                 *self.heads.get_unchecked_mut(bin) = next;
                 if next.is_null() {
-                    self.bitmap &= !(1 << bin);
+                    // SAFETY: `bin / 64 < WORDS`, as above.
+                    *self.bitmap.get_unchecked_mut(bin / 64) &= !(1 << (bin % 64));
                 }
             }
         }
@@ -174,18 +176,32 @@ impl Bins {
         if !found.is_null() {
             return found;
         }
-        let above = if bin + 1 < BINS {
-            self.bitmap & (!0 << (bin + 1))
-        } else {
-            0
-        };
-        if above != 0 {
-            // SAFETY: the bit is set, so the bin index is below BINS and its list is
-            // non-empty; every block in it fits.
-            return unsafe { *self.heads.get_unchecked(above.trailing_zeros() as usize) };
+        if let Some(above) = self.first_nonempty_from(bin + 1) {
+            // SAFETY: the bin is below BINS and its list is non-empty; every block in it fits.
+            return unsafe { *self.heads.get_unchecked(above) };
         }
         // SAFETY: as above.
         unsafe { best_of(*self.heads.get_unchecked(bin), need, usize::MAX) }
+    }
+
+    /// The lowest non-empty bin at or above `bin`, if any.
+    #[inline]
+    fn first_nonempty_from(&self, bin: usize) -> Option<usize> {
+        let mut word = bin / 64;
+        if word >= WORDS {
+            return None;
+        }
+        let mut bits = self.bitmap[word] & (!0u64 << (bin % 64));
+        loop {
+            if bits != 0 {
+                return Some(word * 64 + bits.trailing_zeros() as usize);
+            }
+            word += 1;
+            if word == WORDS {
+                return None;
+            }
+            bits = self.bitmap[word];
+        }
     }
 
     /// Calls `f` with the size of every free block, checking the lists on the way: each
@@ -196,11 +212,11 @@ impl Bins {
     /// # Safety
     /// The lists hold only free blocks with valid headers.
     pub(crate) unsafe fn for_each(&self, mut f: impl FnMut(usize)) {
-        let mut nonempty: Bitmap = 0;
+        let mut nonempty = [0u64; WORDS];
         for bin in 0..BINS {
             let mut b = self.heads[bin];
             while !b.is_null() {
-                nonempty |= 1 << bin;
+                nonempty[bin / 64] |= 1 << (bin % 64);
                 // SAFETY: `b` is a free block in the list (caller's guarantee), so its
                 // header, footer and the next block's header are valid.
                 unsafe {

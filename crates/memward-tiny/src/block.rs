@@ -90,6 +90,22 @@ pub(crate) unsafe fn mark_free(b: *mut u8, size: usize) {
     }
 }
 
+/// Marks the block at `b` free with `size` bytes (header and footer) when the block after
+/// it already has `PREV_FREE` set, which saves touching that header: true of the tail split
+/// off a free block, whose next block was already told its neighbour is free.
+///
+/// # Safety
+/// As for [`mark_free`].
+#[inline]
+pub(crate) unsafe fn mark_free_tail(b: *mut u8, size: usize) {
+    // SAFETY: the footer is the last word of the block (caller's guarantee).
+    unsafe {
+        debug_assert!(header(b.add(size)) & PREV_FREE != 0);
+        set_header(b, size | FREE);
+        *(b.add(size - WORD) as *mut usize) = size;
+    }
+}
+
 /// The block before `b`, if it is free: its address and size (from its footer).
 ///
 /// # Safety

@@ -157,7 +157,8 @@ impl Heap {
     /// freeing the tail if it is big enough to be a block. Keeps `b`'s `PREV_FREE` bit.
     ///
     /// # Safety
-    /// `b` is an unlinked block of `have >= need` bytes whose next block is in use.
+    /// `b` is an unlinked block of `have >= need` bytes whose next block is in use and has
+    /// `PREV_FREE` set (the memory of `b`, or the free block it just absorbed, was free).
     #[inline]
     unsafe fn carve(&mut self, b: *mut u8, have: usize, need: usize) {
         // SAFETY: `b..b + have` is a block of this heap (caller's guarantee).
@@ -166,7 +167,8 @@ impl Heap {
             if have - need >= MIN_BLOCK {
                 block::set_header(b, need | flags);
                 let r = b.add(need);
-                block::mark_free(r, have - need);
+                // `b` was free, so the block after it already has PREV_FREE set.
+                block::mark_free_tail(r, have - need);
                 self.bins.insert(r, have - need);
             } else {
                 block::set_header(b, have | flags);
