@@ -53,24 +53,40 @@ pub(crate) struct Bins {
     heads: [*mut u8; BINS],
 }
 
+/// Reads a free block's next link.
+///
+/// # Safety
+/// `b` is a free block of this heap (at least `MIN_BLOCK` bytes, so its link words exist).
 #[inline]
 unsafe fn next_of(b: *mut u8) -> *mut u8 {
     // SAFETY: `b` is a free block, whose second word is its next link (caller's guarantee).
     unsafe { *(b.add(WORD) as *const *mut u8) }
 }
 
+/// Writes a free block's next link.
+///
+/// # Safety
+/// `b` is a free block of this heap (at least `MIN_BLOCK` bytes, so its link words exist).
 #[inline]
 unsafe fn set_next(b: *mut u8, next: *mut u8) {
     // SAFETY: as in `next_of`.
     unsafe { *(b.add(WORD) as *mut *mut u8) = next }
 }
 
+/// Writes a free block's previous link.
+///
+/// # Safety
+/// `b` is a free block of this heap (at least `MIN_BLOCK` bytes, so its link words exist).
 #[inline]
 unsafe fn set_prev(b: *mut u8, prev: *mut u8) {
     // SAFETY: `b` is a free block, whose third word is its previous link.
     unsafe { *(b.add(2 * WORD) as *mut *mut u8) = prev }
 }
 
+/// Reads a free block's previous link.
+///
+/// # Safety
+/// `b` is a free block of this heap (at least `MIN_BLOCK` bytes, so its link words exist).
 #[inline]
 unsafe fn prev_of(b: *mut u8) -> *mut u8 {
     // SAFETY: as in `set_prev`.
