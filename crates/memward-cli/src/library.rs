@@ -10,7 +10,7 @@
 //! the summary file and prints statistics when asked to) and would execute whatever
 //! constructors an arbitrary file given to `--lib` carries.
 
-use object::{Architecture, BinaryFormat, Object, ObjectKind, ObjectSymbol};
+use object::{Architecture, BinaryFormat, Object, ObjectKind, ObjectSymbol, ReadRef};
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -94,9 +94,11 @@ pub fn find(
             path.display()
         )));
     }
-    let data = std::fs::read(&path)
+    let file = std::fs::File::open(&path)
         .map_err(|e| err(format!("library {} (from {source}): {e}", path.display())))?;
-    check_preloadable(&data).map_err(|why| {
+    // Reads only the parts the check looks at (headers, dynamic symbols), not the whole
+    // file: a release libmemward.so is mostly debug information.
+    check_preloadable(&object::ReadCache::new(file)).map_err(|why| {
         err(format!(
             "library {} (from {source}) cannot be preloaded: {why}",
             path.display()
@@ -107,7 +109,7 @@ pub fn find(
 
 /// Checks that `data` is an ELF shared object that this machine's loader would preload
 /// and that defines `malloc`. The error says what is wrong in a few words.
-pub fn check_preloadable(data: &[u8]) -> Result<(), String> {
+pub fn check_preloadable<'data, R: ReadRef<'data>>(data: R) -> Result<(), String> {
     let file = match object::File::parse(data) {
         Ok(f) if f.format() == BinaryFormat::Elf => f,
         _ => return Err("it is not an ELF shared library".into()),
@@ -194,14 +196,14 @@ mod tests {
 
     #[test]
     fn text_files_and_executables_are_refused() {
-        let e = check_preloadable(b"root:x:0:0:root:/root:/bin/bash\n").unwrap_err();
+        let e = check_preloadable(&b"root:x:0:0:root:/root:/bin/bash\n"[..]).unwrap_err();
         assert!(e.contains("not an ELF shared library"), "{e}");
-        let e = check_preloadable(b"").unwrap_err();
+        let e = check_preloadable(&b""[..]).unwrap_err();
         assert!(e.contains("not an ELF"), "{e}");
         let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
         // Rust test binaries are position-independent executables: ELF type DYN, which the
         // loader would still refuse to preload usefully; they do not define malloc.
-        assert!(check_preloadable(&exe).is_err());
+        assert!(check_preloadable(&exe[..]).is_err());
         // A truncated ELF header is not a library either.
         let libc = std::fs::read(libc_path()).unwrap();
         assert!(check_preloadable(&libc[..40]).is_err());
@@ -209,7 +211,7 @@ mod tests {
 
     #[test]
     fn a_library_defining_malloc_is_accepted() {
-        check_preloadable(&std::fs::read(libc_path()).unwrap()).unwrap();
+        check_preloadable(&std::fs::read(libc_path()).unwrap()[..]).unwrap();
     }
 
     #[test]
@@ -217,7 +219,7 @@ mod tests {
         // libm is a real shared library for this machine, but it does not define malloc.
         let libc = libc_path();
         let libm = libc.with_file_name("libm.so.6");
-        let e = check_preloadable(&std::fs::read(libm).unwrap()).unwrap_err();
+        let e = check_preloadable(&std::fs::read(libm).unwrap()[..]).unwrap_err();
         assert!(e.contains("does not define `malloc`"), "{e}");
     }
 
