@@ -3,8 +3,9 @@
 //!
 //! ```text
 //! memward [-h | --help | -V | --version]
-//! memward help [run]
+//! memward help [run | install]
 //! memward run [--lib PATH] [--stats] [-h | --help] [--] CMD [ARGS...]
+//! memward install --prefix DIR [--lib PATH] [-h | --help]
 //! ```
 //!
 //! `run` options are only recognised before the command: everything from the first
@@ -24,6 +25,8 @@ pub enum Action {
     Version,
     /// Run a command under the allocator.
     Run(RunArgs),
+    /// Copy the tool and the library into a prefix.
+    Install(InstallArgs),
 }
 
 /// Which help text to print.
@@ -33,6 +36,8 @@ pub enum Topic {
     Main,
     /// `memward run --help`.
     Run,
+    /// `memward install --help`.
+    Install,
 }
 
 /// Arguments of `memward run`.
@@ -44,6 +49,15 @@ pub struct RunArgs {
     pub stats: bool,
     /// The program and its arguments; never empty.
     pub command: Vec<OsString>,
+}
+
+/// Arguments of `memward install`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct InstallArgs {
+    /// `--prefix DIR`: the tool goes to `DIR/bin`, the library to `DIR/lib`.
+    pub prefix: PathBuf,
+    /// `--lib PATH`: the library to install (default: the one `run` would preload).
+    pub lib: Option<PathBuf>,
 }
 
 /// A command line that cannot be obeyed; the message is one line, without the
@@ -78,12 +92,14 @@ where
         Some("help") => match args.next() {
             None => Ok(Action::Help(Topic::Main)),
             Some(t) if t == "run" => Ok(Action::Help(Topic::Run)),
+            Some(t) if t == "install" => Ok(Action::Help(Topic::Install)),
             Some(t) => Err(usage(format!(
-                "no help for `{}`: the only subcommand is `run`",
+                "no help for `{}`: the subcommands are `run` and `install`",
                 t.to_string_lossy()
             ))),
         },
         Some("run") => parse_run(args),
+        Some("install") => parse_install(args),
         _ => Err(usage(format!(
             "unknown subcommand `{}` (try `memward --help`)",
             first.to_string_lossy()
@@ -105,16 +121,9 @@ fn parse_run(mut args: impl Iterator<Item = OsString>) -> Result<Action, UsageEr
         match text {
             "-h" | "--help" => return Ok(Action::Help(Topic::Run)),
             "--stats" => run.stats = true,
-            "--lib" => match args.next() {
-                Some(path) if !path.is_empty() => run.lib = Some(PathBuf::from(path)),
-                _ => return Err(usage("option `--lib` needs a path")),
-            },
             _ => {
-                if let Some(path) = text.strip_prefix("--lib=") {
-                    if path.is_empty() {
-                        return Err(usage("option `--lib` needs a path"));
-                    }
-                    run.lib = Some(PathBuf::from(path));
+                if let Some(path) = path_option("--lib", text, &mut args)? {
+                    run.lib = Some(path);
                 } else {
                     return Err(usage(format!(
                         "unknown option `{text}` for `memward run` (put the command after `--` if it starts with `-`)"
@@ -130,6 +139,63 @@ fn parse_run(mut args: impl Iterator<Item = OsString>) -> Result<Action, UsageEr
         ));
     }
     Ok(Action::Run(run))
+}
+
+fn parse_install(mut args: impl Iterator<Item = OsString>) -> Result<Action, UsageError> {
+    let mut prefix = None;
+    let mut lib = None;
+    while let Some(arg) = args.next() {
+        let Some(text) = option_text(&arg) else {
+            return Err(usage(format!(
+                "unexpected argument `{}` for `memward install` (usage: memward install --prefix DIR)",
+                arg.to_string_lossy()
+            )));
+        };
+        if matches!(text, "-h" | "--help") {
+            return Ok(Action::Help(Topic::Install));
+        } else if let Some(dir) = path_option("--prefix", text, &mut args)? {
+            prefix = Some(dir);
+        } else if let Some(path) = path_option("--lib", text, &mut args)? {
+            lib = Some(path);
+        } else {
+            return Err(usage(format!(
+                "unknown option `{text}` for `memward install`"
+            )));
+        }
+    }
+    let Some(prefix) = prefix else {
+        return Err(usage(
+            "missing `--prefix DIR` (usage: memward install --prefix DIR [--lib PATH])",
+        ));
+    };
+    Ok(Action::Install(InstallArgs { prefix, lib }))
+}
+
+/// Reads `--name PATH` (the path from the next argument) or `--name=PATH`; `None` if
+/// `text` is not this option. An empty path is a usage error.
+fn path_option(
+    name: &str,
+    text: &str,
+    args: &mut impl Iterator<Item = OsString>,
+) -> Result<Option<PathBuf>, UsageError> {
+    let value = if text == name {
+        args.next()
+    } else if let Some(v) = text.strip_prefix(name).and_then(|r| r.strip_prefix('=')) {
+        Some(OsString::from(v))
+    } else {
+        return Ok(None);
+    };
+    match value {
+        Some(v) if !v.is_empty() => Ok(Some(PathBuf::from(v))),
+        _ => Err(usage(format!(
+            "option `{name}` needs a {}",
+            if name == "--prefix" {
+                "directory"
+            } else {
+                "path"
+            }
+        ))),
+    }
 }
 
 /// The argument as text if it looks like an option (`-x`, `--xyz`); a lone `-` is an
@@ -149,7 +215,8 @@ memward: run programs on the memward allocator and summarise their memory use
 
 Usage:
   memward run [OPTIONS] [--] CMD [ARGS...]   run CMD with libmemward.so preloaded
-  memward help [run]                         show this help, or the help of `run`
+  memward install --prefix DIR               install bin/memward and lib/libmemward.so
+  memward help [run | install]               show this help, or a subcommand's
   memward -h | --help                        show this help
   memward -V | --version                     show the version
 
@@ -157,6 +224,32 @@ Usage:
 realloc, ...) into CMD and every program it starts, passes CMD's exit status through,
 and prints a short summary to stderr when CMD exits: run time, peak and final bytes in
 use, allocations, frees and peak resident memory. See `memward run --help`.
+
+`memward install` puts this tool and libmemward.so where C programs find them: link with
+-LDIR/lib -Wl,-rpath,DIR/lib -lmemward, or preload DIR/lib/libmemward.so.
+";
+
+/// `memward install --help`.
+pub const INSTALL_HELP: &str = "\
+memward install: copy memward and libmemward.so into a directory tree
+
+Usage:
+  memward install --prefix DIR [--lib PATH]
+
+Options:
+  --prefix DIR   install DIR/bin/memward and DIR/lib/libmemward.so (DIR is created)
+  --lib PATH     the library to install (default: the one `memward run` would preload:
+                 $MEMWARD_LIB, else libmemward.so next to this memward or in ../lib)
+  -h, --help     show this help
+
+Files are replaced by rename, so programs running on an older copy keep it. Then run
+programs with DIR/bin/memward run -- CMD, or link C programs with
+  cc prog.c -LDIR/lib -Wl,-rpath,DIR/lib -lmemward
+(without the rpath, list DIR/lib in /etc/ld.so.conf.d/ and run ldconfig). There is no
+header: libmemward.so exports the C library's malloc family (<stdlib.h>, <malloc.h>).
+
+Exit status: 0 when both files are installed; 125 if a file cannot be read or written;
+2 for a command-line error (including a --lib that is not a loadable library).
 ";
 
 /// `memward run --help`.
@@ -172,8 +265,10 @@ Options (only before CMD; everything from CMD on is passed to CMD unchanged):
   -h, --help   show this help
 
 The library is, in order: --lib PATH; $MEMWARD_LIB; libmemward.so next to the memward
-executable; ../lib/libmemward.so relative to it. It is put first in LD_PRELOAD (an
-existing LD_PRELOAD is kept after it), so programs CMD starts use memward too.
+executable; ../lib/libmemward.so relative to it. It must be an ELF shared library
+for this machine that defines malloc (the loader would silently skip anything else). It
+is put first in LD_PRELOAD (an existing LD_PRELOAD is kept after it), so programs CMD
+starts use memward too.
 
 When CMD exits, memward prints to stderr: run time, peak and final bytes in use and
 the numbers of allocations and frees (reported by the library in CMD's process, not
@@ -183,7 +278,8 @@ signal, _exit) or did not load the library (statically linked or setuid programs
 
 Exit status: CMD's own; 128+N if CMD was killed by signal N; 125 if memward itself
 failed (library not found, temporary directory); 126 if CMD cannot be executed; 127 if
-CMD was not found; 2 for a command-line error.
+CMD was not found; 2 for a command-line error (including a --lib that is not a
+loadable library).
 
 While CMD runs, memward ignores SIGINT and SIGQUIT (Ctrl-C reaches CMD, and the summary
 is still printed) and passes SIGTERM and SIGHUP on to CMD.
@@ -300,6 +396,34 @@ mod tests {
     }
 
     #[test]
+    fn install_arguments() {
+        let want = |prefix: &str, lib: Option<&str>| {
+            Ok(Action::Install(InstallArgs {
+                prefix: PathBuf::from(prefix),
+                lib: lib.map(PathBuf::from),
+            }))
+        };
+        assert_eq!(
+            p(&["install", "--prefix", "/opt/mw"]),
+            want("/opt/mw", None)
+        );
+        assert_eq!(p(&["install", "--prefix=rel/dir"]), want("rel/dir", None));
+        assert_eq!(
+            p(&["install", "--lib", "x.so", "--prefix", "/p"]),
+            want("/p", Some("x.so"))
+        );
+        assert_eq!(p(&["install", "--help"]), Ok(Action::Help(Topic::Install)));
+        assert_eq!(p(&["help", "install"]), Ok(Action::Help(Topic::Install)));
+        assert!(err(&["install"]).contains("missing `--prefix DIR`"));
+        assert!(err(&["install", "--prefix"]).contains("needs a directory"));
+        assert!(err(&["install", "--prefix="]).contains("needs a directory"));
+        assert!(err(&["install", "--lib=", "--prefix", "/p"]).contains("needs a path"));
+        assert!(err(&["install", "/p"]).contains("unexpected argument `/p`"));
+        assert!(err(&["install", "--prefixx", "/p"]).contains("unknown option `--prefixx`"));
+        assert!(err(&["install", "--stats", "--prefix", "/p"]).contains("unknown option"));
+    }
+
+    #[test]
     fn non_utf8_arguments_pass_through() {
         use std::os::unix::ffi::OsStringExt;
         let odd = OsString::from_vec(vec![b'f', 0xff, b'o']);
@@ -314,7 +438,7 @@ mod tests {
 
     #[test]
     fn help_texts_fit_a_screen() {
-        for text in [MAIN_HELP, RUN_HELP] {
+        for text in [MAIN_HELP, RUN_HELP, INSTALL_HELP] {
             assert!(text.lines().count() <= 40);
             assert!(text.lines().all(|l| l.len() <= 90), "{text}");
         }

@@ -2,9 +2,11 @@
 //! See `memward --help` (the texts are in `args.rs`).
 
 mod args;
+mod install;
+mod library;
 mod summary;
 
-use args::{Action, RunArgs, Topic};
+use args::{Action, InstallArgs, RunArgs, Topic};
 use std::ffi::{OsStr, OsString};
 use std::io::{ErrorKind, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -14,9 +16,6 @@ use std::process::{exit, Command};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use summary::{AllocSummary, Ending, Report};
-
-/// File name of the preload library.
-const LIB_NAME: &str = "libmemward.so";
 
 /// Exit statuses of memward's own failures (the conventions of `env`, `timeout`, `nice`).
 const EXIT_USAGE: i32 = 2;
@@ -32,8 +31,37 @@ fn main() {
     match action {
         Action::Help(Topic::Main) => print_out(args::MAIN_HELP),
         Action::Help(Topic::Run) => print_out(args::RUN_HELP),
+        Action::Help(Topic::Install) => print_out(args::INSTALL_HELP),
         Action::Version => print_out(&format!("memward {}\n", env!("CARGO_PKG_VERSION"))),
         Action::Run(run_args) => exit(run(run_args)),
+        Action::Install(install_args) => install(install_args),
+    }
+}
+
+/// The library `run` and `install` use, or exit with a one-line reason: status 2 when the
+/// user's `--lib` is wrong, 125 when the environment or installation is.
+fn library_or_exit(explicit: Option<PathBuf>, exe: Option<&Path>) -> PathBuf {
+    match library::find(explicit, std::env::var_os("MEMWARD_LIB"), exe) {
+        Ok(lib) => lib,
+        Err(e) => fail(if e.usage { EXIT_USAGE } else { EXIT_INTERNAL }, &e.msg),
+    }
+}
+
+fn install(a: InstallArgs) {
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => fail(
+            EXIT_INTERNAL,
+            &format!("cannot find my own executable: {e}"),
+        ),
+    };
+    let lib = library_or_exit(a.lib, Some(&exe));
+    match install::install(&a.prefix, &exe, &lib) {
+        Ok(done) => print_out(&install::usage_notes(&done)),
+        Err(e) => fail(
+            EXIT_INTERNAL,
+            &format!("cannot install into {}: {e}", a.prefix.display()),
+        ),
     }
 }
 
@@ -51,10 +79,7 @@ fn fail(code: i32, msg: &str) -> ! {
 
 fn run(a: RunArgs) -> i32 {
     let exe = std::env::current_exe().ok();
-    let lib = match find_library(a.lib, std::env::var_os("MEMWARD_LIB"), exe.as_deref()) {
-        Ok(lib) => lib,
-        Err(msg) => fail(EXIT_INTERNAL, &msg),
-    };
+    let lib = library_or_exit(a.lib, exe.as_deref());
     let summary_dir = match private_temp_dir() {
         Ok(d) => d,
         Err(e) => fail(
@@ -213,66 +238,6 @@ fn collect_summaries(dir: &Path, pid: libc::pid_t) -> (Option<AllocSummary>, usi
     (alloc, others)
 }
 
-/// Chooses the library: `--lib`, then `$MEMWARD_LIB`, then next to the executable, then in
-/// `../lib` relative to it (an installed layout: `bin/memward`, `lib/libmemward.so`).
-/// Returns an absolute path, as LD_PRELOAD must not depend on the child's directory.
-fn find_library(
-    explicit: Option<PathBuf>,
-    env: Option<OsString>,
-    exe: Option<&Path>,
-) -> Result<PathBuf, String> {
-    let chosen = if let Some(p) = explicit {
-        Some((p, "--lib"))
-    } else {
-        env.filter(|v| !v.is_empty())
-            .map(|v| (PathBuf::from(v), "MEMWARD_LIB"))
-    };
-    let path = match chosen {
-        Some((p, source)) => {
-            if !p.is_file() {
-                return Err(format!(
-                    "library {} (from {source}) does not exist or is not a file",
-                    p.display()
-                ));
-            }
-            p
-        }
-        None => {
-            let dir = exe
-                .and_then(Path::parent)
-                .ok_or_else(|| format!("cannot locate {LIB_NAME}: set MEMWARD_LIB to its path"))?;
-            let candidates = [dir.join(LIB_NAME), dir.join("../lib").join(LIB_NAME)];
-            match candidates.iter().find(|c| c.is_file()) {
-                Some(c) => c.clone(),
-                None => {
-                    return Err(format!(
-                        "{LIB_NAME} not found next to {} nor in {}; build it with \
-                         `cargo build --release` or set MEMWARD_LIB to its path",
-                        dir.display(),
-                        dir.join("../lib").display()
-                    ))
-                }
-            }
-        }
-    };
-    let path = path
-        .canonicalize()
-        .map_err(|e| format!("library {}: {e}", path.display()))?;
-    // ld.so splits LD_PRELOAD at colons and spaces, so such a path cannot be preloaded.
-    if path
-        .as_os_str()
-        .as_bytes()
-        .iter()
-        .any(|b| matches!(b, b':' | b' ' | b'\t' | b'\n'))
-    {
-        return Err(format!(
-            "library path {} contains a colon or white space, which LD_PRELOAD cannot express",
-            path.display()
-        ));
-    }
-    Ok(path)
-}
-
 /// The child's LD_PRELOAD: our library first (so its malloc wins), then whatever the
 /// caller already preloads.
 fn preload_value(lib: &Path, existing: Option<&OsStr>) -> OsString {
@@ -340,58 +305,6 @@ mod tests {
             preload_value(lib, Some(OsStr::new("/a.so:/b.so"))),
             "/l/libmemward.so:/a.so:/b.so"
         );
-    }
-
-    #[test]
-    fn library_lookup_order() {
-        let dir = private_temp_dir().unwrap();
-        let bin = dir.join("bin");
-        let lib = dir.join("lib");
-        std::fs::create_dir_all(&bin).unwrap();
-        std::fs::create_dir_all(&lib).unwrap();
-        let exe = bin.join("memward");
-        let other = dir.join("other.so");
-        std::fs::write(&other, b"").unwrap();
-
-        // Nothing installed next to the executable: a one-line error naming the fix.
-        let e = find_library(None, None, Some(&exe)).unwrap_err();
-        assert!(
-            e.contains("cargo build --release") && !e.contains('\n'),
-            "{e}"
-        );
-        // The installed layout bin/ + lib/.
-        std::fs::write(lib.join(LIB_NAME), b"").unwrap();
-        let found = find_library(None, None, Some(&exe)).unwrap();
-        assert_eq!(found, lib.join(LIB_NAME).canonicalize().unwrap());
-        // Next to the executable beats ../lib.
-        std::fs::write(bin.join(LIB_NAME), b"").unwrap();
-        let found = find_library(None, None, Some(&exe)).unwrap();
-        assert_eq!(found, bin.join(LIB_NAME).canonicalize().unwrap());
-        // MEMWARD_LIB beats both; an empty one is ignored; --lib beats it.
-        let env = Some(other.clone().into_os_string());
-        assert_eq!(
-            find_library(None, env.clone(), Some(&exe)).unwrap(),
-            other.canonicalize().unwrap()
-        );
-        assert_eq!(
-            find_library(None, Some(OsString::new()), Some(&exe)).unwrap(),
-            bin.join(LIB_NAME).canonicalize().unwrap()
-        );
-        assert_eq!(
-            find_library(Some(lib.join(LIB_NAME)), env, Some(&exe)).unwrap(),
-            lib.join(LIB_NAME).canonicalize().unwrap()
-        );
-        // An explicit path that does not exist is an error, not a fallback.
-        let e = find_library(None, Some(dir.join("nope.so").into()), Some(&exe)).unwrap_err();
-        assert!(e.contains("MEMWARD_LIB") && e.contains("nope.so"), "{e}");
-        let e = find_library(Some(dir.join("nope.so")), None, Some(&exe)).unwrap_err();
-        assert!(e.contains("--lib"), "{e}");
-        // Paths LD_PRELOAD cannot carry are refused.
-        let spaced = dir.join("a b.so");
-        std::fs::write(&spaced, b"").unwrap();
-        let e = find_library(Some(spaced), None, Some(&exe)).unwrap_err();
-        assert!(e.contains("white space"), "{e}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

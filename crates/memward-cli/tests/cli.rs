@@ -14,18 +14,29 @@ fn memward() -> Command {
     cmd
 }
 
-/// `$MEMWARD_LIB` or the workspace's release build; fails with the fix if missing.
+/// `$MEMWARD_LIB`, or the release build in this build's target directory, found from
+/// the tool under test (`TARGET/debug/memward`, so `TARGET/release/libmemward.so`), which
+/// follows `CARGO_TARGET_DIR` and `build.target-dir`; fails with the fix if missing.
 fn library() -> PathBuf {
     if let Some(p) = std::env::var_os("MEMWARD_LIB").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
+        let p = PathBuf::from(p);
+        assert!(p.is_file(), "MEMWARD_LIB={} does not exist", p.display());
+        return p.canonicalize().unwrap();
     }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/release/libmemward.so");
-    assert!(
-        p.is_file(),
-        "{} is missing: run `cargo build --release` first (or set MEMWARD_LIB)",
-        p.display()
-    );
-    p.canonicalize().unwrap()
+    let tool = Path::new(env!("CARGO_BIN_EXE_memward"));
+    let candidates: Vec<PathBuf> = tool
+        .ancestors()
+        .skip(1)
+        .take(3)
+        .map(|d| d.join("release/libmemward.so"))
+        .collect();
+    match candidates.iter().find(|p| p.is_file()) {
+        Some(p) => p.canonicalize().unwrap(),
+        None => panic!(
+            "libmemward.so is missing (looked for {candidates:?}): run `cargo build --release` \
+             with the same CARGO_TARGET_DIR first (or set MEMWARD_LIB)"
+        ),
+    }
 }
 
 /// `memward run ARGS...` with the library, in a private TMPDIR (to check clean-up).
@@ -266,4 +277,213 @@ fn sigterm_to_memward_reaches_the_command() {
     assert!(text(&o.stderr).contains("killed by signal 15 (SIGTERM)"));
     assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
     std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
+fn a_lib_that_is_not_a_library_is_refused() {
+    let tmp = temp_dir("badlib");
+    // The loader would print a warning and run the command on glibc's malloc; memward
+    // refuses before running anything.
+    let o = memward()
+        .env("TMPDIR", &tmp)
+        .args(["run", "--lib", "/etc/passwd", "--", "sh", "-c", "echo ran"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(o.stdout.is_empty(), "the command must not run");
+    let err = text(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("memward: library /etc/passwd (from --lib) cannot be preloaded")
+            && err.contains("not an ELF shared library"),
+        "{err}"
+    );
+    // An ELF file that is no malloc library (the memward executable itself) is refused
+    // too; named through MEMWARD_LIB it is an environment error, not a usage error.
+    let o = memward()
+        .env("MEMWARD_LIB", env!("CARGO_BIN_EXE_memward"))
+        .env("TMPDIR", &tmp)
+        .args(["run", "--", "sh", "-c", "echo ran"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(125), "{}", text(&o.stderr));
+    assert!(o.stdout.is_empty(), "the command must not run");
+    assert!(text(&o.stderr).contains("(from MEMWARD_LIB) cannot be preloaded"));
+    // The real library passes the same check.
+    let o = memward()
+        .env("TMPDIR", &tmp)
+        .arg("run")
+        .arg("--lib")
+        .arg(library())
+        .args(["--", "sh", "-c", "echo ran"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "ran\n");
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+/// Where the C compiler is; a missing one fails the test with the package to install.
+fn c_compiler() -> &'static str {
+    let found = Command::new("cc").arg("--version").output();
+    assert!(
+        found.is_ok_and(|o| o.status.success()),
+        "`cc` is not installed; install the Debian package `build-essential` \
+         (apt-get install -y build-essential)"
+    );
+    "cc"
+}
+
+#[test]
+fn install_puts_a_working_tool_and_library_in_the_prefix() {
+    let tmp = temp_dir("install");
+    let prefix = tmp.join("prefix");
+    let o = memward()
+        .env("MEMWARD_LIB", library())
+        .arg("install")
+        .arg("--prefix")
+        .arg(&prefix)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let notes = text(&o.stdout);
+    let tool = prefix.join("bin/memward");
+    let lib = prefix.join("lib/libmemward.so");
+    assert!(
+        notes.contains(&format!("installed {}", tool.display())),
+        "{notes}"
+    );
+    assert!(notes.contains("-lmemward"), "{notes}");
+    assert_eq!(
+        std::fs::read(&lib).unwrap(),
+        std::fs::read(library()).unwrap()
+    );
+
+    // The installed tool finds the installed library (../lib) without MEMWARD_LIB.
+    let run_tmp = tmp.join("run");
+    std::fs::create_dir_all(&run_tmp).unwrap();
+    let o = Command::new(&tool)
+        .env_remove("MEMWARD_LIB")
+        .env_remove("LD_PRELOAD")
+        .env("TMPDIR", &run_tmp)
+        .args(["run", "--", "sh", "-c", "printf %s \"$LD_PRELOAD\""])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(
+        text(&o.stdout),
+        lib.canonicalize().unwrap().to_str().unwrap()
+    );
+    // ... and the library reports from the child (sort allocates and exits through exit()).
+    let input = tmp.join("numbers.txt");
+    std::fs::write(&input, "3\n1\n2\n").unwrap();
+    let o = Command::new(&tool)
+        .env_remove("MEMWARD_LIB")
+        .env_remove("LD_PRELOAD")
+        .env("TMPDIR", &run_tmp)
+        .args(["run", "--", "sort", "-n"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "1\n2\n3\n");
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("allocations") && !err.contains("not reported"),
+        "{err}"
+    );
+
+    // A C program linked against the installed library uses memward's malloc: the
+    // library's exit hook writes its summary file, with this program's allocations.
+    let src = tmp.join("prog.c");
+    std::fs::write(
+        &src,
+        "#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n\
+         int main(int argc, char **argv) {\n\
+           char *p = malloc(100 + argc);\n\
+           strcpy(p, argv[0]);\n\
+           puts(strrchr(p, '/') + 1);\n\
+           free(p);\n\
+           return 0;\n\
+         }\n",
+    )
+    .unwrap();
+    let exe = tmp.join("prog");
+    let lib_dir = prefix.join("lib");
+    let cc = Command::new(c_compiler())
+        .arg("-O0")
+        .arg(&src)
+        .arg("-o")
+        .arg(&exe)
+        .arg(format!("-L{}", lib_dir.display()))
+        .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
+        .arg("-lmemward")
+        .output()
+        .unwrap();
+    assert!(cc.status.success(), "{}", text(&cc.stderr));
+    let summary = tmp.join("summary");
+    let child = Command::new(&exe)
+        .env_remove("LD_PRELOAD")
+        .env("MEMWARD_SUMMARY_FILE", &summary)
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success());
+    let written = std::fs::read_to_string(format!("{}.{pid}", summary.display()))
+        .expect("the linked program ran on libmemward.so and wrote its summary");
+    let allocations: u64 = written
+        .lines()
+        .find_map(|l| l.strip_prefix("allocations "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no allocations in {written}"));
+    assert!(allocations >= 1, "{written}");
+
+    // Installing again over the same prefix works (files are replaced, not appended to).
+    let o = memward()
+        .env("MEMWARD_LIB", library())
+        .args(["install", "--prefix"])
+        .arg(&prefix)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    // A bad --lib is refused before anything is copied.
+    let other = tmp.join("other-prefix");
+    let o = memward()
+        .args(["install", "--lib", "/etc/passwd", "--prefix"])
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(!other.exists());
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+/// The text of the README's fenced block that starts with the line `$ COMMAND`.
+fn readme_block(command: &str) -> String {
+    let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md");
+    let readme = std::fs::read_to_string(readme).unwrap();
+    let opening = format!("```text\n$ {command}\n");
+    let start = readme
+        .find(&opening)
+        .unwrap_or_else(|| panic!("README.md has no block opening with `$ {command}`"))
+        + opening.len();
+    let len = readme[start..].find("```").expect("the block is closed");
+    readme[start..start + len].to_string()
+}
+
+#[test]
+fn readme_shows_the_real_help() {
+    for (command, args) in [
+        ("memward --help", &["--help"][..]),
+        ("memward install --help", &["install", "--help"]),
+    ] {
+        let o = memward().args(args).output().unwrap();
+        assert!(o.status.success());
+        assert_eq!(
+            readme_block(command),
+            text(&o.stdout),
+            "README.md's `{command}` block differs from the tool's output; paste the output"
+        );
+    }
 }

@@ -1,183 +1,78 @@
-//! Randomised alloc/realloc/free sequences over the raw API, checked against a model: every
-//! live block keeps its contents and alignment, and heap invariants hold throughout. The
-//! test binary itself runs on the system allocator, so only memward's own blocks are
-//! under test.
+//! Randomised alloc/realloc/free/transfer sequences over the raw API, checked against a
+//! model (the `memward-model` crate, which the fuzz target in `fuzz/` shares): every live
+//! block keeps its contents and alignment across threads, thread exits and reallocations,
+//! and heap invariants hold throughout. The test binary itself runs on the system
+//! allocator, so only memward's own blocks are under test.
 
 use allocator_api2::vec::Vec as HeapVec;
 use memward::raw;
+use memward_model::{lockstep, random_actions, stress, Mix};
 use std::collections::HashMap;
-
-/// xorshift64*: deterministic, no dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-struct Live {
-    ptr: *mut u8,
-    size: usize,
-    align: usize,
-    seed: u8,
-}
-
-fn fill(p: *mut u8, size: usize, seed: u8) {
-    for i in 0..size {
-        // SAFETY: p has at least `size` usable bytes.
-        unsafe { *p.add(i) = seed.wrapping_add(i as u8) };
-    }
-}
-
-fn verify(b: &Live, upto: usize) {
-    for i in 0..upto.min(b.size) {
-        // SAFETY: b.ptr has at least b.size bytes.
-        let v = unsafe { *b.ptr.add(i) };
-        assert_eq!(
-            v,
-            b.seed.wrapping_add(i as u8),
-            "byte {i} of a {}-byte block corrupted",
-            b.size
-        );
-    }
-}
-
-/// Cheaper check for the periodic sweep: the first and last 64 bytes.
-fn verify_edges(b: &Live) {
-    verify(b, 64);
-    for i in b.size.saturating_sub(64)..b.size {
-        // SAFETY: b.ptr has at least b.size bytes.
-        let v = unsafe { *b.ptr.add(i) };
-        assert_eq!(
-            v,
-            b.seed.wrapping_add(i as u8),
-            "byte {i} of a {}-byte block corrupted",
-            b.size
-        );
-    }
-}
-
-fn random_size(rng: &mut Rng) -> usize {
-    match rng.below(100) {
-        0..=59 => rng.below(129) as usize,
-        60..=84 => rng.below(8 * 1024) as usize,
-        85..=96 => rng.below(80 * 1024) as usize,
-        97..=98 => rng.below(2 << 20) as usize,
-        _ => (2 << 20) + rng.below(6 << 20) as usize,
-    }
-}
-
-fn random_align(rng: &mut Rng) -> usize {
-    match rng.below(10) {
-        0..=6 => 16,
-        7 => 1 << rng.below(7),
-        8 => 1 << (7 + rng.below(6)),
-        _ => 1 << (13 + rng.below(9)), // up to 2 MiB
-    }
-}
-
-fn run_model(seed: u64, steps: usize) {
-    let mut rng = Rng(seed);
-    let mut live: Vec<Live> = Vec::new();
-    for step in 0..steps {
-        match rng.below(10) {
-            0..=4 => {
-                let size = random_size(&mut rng);
-                let mut align = random_align(&mut rng);
-                if align == 16 && size <= 8 {
-                    align = 8; // C malloc only promises 8 for blocks of 8 bytes or less
-                }
-                let zeroed = rng.below(4) == 0;
-                let p = if zeroed && align <= 16 {
-                    raw::calloc(1, size)
-                } else if align <= 16 {
-                    raw::malloc(size)
-                } else {
-                    raw::aligned_alloc(align, size)
-                };
-                assert!(!p.is_null(), "allocation of {size} aligned {align} failed");
-                assert_eq!(p as usize % align, 0, "size {size} align {align}");
-                assert!(size <= 8 || p as usize % 16 == 0, "malloc alignment");
-                // SAFETY: p is live.
-                assert!(unsafe { raw::usable_size(p) } >= size);
-                if zeroed && align <= 16 {
-                    for i in 0..size {
-                        // SAFETY: p has size bytes.
-                        assert_eq!(unsafe { *p.add(i) }, 0, "calloc byte {i} of {size}");
-                    }
-                }
-                let seed = rng.next() as u8;
-                fill(p, size, seed);
-                live.push(Live {
-                    ptr: p,
-                    size,
-                    align,
-                    seed,
-                });
-            }
-            5..=6 if !live.is_empty() => {
-                let i = rng.below(live.len() as u64) as usize;
-                let new_size = random_size(&mut rng);
-                let b = &mut live[i];
-                // SAFETY: b.ptr is live with alignment b.align.
-                let q = unsafe { raw::realloc_aligned(b.ptr, new_size, b.align) };
-                assert!(!q.is_null());
-                assert_eq!(
-                    q as usize % b.align,
-                    0,
-                    "realloc lost alignment {}",
-                    b.align
-                );
-                b.ptr = q;
-                verify(b, new_size);
-                b.size = new_size;
-                fill(b.ptr, b.size, b.seed);
-            }
-            _ if !live.is_empty() => {
-                let i = rng.below(live.len() as u64) as usize;
-                let b = live.swap_remove(i);
-                verify(&b, b.size);
-                // SAFETY: b.ptr is live and freed once.
-                unsafe { raw::free(b.ptr) };
-            }
-            _ => {}
-        }
-        if step % 997 == 0 {
-            memward::check_thread_heap();
-            for b in &live {
-                verify_edges(b);
-            }
-        }
-    }
-    for b in live {
-        verify(&b, b.size);
-        // SAFETY: live and freed once.
-        unsafe { raw::free(b.ptr) };
-    }
-    memward::check_thread_heap();
-}
 
 #[test]
 fn random_sequences_keep_contents_and_alignment() {
     for seed in 1..=4u64 {
-        run_model(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15), 20_000);
+        let seed = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        lockstep::run(1, random_actions(seed, 20_000, 1, Mix::default()));
     }
 }
 
 #[test]
 fn random_sequences_on_several_threads_at_once() {
     let threads: Vec<_> = (0..4u64)
-        .map(|t| std::thread::spawn(move || run_model(t + 100, 10_000)))
+        .map(|t| {
+            std::thread::spawn(move || {
+                lockstep::run(1, random_actions(t + 100, 10_000, 1, Mix::default()))
+            })
+        })
         .collect();
     for t in threads {
         t.join().unwrap();
     }
+}
+
+/// Blocks move between four threads (so most frees and reallocations are cross-thread:
+/// the outbox and the remote-free queue), and threads exit with blocks still live and are
+/// replaced (abandoned heaps, adoption, frees into abandoned segments).
+#[test]
+fn random_transfers_between_threads_and_thread_restarts() {
+    let mix = Mix {
+        alloc: 5,
+        realloc: 2,
+        free: 3,
+        transfer: 3,
+        restart: 1,
+    };
+    for seed in 1..=3u64 {
+        lockstep::run(4, random_actions(seed * 7919, 15_000, 4, mix));
+    }
+}
+
+/// Many frees of one thread's blocks by another: enough to fill the 64-block outbox many
+/// times over, with the allocating thread restarted between bursts.
+#[test]
+fn transfer_heavy_sequences() {
+    let mix = Mix {
+        alloc: 4,
+        realloc: 1,
+        free: 2,
+        transfer: 6,
+        restart: 1,
+    };
+    lockstep::run(2, random_actions(0xfeed, 20_000, 2, mix));
+}
+
+/// Threads race, swapping blocks through shared slots, and die with blocks alive that
+/// the next round's threads free.
+#[test]
+fn racing_threads_exchange_blocks_and_die_with_blocks_alive() {
+    stress::run(stress::Config {
+        threads: 4,
+        rounds: 6,
+        steps: 5_000,
+        slots: 64,
+        seed: 0x5eed,
+    });
 }
 
 #[test]
@@ -212,27 +107,18 @@ fn c_like_edge_cases() {
 
 #[test]
 fn realloc_grows_large_blocks_in_place() {
-    let p = raw::malloc(100 * 1024);
-    fill(p, 100 * 1024, 7);
-    // SAFETY: p is live.
-    let q = unsafe { raw::realloc(p, 1 << 20) };
-    assert_eq!(p, q, "a large block grows inside its segment");
-    verify(
-        &Live {
-            ptr: q,
-            size: 100 * 1024,
-            align: 16,
-            seed: 7,
-        },
-        100 * 1024,
-    );
+    let b = memward_model::Block::alloc(100 * 1024, 16, false, 7);
+    let before = b.addr();
+    // Block::realloc checks that the first 100 KiB came along.
+    let b = b.realloc(1 << 20);
+    assert_eq!(before, b.addr(), "a large block grows inside its segment");
+    b.free();
     // Small blocks stay put while they fit their class.
     let s = raw::malloc(100);
     // SAFETY: live pointers.
     unsafe {
         assert_eq!(raw::realloc(s, 110), s);
         raw::free(s);
-        raw::free(q);
     }
 }
 

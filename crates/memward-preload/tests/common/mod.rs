@@ -27,7 +27,8 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// `$MEMWARD_LIB`, or the release build in the workspace. Panics with the fix if missing:
+/// `$MEMWARD_LIB`, or the release build in this build's target directory (wherever
+/// `CARGO_TARGET_DIR` or `build.target-dir` put it). Panics with the fix if missing:
 /// these tests exercise the optimised library that users preload, so they do not build it
 /// themselves.
 pub fn library() -> PathBuf {
@@ -40,13 +41,29 @@ pub fn library() -> PathBuf {
         );
         return p.canonicalize().unwrap();
     }
-    let p = workspace_root().join("target/release/libmemward.so");
-    assert!(
-        p.is_file(),
-        "{} is missing: run `cargo build --release` first (or set MEMWARD_LIB)",
-        p.display()
-    );
-    p.canonicalize().unwrap()
+    let candidates = release_candidates("libmemward.so");
+    match candidates.iter().find(|p| p.is_file()) {
+        Some(p) => p.canonicalize().unwrap(),
+        None => panic!(
+            "libmemward.so is missing (looked for {candidates:?}): run `cargo build --release` \
+             with the same CARGO_TARGET_DIR first (or set MEMWARD_LIB)"
+        ),
+    }
+}
+
+/// Where a release build of `file` can be: the `release` directory beside this test's
+/// profile directory (the test runs from `TARGET/debug/deps/`, or `TARGET/TRIPLE/debug/deps/`
+/// when cross-built), then `$CARGO_TARGET_DIR/release`, then the workspace's `target/release`.
+pub fn release_candidates(file: &str) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        dirs.extend(exe.ancestors().skip(1).take(4).map(|d| d.join("release")));
+    }
+    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR").filter(|t| !t.is_empty()) {
+        dirs.push(workspace_root().join(t).join("release"));
+    }
+    dirs.push(workspace_root().join("target/release"));
+    dirs.into_iter().map(|d| d.join(file)).collect()
 }
 
 /// The path of `program` on PATH (or `program` itself if it is a path). Panics naming the
