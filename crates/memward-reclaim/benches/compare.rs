@@ -280,11 +280,11 @@ fn xorshift(x: &mut u64) -> u64 {
 }
 
 /// A worker body: `(worker index, operations, sample the garbage gauge)`.
-type Worker = dyn Fn(usize, u64, &dyn Fn()) + Sync;
+type Worker<'a> = dyn Fn(usize, u64, &dyn Fn()) + Sync + 'a;
 
 /// Runs `f(ops)` on `threads` workers at once; returns (seconds from the first worker's start to
 /// the last one's end, peak unreclaimed over the run).
-fn run_threads(threads: usize, ops: u64, f: &Worker) -> (f64, i64) {
+fn run_threads(threads: usize, ops: u64, f: &Worker<'_>) -> (f64, i64) {
     let base = unreclaimed();
     let peak = AtomicU64::new(0);
     let sample = || {
