@@ -8,7 +8,8 @@
 //! Every measurement runs all four schemes in one round, in a rotating order, and the round is
 //! repeated; tables give medians with min..max and the per-round ratio of memward-reclaim to each
 //! anchor (above 1 = memward-reclaim faster). Unreclaimed objects are counted by the adapters
-//! (retire minus reclaim, per-thread counters) and sampled every 128 operations.
+//! (retire minus reclaim, per-thread counters) and sampled every 17 operations (a prime, so the
+//! samples do not alias with any scheme's batch period).
 
 use memward_reclaim::structures::{HashMap, MsQueue, Reclaim, TreiberStack};
 use memward_reclaim::Collector;
@@ -327,7 +328,7 @@ fn measure<S: Scheme>(w: Workload, threads: usize) -> Sample {
                 for i in 0..ops / 2 {
                     stack.push(i);
                     black_box(stack.pop());
-                    if i % 64 == 0 {
+                    if i % 17 == 0 {
                         sample();
                     }
                 }
@@ -344,7 +345,7 @@ fn measure<S: Scheme>(w: Workload, threads: usize) -> Sample {
                 for i in 0..ops / 2 {
                     queue.push(i);
                     black_box(queue.pop());
-                    if i % 64 == 0 {
+                    if i % 17 == 0 {
                         sample();
                     }
                 }
@@ -375,7 +376,7 @@ fn measure<S: Scheme>(w: Workload, threads: usize) -> Sample {
                             black_box(map.get(&key));
                         }
                     }
-                    if i % 128 == 0 {
+                    if i % 17 == 0 {
                         sample();
                     }
                 }
@@ -433,7 +434,7 @@ fn stalled<S: Scheme>(ops: u64) -> i64 {
             for i in 0..ops {
                 stack.push(i);
                 black_box(stack.pop());
-                if i % 1024 == 0 {
+                if i % 1021 == 0 {
                     peak.fetch_max((unreclaimed() - base).max(0) as u64, Ordering::Relaxed);
                 }
             }
