@@ -474,7 +474,37 @@ fn run_scheme(i: usize, w: Workload, threads: usize) -> Sample {
     }
 }
 
+/// `compare enter-leave SCHEME N`: only N enter+leave pairs of one scheme, for instruction
+/// counts (run it under callgrind at two values of N; the difference divided by the difference of
+/// N is the cost of one pair).
+fn enter_leave_only(args: &[String]) {
+    let n: u64 = args
+        .get(3)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    fn run<S: Scheme>(n: u64) {
+        let scheme = S::create();
+        for _ in 0..n {
+            black_box(scheme.enter());
+        }
+    }
+    match args.get(2).map(String::as_str) {
+        Some("memward-reclaim") => run::<Memward>(n),
+        Some("seize") => run::<Seize>(n),
+        Some("crossbeam-epoch") => run::<Epoch>(n),
+        Some("haphazard") => run::<Haphazard>(n),
+        other => {
+            eprintln!("unknown scheme {other:?}; expected one of {NAMES:?}");
+            std::process::exit(2);
+        }
+    }
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("enter-leave") {
+        return enter_leave_only(&args);
+    }
     let rounds: usize = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())

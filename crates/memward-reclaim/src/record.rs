@@ -126,13 +126,14 @@ impl Record {
     #[inline]
     pub(crate) fn clear_slots(&self, st: &mut OwnerState) {
         if st.cur.is_null() {
-            for slot in &self.first.slots[..st.cur_used] {
+            // `take` rather than a slice index: no bounds-check branch on the guard-drop path.
+            for slot in self.first.slots.iter().take(st.cur_used) {
                 slot.store(ptr::null_mut(), Ordering::Release);
             }
         } else {
             self.clear_slots_chain(st);
+            st.cur = ptr::null();
         }
-        st.cur = ptr::null();
         st.cur_used = 0;
     }
 
