@@ -26,7 +26,7 @@ use core::ptr::{self, NonNull};
 const HOME_SLOTS: usize = 64;
 
 /// The default number of retirements between scans of one record.
-pub const DEFAULT_BATCH_SIZE: usize = 64;
+pub const DEFAULT_BATCH_SIZE: usize = 256;
 
 /// A reclamation domain: one per data structure (or group of structures that share nodes).
 ///
