@@ -77,7 +77,14 @@ pub(crate) fn init() {
     expedited::init();
 }
 
-/// Whether the cheap reader barrier (a compiler fence) is in force.
+/// Whether the cheap reader barrier (a compiler fence, paired with `membarrier` in scans) is in
+/// force. Decided when the first [`Collector`](crate::Collector) is created; `false` before that
+/// and wherever `membarrier` is unavailable (then both sides use `fence(SeqCst)`).
+///
+/// ```
+/// let _collector = memward_reclaim::Collector::new();
+/// println!("expedited barriers: {}", memward_reclaim::is_expedited());
+/// ```
 pub fn is_expedited() -> bool {
     #[cfg(all(target_os = "linux", not(loom), not(miri)))]
     {
