@@ -199,11 +199,11 @@ impl<'c> Guard<'c> {
     /// ```
     #[inline]
     pub unsafe fn retire_with<T>(&self, ptr: *mut T, reclaim: unsafe fn(*mut T)) {
+        type Erased = unsafe fn(*mut ());
         // SAFETY: `unsafe fn(*mut T)` and `unsafe fn(*mut ())` have the same ABI (raw pointers to
         // sized types are ABI-compatible, per the `fn` pointer documentation), and the function is
         // only ever called with `ptr` itself.
-        let reclaim =
-            unsafe { core::mem::transmute::<unsafe fn(*mut T), unsafe fn(*mut ())>(reclaim) };
+        let reclaim = unsafe { core::mem::transmute::<unsafe fn(*mut T), Erased>(reclaim) };
         let collector = self.collector;
         self.with_state(|record, st| {
             st.retired.push(Retired {
