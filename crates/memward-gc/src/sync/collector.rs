@@ -1,0 +1,400 @@
+//! The thread-safe collector: concurrent trial deletion, validated before anything dies.
+//!
+//! Mutators never wait for the collector except on the locks of objects it is examining.
+//! Candidates come from sharded buffers (a drop that leaves a count above zero). A
+//! collection, one at a time under `COLLECTOR`:
+//!
+//! 1. *pin*: each examined object gets one extra strong reference (so it stays alive
+//!    whatever mutators do) and its state word is recorded (`seen`).
+//! 2. *count*: trace each member once with a tracer that **holds** every lock guard it
+//!    takes (`Mutex`/`RwLock` contents are frozen from the moment they are traced), and
+//!    subtract the edges found between members from their `strong - pin` counts.
+//! 3. *rescue*: everything reachable from a member with references from outside (or
+//!    whose contents are locked by someone else) is live.
+//! 4. *validate*: the garbage candidates' words must still equal `seen`. Pass one sets
+//!    `PENDING` by compare-and-swap (upgrades now wait), pass two re-reads every word.
+//!    Because every clone and drop bumps the epoch, an unchanged word means no handle to
+//!    that object was created or destroyed since it was pinned. Handles can still have
+//!    been *moved*, but a handle found inside a member cannot have moved since: it sat
+//!    in an immutable field or behind a guard we hold. So every handle to every garbage
+//!    candidate is, at the end of pass one, inside another candidate: nothing outside
+//!    can reach them, now or later. Any mismatch aborts the collection (the candidates
+//!    go back into the buffer). A window longer than `MAX_WINDOW` also aborts, so the
+//!    32-bit epoch cannot wrap unnoticed (2^32 atomic updates of one word take far
+//!    longer than that on any CPU).
+//! 5. *kill, drop, release*: set `DEAD`, release the guards, drop every garbage value,
+//!    then release the pins; memory goes when the last reference of any kind does.
+//!
+//! Pauses: only the collecting thread works; a mutator stalls only if it locks a
+//! `Mutex`/`RwLock` inside an object under examination, for at most the window above.
+use super::gc_box::{
+    count, header, release_strong_quiet, release_weak, DEAD, DEC, INC, ONE, PENDING,
+};
+use crate::trace::{Edge, Tracer};
+use core::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Longest pin-to-validation window accepted.
+const MAX_WINDOW: Duration = Duration::from_secs(1);
+/// Allocations between automatic collections, at least.
+const MIN_THRESHOLD: usize = 8192;
+/// Allocations a thread counts locally before adding them to the global counter.
+const LOCAL_BATCH: usize = 64;
+const SHARDS: usize = 16;
+
+/// A candidate-buffer entry; owns one weak reference to its allocation.
+struct Candidate(Edge);
+// SAFETY: sync allocations hold `Send + Sync` values and atomic headers; an entry is a
+// counted reference that any thread may release.
+unsafe impl Send for Candidate {}
+
+static BUFFERS: [Mutex<Vec<Candidate>>; SHARDS] = [const { Mutex::new(Vec::new()) }; SHARDS];
+static COLLECTOR: Mutex<()> = Mutex::new(());
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+static THRESHOLD: AtomicUsize = AtomicUsize::new(MIN_THRESHOLD);
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+    static LOCAL_ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+    static IN_COLLECTION: Cell<bool> = const { Cell::new(false) };
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Poisoning cannot leave these structures inconsistent (pushes and takes only).
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn my_shard() -> usize {
+    SHARD
+        .try_with(|s| {
+            if s.get() == usize::MAX {
+                s.set(NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS);
+            }
+            s.get()
+        })
+        .unwrap_or(0)
+}
+
+/// Enters an object whose count dropped (not to zero) in the candidate buffer.
+///
+/// # Safety
+/// `edge` is live and the caller still holds the strong reference it is about to drop
+/// (or holds one otherwise), so the allocation stays valid during the call.
+pub(crate) unsafe fn possible_root(edge: Edge) {
+    // SAFETY: live per the caller.
+    let h = unsafe { header(edge.ptr) };
+    if h.buffered.load(Ordering::Relaxed) || h.buffered.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    h.inc_weak(); // the entry's own reference
+    lock(&BUFFERS[my_shard()]).push(Candidate(edge));
+}
+
+/// Counts an allocation; collects when the threshold is reached (if no collection runs).
+#[inline]
+pub(crate) fn note_allocation() {
+    let batch = LOCAL_ALLOCATIONS
+        .try_with(|n| {
+            let v = n.get() + 1;
+            n.set(if v == LOCAL_BATCH { 0 } else { v });
+            v == LOCAL_BATCH
+        })
+        .unwrap_or(false);
+    if batch {
+        let total = ALLOCATIONS.fetch_add(LOCAL_BATCH, Ordering::Relaxed) + LOCAL_BATCH;
+        if total >= THRESHOLD.load(Ordering::Relaxed) {
+            collect_paced();
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn collect_paced() {
+    if IN_COLLECTION.try_with(|c| c.get()).unwrap_or(true) {
+        return;
+    }
+    if let Ok(guard) = COLLECTOR.try_lock() {
+        ALLOCATIONS.store(0, Ordering::Relaxed);
+        run(guard);
+    }
+}
+
+/// Collects garbage cycles of [`sync::Gc`](crate::sync::Gc)s now (those whose last
+/// outside handle was dropped before this call, on any thread). Waits for a collection
+/// another thread runs; returns at once when called from a destructor that a collection
+/// is running.
+///
+/// ```
+/// use memward_gc::{sync, Trace};
+/// use std::sync::Mutex;
+///
+/// #[derive(Trace)]
+/// struct Node(Mutex<Option<sync::Gc<Node>>>);
+/// let a = sync::Gc::new(Node(Mutex::new(None)));
+/// *a.0.lock().unwrap() = Some(a.clone());
+/// let weak = sync::Gc::downgrade(&a);
+/// drop(a);
+/// sync::collect();
+/// assert!(weak.upgrade().is_none());
+/// ```
+pub fn collect() {
+    if IN_COLLECTION.try_with(|c| c.get()).unwrap_or(true) {
+        return;
+    }
+    let guard = lock(&COLLECTOR);
+    ALLOCATIONS.store(0, Ordering::Relaxed);
+    run(guard);
+}
+
+/// Marks this thread as collecting for the guard's life.
+struct InCollection;
+impl InCollection {
+    fn enter() -> Self {
+        IN_COLLECTION.with(|c| c.set(true));
+        InCollection
+    }
+}
+impl Drop for InCollection {
+    fn drop(&mut self) {
+        let _ = IN_COLLECTION.try_with(|c| c.set(false));
+    }
+}
+
+fn run(_lock: MutexGuard<'_, ()>) {
+    let _mark = InCollection::enter();
+    let mut entries = Vec::new();
+    for shard in &BUFFERS {
+        entries.append(&mut lock(shard));
+    }
+    let mut graph = Graph::default();
+    for Candidate(edge) in &entries {
+        // SAFETY: the entry's weak reference keeps the allocation live.
+        let h = unsafe { header(edge.ptr) };
+        h.buffered.store(false, Ordering::Release);
+        if h.slot.load(Ordering::Relaxed) == 0 {
+            if let Some(word) = h.try_inc_strong() {
+                graph.add(*edge, word, count(word) - 1);
+            }
+        }
+    }
+    let started = Instant::now();
+    // The tracer holds lock guards of traced values; it must be dropped before any
+    // value is dropped (see `finish`), and pins keep every traced value alive until then.
+    let mut tracer = Tracer::new(true);
+    graph.count(&mut tracer);
+    let live = graph.rescue();
+    THRESHOLD.store(live.max(MIN_THRESHOLD), Ordering::Relaxed);
+    let valid = graph.validate(started);
+    drop(tracer);
+    if !valid {
+        // Something changed under us: nothing dies. Put the candidates back.
+        for Candidate(edge) in &entries {
+            // SAFETY: still held by the entry.
+            let h = unsafe { header(edge.ptr) };
+            if !h.buffered.swap(true, Ordering::AcqRel) {
+                lock(&BUFFERS[my_shard()]).push(Candidate(*edge));
+                continue;
+            }
+            // SAFETY: the entry owns this weak reference and is not re-buffered.
+            unsafe { release_weak(*edge) };
+        }
+        graph.release(false);
+        return;
+    }
+    for Candidate(edge) in entries {
+        // SAFETY: the entry owns this weak reference; the pins keep members alive.
+        unsafe { release_weak(edge) };
+    }
+    graph.release(true);
+}
+
+/// The subgraph a collection examines. Each member holds one pin (strong reference).
+#[derive(Default)]
+struct Graph {
+    nodes: Vec<Edge>,
+    /// State word right after pinning.
+    seen: Vec<u64>,
+    /// Strong references (without the pin) minus edges from members.
+    refs: Vec<u64>,
+    targets: Vec<usize>,
+    starts: Vec<usize>,
+    live: Vec<bool>,
+    /// Validated garbage (indices); filled by `validate`.
+    garbage: Vec<usize>,
+}
+
+impl Graph {
+    fn add(&mut self, edge: Edge, seen: u64, refs: u64) -> usize {
+        self.nodes.push(edge);
+        self.seen.push(seen);
+        self.refs.push(refs);
+        // SAFETY: pinned (the caller just added a strong reference).
+        let h = unsafe { header(edge.ptr) };
+        h.slot.store(self.nodes.len(), Ordering::Relaxed);
+        self.nodes.len() - 1
+    }
+
+    fn count(&mut self, tracer: &mut Tracer) {
+        let mut i = 0;
+        while i < self.nodes.len() {
+            self.starts.push(self.targets.len());
+            // SAFETY: pinned, so alive and not dropped (a pin was taken only if the object
+            // was not DEAD, and a collection is the only other way to drop a value with
+            // strong references; collections do not overlap). Guards taken stay in
+            // `tracer`, which is dropped before the pins are released.
+            unsafe { self.nodes[i].trace(tracer) };
+            if tracer.take_opaque() {
+                self.refs[i] = u64::MAX;
+            }
+            for edge in core::mem::take(&mut tracer.sync_edges) {
+                // SAFETY: reported by a pinned value that owns this handle: live.
+                let h = unsafe { header(edge.ptr) };
+                let slot = h.slot.load(Ordering::Relaxed);
+                let j = if slot != 0 {
+                    // More edges than counted references happens legitimately when a
+                    // mutator cloned a handle after the pin: validation then fails.
+                    let j = slot - 1;
+                    self.refs[j] = self.refs[j].saturating_sub(1);
+                    j
+                } else {
+                    match h.try_inc_strong() {
+                        // minus our pin and minus this edge
+                        Some(word) => self.add(edge, word, (count(word) - 1).saturating_sub(1)),
+                        None => continue, // dead: a handle stored by a destructor
+                    }
+                };
+                self.targets.push(j);
+            }
+            tracer.unsync_edges.clear();
+            i += 1;
+        }
+        self.starts.push(self.targets.len());
+    }
+
+    fn rescue(&mut self) -> usize {
+        let n = self.nodes.len();
+        self.live = vec![false; n];
+        let mut stack: Vec<usize> = (0..n).filter(|&i| self.refs[i] > 0).collect();
+        for &i in &stack {
+            self.live[i] = true;
+        }
+        let mut live = stack.len();
+        while let Some(i) = stack.pop() {
+            for &j in &self.targets[self.starts[i]..self.starts[i + 1]] {
+                if !self.live[j] {
+                    self.live[j] = true;
+                    live += 1;
+                    stack.push(j);
+                }
+            }
+        }
+        live
+    }
+
+    /// Phase 4 (see the module docs): on success marks the garbage DEAD and records it.
+    fn validate(&mut self, started: Instant) -> bool {
+        let candidates: Vec<usize> = (0..self.nodes.len()).filter(|&i| !self.live[i]).collect();
+        let mut marked = 0;
+        let mut ok = true;
+        for &i in &candidates {
+            // SAFETY: pinned.
+            let h = unsafe { header(self.nodes[i].ptr) };
+            let seen = self.seen[i];
+            if h.word
+                .compare_exchange(seen, seen | PENDING, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+            {
+                ok = false;
+                break;
+            }
+            marked += 1;
+        }
+        if ok {
+            ok = candidates.iter().all(|&i| {
+                // SAFETY: pinned.
+                let h = unsafe { header(self.nodes[i].ptr) };
+                h.word.load(Ordering::Acquire) == self.seen[i] | PENDING
+            }) && started.elapsed() < MAX_WINDOW;
+        }
+        for &i in &candidates[..marked] {
+            // SAFETY: pinned.
+            let h = unsafe { header(self.nodes[i].ptr) };
+            if ok {
+                // Garbage: nothing outside can touch this word now, but keep it atomic.
+                h.word.fetch_xor(PENDING | DEAD, Ordering::AcqRel);
+            } else {
+                h.word.fetch_and(!PENDING, Ordering::AcqRel);
+            }
+        }
+        if ok {
+            self.garbage = candidates;
+        }
+        ok
+    }
+
+    /// Phase 5: unpin live members; drop garbage values, then unpin them.
+    fn release(self, kill: bool) {
+        for &edge in &self.nodes {
+            // SAFETY: pinned.
+            unsafe { header(edge.ptr) }.slot.store(0, Ordering::Relaxed);
+        }
+        let garbage: Vec<Edge> = if kill {
+            self.garbage.iter().map(|&i| self.nodes[i]).collect()
+        } else {
+            Vec::new()
+        };
+        for (i, &edge) in self.nodes.iter().enumerate() {
+            if !kill || self.live[i] {
+                // SAFETY: we own this pin. Not re-buffered: a live object's count only
+                // went back to what it was.
+                unsafe { release_strong_quiet(edge) };
+            }
+        }
+        let mut dropping = Unpin {
+            garbage: &garbage,
+            next: 0,
+        };
+        while dropping.next < garbage.len() {
+            let edge = garbage[dropping.next];
+            dropping.next += 1;
+            // SAFETY: validated garbage, DEAD: no handle outside garbage values exists or
+            // can be made, so no reference to the value exists outside the destructors
+            // this loop runs one at a time (which find their fellow members DEAD). The
+            // value is initialised: the member was pinned while not DEAD.
+            unsafe { (edge.vtable.drop_value)(edge.ptr) }
+        }
+    }
+}
+
+/// Releases the garbage's pins after the destructors, also when one panics (the values
+/// not yet dropped are then leaked).
+struct Unpin<'g> {
+    garbage: &'g [Edge],
+    next: usize,
+}
+
+impl Drop for Unpin<'_> {
+    fn drop(&mut self) {
+        for &edge in self.garbage {
+            // SAFETY: we own the pin; the word is DEAD so a zero count only releases the
+            // implicit weak reference (the value is dropped or leaked, never again).
+            let h = unsafe { header(edge.ptr) };
+            let old = h.word.fetch_add(DEC, Ordering::AcqRel);
+            if count(old) == 1 {
+                // SAFETY: the strong side is empty and the value gone.
+                unsafe { release_weak(edge) };
+            }
+        }
+    }
+}
+
+/// Candidates waiting in the buffers (for tests).
+pub(crate) fn candidate_count() -> usize {
+    BUFFERS.iter().map(|b| lock(b).len()).sum()
+}
+
+const _: () = assert!(INC == ONE + (1 << 32));
