@@ -128,7 +128,7 @@ pub struct Tracer {
 
 impl Tracer {
     /// A tracer; `hold_guards` keeps what [`Tracer::hold`] gets until it is dropped.
-    pub(crate) fn new(hold_guards: bool) -> Self {
+    pub(crate) const fn new(hold_guards: bool) -> Self {
         Tracer {
             unsync_edges: Vec::new(),
             sync_edges: Vec::new(),

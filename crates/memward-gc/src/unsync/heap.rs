@@ -34,6 +34,9 @@ pub(crate) const MIN_THRESHOLD: usize = 8192;
 /// Per-thread state.
 pub(crate) struct Heap {
     candidates: RefCell<Vec<Edge>>,
+    /// Buffers kept between collections (their capacity), so that a collection does not
+    /// allocate and fault in fresh memory each time.
+    spare: RefCell<(Vec<Edge>, Graph)>,
     collecting: Cell<bool>,
     allocations: Cell<usize>,
     threshold: Cell<usize>,
@@ -43,6 +46,7 @@ thread_local! {
     static HEAP: Heap = const {
         Heap {
             candidates: RefCell::new(Vec::new()),
+            spare: RefCell::new((Vec::new(), Graph::new())),
             collecting: Cell::new(false),
             allocations: Cell::new(0),
             threshold: Cell::new(MIN_THRESHOLD),
@@ -135,6 +139,16 @@ pub fn collect() {
     let _ = HEAP.try_with(collect_in);
 }
 
+/// Frees the buffers a heap keeps between collections (for tests that count bytes).
+pub(crate) fn trim() {
+    let _ = HEAP.try_with(|heap| {
+        if !heap.collecting.get() {
+            *heap.spare.borrow_mut() = (Vec::new(), Graph::new());
+            heap.candidates.borrow_mut().shrink_to_fit();
+        }
+    });
+}
+
 /// Number of objects waiting in this thread's candidate buffer (for tests and tuning).
 pub(crate) fn candidate_count() -> usize {
     HEAP.try_with(|heap| heap.candidates.borrow().len())
@@ -156,9 +170,9 @@ fn collect_in(heap: &Heap) {
     }
     let _running = Running(heap);
     heap.allocations.set(0);
-    let roots = core::mem::take(&mut *heap.candidates.borrow_mut());
-    let mut graph = Graph::default();
-    for edge in roots {
+    let (spare_buffer, mut graph) = core::mem::take(&mut *heap.spare.borrow_mut());
+    let mut roots = core::mem::replace(&mut *heap.candidates.borrow_mut(), spare_buffer);
+    for &edge in &roots {
         // SAFETY: BUFFERED kept the allocation alive until now.
         let h = unsafe { header(edge.ptr) };
         let meta = h.meta.get() & !BUFFERED;
@@ -171,30 +185,45 @@ fn collect_in(heap: &Heap) {
             graph.add(edge, h.strong.get());
         }
     }
-    if graph.nodes.is_empty() {
-        return;
+    roots.clear();
+    if !graph.nodes.is_empty() {
+        graph.count();
+        let live = graph.rescue();
+        heap.threshold.set(live.max(MIN_THRESHOLD));
+        graph.kill_drop_free();
     }
-    graph.count();
-    let live = graph.rescue();
-    heap.threshold.set(live.max(MIN_THRESHOLD));
-    graph.kill_drop_free();
+    // Keep the (now empty) buffers for the next collection, unless a destructor run by
+    // this one already put a fresh pair there.
+    let mut spare = heap.spare.borrow_mut();
+    if spare.0.capacity() == 0 && spare.1.nodes.capacity() == 0 {
+        *spare = (roots, graph);
+    }
 }
 
 /// The subgraph a collection examines.
-#[derive(Default)]
-struct Graph {
+pub(crate) struct Graph {
     /// Objects in the set, by index (stored in each header's meta while IN_SET).
     nodes: Vec<Edge>,
     /// `strong` minus the edges from inside the set; > 0 means referenced from outside.
     refs: Vec<usize>,
-    /// Edge targets by index; node `i`'s edges are `targets[starts[i]..starts[i + 1]]`.
-    targets: Vec<usize>,
-    starts: Vec<usize>,
     /// Set by `rescue`.
     live: Vec<bool>,
+    /// Garbage found by `kill_drop_free`.
+    garbage: Vec<Edge>,
+    tracer: Tracer,
 }
 
 impl Graph {
+    const fn new() -> Self {
+        Graph {
+            nodes: Vec::new(),
+            refs: Vec::new(),
+            live: Vec::new(),
+            garbage: Vec::new(),
+            tracer: Tracer::new(false),
+        }
+    }
+
     fn add(&mut self, edge: Edge, refs: usize) -> usize {
         let index = self.nodes.len();
         // SAFETY: edges are only added while their allocation is live (buffer entry or an
@@ -207,66 +236,75 @@ impl Graph {
         index
     }
 
-    /// Phase 1: trace every member once, recording edges and subtracting internal ones.
-    fn count(&mut self) {
-        let mut tracer = Tracer::new(false);
-        let mut i = 0;
-        while i < self.nodes.len() {
-            self.starts.push(self.targets.len());
-            // SAFETY: members are live (IN_SET) and not DEAD (checked when added), and no
-            // code that could drop a value runs during the count (Trace's contract).
-            unsafe { self.nodes[i].trace(&mut tracer) };
-            if tracer.take_opaque() {
-                self.refs[i] = usize::MAX; // in use right now: treat as referenced
-            }
-            for edge in tracer.unsync_edges.drain(..) {
-                // SAFETY: a value reported an edge it owns: its target is live.
-                let h = unsafe { header(edge.ptr) };
-                let meta = h.meta.get();
-                if meta & DEAD != 0 {
-                    continue; // already collected; its memory is kept by this handle
-                }
-                let j = if meta & IN_SET != 0 {
-                    let j = meta >> SHIFT;
-                    debug_assert!(self.refs[j] > 0, "Trace reported more edges than exist");
-                    self.refs[j] = self.refs[j].saturating_sub(1);
-                    j
-                } else {
-                    self.add(edge, h.strong.get().saturating_sub(1))
-                };
-                self.targets.push(j);
-            }
-            tracer.sync_edges.clear(); // sync objects are the sync collector's business
-            i += 1;
+    /// Traces member `i` and returns the members its edges point to (through `f`).
+    fn edges_of(&mut self, i: usize, mut f: impl FnMut(&mut Self, Edge, &super::gc_box::Header)) {
+        // SAFETY: members are live (IN_SET) and not DEAD (checked when added), and no
+        // code that could drop a value runs during a collection's analysis (Trace's
+        // contract).
+        unsafe { self.nodes[i].trace(&mut self.tracer) };
+        if self.tracer.take_opaque() {
+            self.refs[i] = usize::MAX; // in use right now: treat as referenced
         }
-        self.starts.push(self.targets.len());
+        self.tracer.sync_edges.clear(); // sync objects are the sync collector's business
+        let mut edges = core::mem::take(&mut self.tracer.unsync_edges);
+        for &edge in &edges {
+            // SAFETY: a live value reported an edge it owns: its target is live.
+            let h = unsafe { header(edge.ptr) };
+            if h.meta.get() & DEAD == 0 {
+                f(self, edge, h);
+            } // else: already collected; its memory is kept by this very handle
+        }
+        edges.clear();
+        self.tracer.unsync_edges = edges;
     }
 
-    /// Phase 2: mark live everything reachable from a member referenced from outside.
-    /// Returns the number of live members.
+    /// Phase 1: trace every member once, subtracting the edges between members.
+    fn count(&mut self) {
+        let mut i = 0;
+        while i < self.nodes.len() {
+            self.edges_of(i, |g, edge, h| {
+                let meta = h.meta.get();
+                if meta & IN_SET != 0 {
+                    let j = meta >> SHIFT;
+                    debug_assert!(g.refs[j] > 0, "Trace reported more edges than exist");
+                    g.refs[j] = g.refs[j].saturating_sub(1);
+                } else {
+                    g.add(edge, h.strong.get().saturating_sub(1));
+                }
+            });
+            i += 1;
+        }
+    }
+
+    /// Phase 2: mark live everything reachable from a member referenced from outside,
+    /// tracing the live members again (usually few: most examined objects are garbage
+    /// or the set is small). Returns the number of live members.
     fn rescue(&mut self) -> usize {
         let n = self.nodes.len();
-        self.live = vec![false; n];
+        self.live.clear();
+        self.live.resize(n, false);
         let mut stack: Vec<usize> = (0..n).filter(|&i| self.refs[i] > 0).collect();
         for &i in &stack {
             self.live[i] = true;
         }
         let mut count = stack.len();
         while let Some(i) = stack.pop() {
-            for &j in &self.targets[self.starts[i]..self.starts[i + 1]] {
-                if !self.live[j] {
-                    self.live[j] = true;
+            self.edges_of(i, |g, _, h| {
+                let j = h.meta.get() >> SHIFT;
+                if !g.live[j] {
+                    g.live[j] = true;
                     count += 1;
                     stack.push(j);
                 }
-            }
+            });
         }
         count
     }
 
-    /// Phases 3 to 5: release live members; mark garbage DEAD, drop it, free it.
-    fn kill_drop_free(self) {
-        let mut garbage = Vec::new();
+    /// Phases 3 to 5: release live members; mark garbage DEAD, drop it, free it. Leaves
+    /// the graph empty (capacity kept).
+    fn kill_drop_free(&mut self) {
+        let mut garbage = core::mem::take(&mut self.garbage);
         for (i, &edge) in self.nodes.iter().enumerate() {
             // SAFETY: IN_SET kept every member live.
             let h = unsafe { header(edge.ptr) };
@@ -278,21 +316,34 @@ impl Graph {
                 garbage.push(edge);
             }
         }
-        drop(self);
-        let mut dropping = DropPhase {
-            garbage: &garbage,
-            next: 0,
-        };
-        while dropping.next < garbage.len() {
-            let edge = garbage[dropping.next];
-            dropping.next += 1;
-            // SAFETY: every garbage member was DEAD before this loop, so no new reference
-            // to any of their values can be made; no reference existed from outside the
-            // garbage (all strong counts were accounted for by garbage values), and none
-            // from inside is live now (destructors of members run one at a time and
-            // cannot deref a dead Gc). The value is initialised: it was not DEAD before.
-            unsafe { (edge.vtable.drop_value)(edge.ptr) }
+        self.nodes.clear();
+        self.refs.clear();
+        self.live.clear();
+        {
+            let mut dropping = DropPhase {
+                garbage: &garbage,
+                next: 0,
+            };
+            while dropping.next < garbage.len() {
+                let edge = garbage[dropping.next];
+                dropping.next += 1;
+                // SAFETY: every garbage member was DEAD before this loop, so no new
+                // reference to any of their values can be made; no reference existed from
+                // outside the garbage (all strong counts were accounted for by garbage
+                // values), and none from inside is live now (destructors of members run
+                // one at a time and cannot deref a dead Gc). The value is initialised: it
+                // was not DEAD before.
+                unsafe { (edge.vtable.drop_value)(edge.ptr) }
+            }
         }
+        garbage.clear();
+        self.garbage = garbage;
+    }
+}
+
+impl Default for Graph {
+    fn default() -> Self {
+        Graph::new()
     }
 }
 

@@ -417,6 +417,13 @@ pub fn candidate_count() -> usize {
     heap::candidate_count()
 }
 
+/// Frees the buffers this thread's collector keeps between collections (for tests that
+/// count bytes).
+#[doc(hidden)]
+pub fn trim() {
+    heap::trim()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
