@@ -168,8 +168,15 @@ fn run(_lock: MutexGuard<'_, ()>) {
     let _mark = InCollection::enter();
     let mut entries = Vec::new();
     for shard in &BUFFERS {
-        entries.append(&mut lock(shard));
+        let taken = core::mem::take(&mut *lock(shard));
+        if entries.is_empty() {
+            entries = taken;
+        } else {
+            entries.extend(taken);
+        }
     }
+    // The validation window starts before the first pin.
+    let started = Instant::now();
     let mut graph = Graph::default();
     for Candidate(edge) in &entries {
         // SAFETY: the entry's weak reference keeps the allocation live.
@@ -181,7 +188,6 @@ fn run(_lock: MutexGuard<'_, ()>) {
             }
         }
     }
-    let started = Instant::now();
     // The tracer holds lock guards of traced values; it must be dropped before any
     // value is dropped (see `finish`), and pins keep every traced value alive until then.
     let mut tracer = Tracer::new(true);

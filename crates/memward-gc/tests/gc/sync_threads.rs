@@ -158,3 +158,112 @@ fn weak_upgrade_races_with_collection() {
     }
     sync::collect();
 }
+
+#[derive(Trace)]
+struct Linked {
+    next: Mutex<Option<Gc<Linked>>>,
+    #[trace(skip)]
+    stash: bool,
+}
+
+static STASHED: Mutex<Vec<Gc<Linked>>> = Mutex::new(Vec::new());
+
+impl Drop for Linked {
+    /// Reaches its cycle neighbour: it is alive or dead, never freed.
+    fn drop(&mut self) {
+        let next = self.next.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(next) = next.as_ref() {
+            if let Some(n) = Gc::try_deref(next) {
+                assert!(n.next.try_lock().is_ok() || Gc::is_dead(next));
+            }
+            if self.stash {
+                STASHED.lock().unwrap().push(next.clone());
+            }
+        }
+    }
+}
+
+fn linked_ring(n: usize, stash: bool) -> Vec<sync::Weak<Linked>> {
+    let nodes: Vec<Gc<Linked>> = (0..n)
+        .map(|_| {
+            Gc::new(Linked {
+                next: Mutex::new(None),
+                stash,
+            })
+        })
+        .collect();
+    for i in 0..n {
+        *nodes[i].next.lock().unwrap() = Some(nodes[(i + 1) % n].clone());
+    }
+    nodes.iter().map(Gc::downgrade).collect()
+}
+
+#[test]
+fn sync_destructors_reach_dead_members_and_resurrected_handles_stay_dead() {
+    let weaks = linked_ring(5, true);
+    sync::collect();
+    assert!(weaks.iter().all(|w| w.upgrade().is_none()));
+    let stashed = std::mem::take(&mut *STASHED.lock().unwrap());
+    assert!(!stashed.is_empty());
+    for gc in &stashed {
+        assert!(Gc::is_dead(gc));
+        assert!(Gc::try_deref(gc).is_none());
+    }
+    let moved = std::thread::spawn(move || {
+        // Dead handles can move to another thread and drop there (freeing the memory).
+        assert!(stashed.iter().all(Gc::is_dead));
+        drop(stashed);
+    });
+    moved.join().unwrap();
+}
+
+#[test]
+fn a_cycle_locked_by_another_thread_survives_until_released() {
+    let weaks = linked_ring(3, false);
+    let held = weaks[0].upgrade().unwrap();
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let guard = held.next.lock().unwrap();
+        locked_tx.send(()).unwrap();
+        release_rx.recv().unwrap();
+        drop(guard);
+        drop(held);
+    });
+    locked_rx.recv().unwrap();
+    sync::collect();
+    assert!(weaks.iter().all(|w| w.upgrade().is_some()));
+    release_tx.send(()).unwrap();
+    holder.join().unwrap();
+    sync::collect();
+    assert!(weaks.iter().all(|w| w.upgrade().is_none()));
+}
+
+#[test]
+fn sync_new_cyclic_and_automatic_collection() {
+    #[derive(Trace)]
+    struct Me {
+        me: sync::Weak<Me>,
+        again: Mutex<Option<Gc<Me>>>,
+    }
+    let first = Gc::new_cyclic(|me| Me {
+        me: me.clone(),
+        again: Mutex::new(None),
+    });
+    assert!(Gc::ptr_eq(&first.me.upgrade().unwrap(), &first));
+    let first_weak = Gc::downgrade(&first);
+    *first.again.lock().unwrap() = Some(first.clone());
+    drop(first);
+    // Many more self-cycles, never collected by hand: pacing must reach them all.
+    for _ in 0..100_000 {
+        let g = Gc::new_cyclic(|me| Me {
+            me: me.clone(),
+            again: Mutex::new(None),
+        });
+        *g.again.lock().unwrap() = Some(g.clone());
+    }
+    assert!(
+        first_weak.upgrade().is_none(),
+        "automatic collection never ran"
+    );
+}
