@@ -6,26 +6,30 @@
 //!
 //! 1. *pin*: each examined object gets one extra strong reference (so it stays alive
 //!    whatever mutators do) and its state word is recorded (`seen`).
-//! 2. *count*: trace each member once with a tracer that **holds** every lock guard it
-//!    takes (`Mutex`/`RwLock` contents are frozen from the moment they are traced), and
-//!    subtract the edges found between members from their `strong - pin` counts.
+//! 2. *count*: trace each member once and subtract the edges found between members from
+//!    their `strong - pin` counts. No lock is held: this is only a hypothesis.
 //! 3. *rescue*: everything reachable from a member with references from outside (or
 //!    whose contents are locked by someone else) is live.
-//! 4. *validate*: the garbage candidates' words must still equal `seen`. Pass one sets
-//!    `PENDING` by compare-and-swap (upgrades now wait), pass two re-reads every word.
+//! 4. *validate*: pass one compare-and-swaps each garbage candidate's word from `seen`
+//!    to `seen | PENDING` (upgrades now wait). Then the candidates are traced again with
+//!    a tracer that **holds** every lock guard it takes, and each candidate's references
+//!    found inside other candidates must equal its count. Pass two re-reads every word.
 //!    Because every clone and drop bumps the epoch, an unchanged word means no handle to
-//!    that object was created or destroyed since it was pinned. Handles can still have
-//!    been *moved*, but a handle found inside a member cannot have moved since: it sat
-//!    in an immutable field or behind a guard we hold. So every handle to every garbage
-//!    candidate is, at the end of pass one, inside another candidate: nothing outside
-//!    can reach them, now or later. Any mismatch aborts the collection (the candidates
-//!    go back into the buffer). A window longer than `MAX_WINDOW` also aborts, so the
-//!    32-bit epoch cannot wrap unnoticed (2^32 atomic updates of one word take far
-//!    longer than that on any CPU).
+//!    that object was created or destroyed since it was pinned. Handles may have been
+//!    *moved*, but not those the re-trace found: each sits in an immutable field or
+//!    behind a guard still held. So at the end of the re-trace every handle to every
+//!    candidate lies inside another candidate: nothing outside can reach them, now or
+//!    later. Any mismatch aborts the collection (the candidates go back into the
+//!    buffer). A window longer than `MAX_WINDOW` also aborts, so the 32-bit epoch cannot
+//!    wrap unnoticed (2^32 atomic updates of one word take far longer than that on any
+//!    CPU). Locks are held only on the candidates, which no mutator can reach if they
+//!    really are garbage.
 //! 5. *kill, drop, release*: set `DEAD`, release the guards, drop every garbage value,
 //!    then release the pins; memory goes when the last reference of any kind does.
 //!
-//! Pauses: only the collecting thread works; a mutator stalls only if it locks a
+//! Pauses: only the collecting thread works: the caller of [`collect`], or, for
+//! collections paced by allocation, a dedicated `memward-gc` thread (started on first
+//! need), so that no mutator pays for them. A mutator stalls only if it locks a
 //! `Mutex`/`RwLock` inside an object under examination, for at most the window above.
 use super::gc_box::{
     count, header, release_strong_quiet, release_weak, DEAD, DEC, INC, ONE, PENDING,
@@ -33,7 +37,7 @@ use super::gc_box::{
 use crate::trace::{Edge, Tracer};
 use core::sync::atomic::{AtomicUsize, Ordering};
 use std::cell::Cell;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Longest pin-to-validation window accepted.
@@ -111,15 +115,44 @@ pub(crate) fn note_allocation() {
     }
 }
 
+/// Set when the allocation threshold is crossed; the collector thread waits on it.
+static WAKE: (Mutex<bool>, Condvar) = (Mutex::new(false), Condvar::new());
+/// Whether the collector thread could be started (tried once).
+static BACKGROUND: OnceLock<bool> = OnceLock::new();
+
+/// The threshold was crossed: wake the collector thread, so that no mutator pays for
+/// the collection. Without a thread (spawning failed), collect here.
 #[cold]
 #[inline(never)]
 fn collect_paced() {
-    if IN_COLLECTION.try_with(|c| c.get()).unwrap_or(true) {
-        return;
+    let started = *BACKGROUND.get_or_init(|| {
+        std::thread::Builder::new()
+            .name("memward-gc".into())
+            .spawn(background)
+            .is_ok()
+    });
+    if started {
+        *lock(&WAKE.0) = true;
+        WAKE.1.notify_one();
+    } else if !IN_COLLECTION.try_with(|c| c.get()).unwrap_or(true) {
+        if let Ok(guard) = COLLECTOR.try_lock() {
+            ALLOCATIONS.store(0, Ordering::Relaxed);
+            run(guard);
+        }
     }
-    if let Ok(guard) = COLLECTOR.try_lock() {
-        ALLOCATIONS.store(0, Ordering::Relaxed);
-        run(guard);
+}
+
+/// The collector thread: one collection per wake-up. A panicking destructor ends that
+/// collection (its remaining garbage leaks), not the thread.
+fn background() {
+    loop {
+        let mut woken = lock(&WAKE.0);
+        while !*woken {
+            woken = WAKE.1.wait(woken).unwrap_or_else(|e| e.into_inner());
+        }
+        *woken = false;
+        drop(woken);
+        let _ = std::panic::catch_unwind(collect);
     }
 }
 
@@ -188,14 +221,13 @@ fn run(_lock: MutexGuard<'_, ()>) {
             }
         }
     }
-    // The tracer holds lock guards of traced values; it must be dropped before any
-    // value is dropped (see `finish`), and pins keep every traced value alive until then.
-    let mut tracer = Tracer::new(true);
+    // The count holds no locks: it only forms a hypothesis, which `validate` checks.
+    let mut tracer = Tracer::new(false);
     graph.count(&mut tracer);
+    drop(tracer);
     let live = graph.rescue();
     THRESHOLD.store(live.max(MIN_THRESHOLD), Ordering::Relaxed);
     let valid = graph.validate(started);
-    drop(tracer);
     if !valid {
         // Something changed under us: nothing dies. Put the candidates back.
         for Candidate(edge) in &entries {
@@ -306,6 +338,7 @@ impl Graph {
         let candidates: Vec<usize> = (0..self.nodes.len()).filter(|&i| !self.live[i]).collect();
         let mut marked = 0;
         let mut ok = true;
+        // Pass 1: no count changed since the pin; from here on upgrades wait.
         for &i in &candidates {
             // SAFETY: pinned.
             let h = unsafe { header(self.nodes[i].ptr) };
@@ -319,6 +352,13 @@ impl Graph {
             }
             marked += 1;
         }
+        // The re-trace holds every guard it takes until pass 2 is done: the handles it
+        // finds stay where they are.
+        let mut tracer = Tracer::new(true);
+        if ok {
+            ok = self.retrace_closed(&candidates, &mut tracer);
+        }
+        // Pass 2: still no count changed, so the handles found are all there are.
         if ok {
             ok = candidates.iter().all(|&i| {
                 // SAFETY: pinned.
@@ -326,6 +366,7 @@ impl Graph {
                 h.word.load(Ordering::Acquire) == self.seen[i] | PENDING
             }) && started.elapsed() < MAX_WINDOW;
         }
+        drop(tracer);
         for &i in &candidates[..marked] {
             // SAFETY: pinned.
             let h = unsafe { header(self.nodes[i].ptr) };
@@ -340,6 +381,32 @@ impl Graph {
             self.garbage = candidates;
         }
         ok
+    }
+
+    /// Traces the garbage candidates again, holding their locks, and checks that every
+    /// strong reference to each (its pinned count minus our pin) is a handle inside
+    /// another candidate, and that no candidate's contents were in use.
+    fn retrace_closed(&self, candidates: &[usize], tracer: &mut Tracer) -> bool {
+        let mut inbound = vec![0u64; self.nodes.len()];
+        for &i in candidates {
+            // SAFETY: pinned and not DEAD; guards stay in `tracer`, dropped before any
+            // value is.
+            unsafe { self.nodes[i].trace(tracer) };
+            if tracer.take_opaque() {
+                return false;
+            }
+            tracer.unsync_edges.clear();
+            for edge in tracer.sync_edges.drain(..) {
+                // SAFETY: reported by a pinned value that owns the handle: live.
+                let slot = unsafe { header(edge.ptr) }.slot.load(Ordering::Relaxed);
+                if slot != 0 && !self.live[slot - 1] {
+                    inbound[slot - 1] += 1;
+                }
+            }
+        }
+        candidates
+            .iter()
+            .all(|&i| inbound[i] == count(self.seen[i]) - 1)
     }
 
     /// Phase 5: unpin live members; drop garbage values, then unpin them.

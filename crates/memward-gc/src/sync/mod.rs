@@ -2,9 +2,10 @@
 //!
 //! A handle is one pointer; clone and drop are one atomic add on the object's state word
 //! (which also bumps the word's epoch, see `gc_box`). A drop that will leave the count
-//! above zero first enters the object in a sharded candidate buffer. [`collect`] and the
-//! automatic collections paced by allocation run on the calling thread and stop no other
-//! thread: see `collector` for why concurrent mutation cannot make it free a live object.
+//! above zero first enters the object in a sharded candidate buffer. [`collect`] runs on
+//! the calling thread; automatic collections, paced by allocation, on a `memward-gc`
+//! thread. Neither stops other threads: see `collector` for why concurrent mutation
+//! cannot make it free a live object.
 mod collector;
 mod gc_box;
 
