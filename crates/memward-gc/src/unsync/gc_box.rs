@@ -156,11 +156,11 @@ pub(crate) unsafe fn try_free(edge: Edge) {
 }
 
 /// The last strong handle went away: drop the value unless the collector owns that job,
-/// then free the memory if nothing else refers to it.
+/// then free the memory if nothing else refers to it. (Not cold: in trees and lists it is
+/// how almost every object dies.)
 ///
 /// # Safety
 /// `edge` points to a live allocation whose strong count just reached zero.
-#[cold]
 pub(crate) unsafe fn release_last_strong(edge: Edge) {
     // SAFETY: live per the caller.
     let h = unsafe { header(edge.ptr) };

@@ -38,17 +38,18 @@ pub(crate) struct Heap {
     /// allocate and fault in fresh memory each time.
     spare: RefCell<(Vec<Edge>, Graph)>,
     collecting: Cell<bool>,
-    allocations: Cell<usize>,
     threshold: Cell<usize>,
 }
 
 thread_local! {
+    /// Allocations left before the next automatic collection. Kept apart from `HEAP`
+    /// because it has no destructor, so reaching it costs no lazy-registration check.
+    static COUNTDOWN: Cell<usize> = const { Cell::new(MIN_THRESHOLD) };
     static HEAP: Heap = const {
         Heap {
             candidates: RefCell::new(Vec::new()),
             spare: RefCell::new((Vec::new(), Graph::new())),
             collecting: Cell::new(false),
-            allocations: Cell::new(0),
             threshold: Cell::new(MIN_THRESHOLD),
         }
     };
@@ -97,22 +98,23 @@ fn push_candidate(edge: Edge) {
 /// Counts one allocation and collects when the threshold is reached.
 #[inline]
 pub(crate) fn note_allocation() {
-    let _ = HEAP.try_with(|heap| {
-        let n = heap.allocations.get() + 1;
-        heap.allocations.set(n);
-        if n >= heap.threshold.get() {
-            collect_paced(heap);
-        }
-    });
+    let left = COUNTDOWN.get();
+    if left > 1 {
+        COUNTDOWN.set(left - 1);
+    } else {
+        collect_paced();
+    }
 }
 
 #[cold]
 #[inline(never)]
-fn collect_paced(heap: &Heap) {
-    heap.allocations.set(0);
-    if !heap.candidates.borrow().is_empty() {
-        collect_in(heap);
-    }
+fn collect_paced() {
+    let _ = HEAP.try_with(|heap| {
+        COUNTDOWN.set(heap.threshold.get());
+        if !heap.candidates.borrow().is_empty() {
+            collect_in(heap);
+        }
+    });
 }
 
 /// Collects the current thread's garbage cycles now.
@@ -169,7 +171,6 @@ fn collect_in(heap: &Heap) {
         return;
     }
     let _running = Running(heap);
-    heap.allocations.set(0);
     let (spare_buffer, mut graph) = core::mem::take(&mut *heap.spare.borrow_mut());
     let mut roots = core::mem::replace(&mut *heap.candidates.borrow_mut(), spare_buffer);
     for &edge in &roots {
@@ -190,6 +191,7 @@ fn collect_in(heap: &Heap) {
         graph.count();
         let live = graph.rescue();
         heap.threshold.set(live.max(MIN_THRESHOLD));
+        let _ = COUNTDOWN.try_with(|c| c.set(heap.threshold.get()));
         graph.kill_drop_free();
     }
     // Keep the (now empty) buffers for the next collection, unless a destructor run by
@@ -206,6 +208,9 @@ pub(crate) struct Graph {
     nodes: Vec<Edge>,
     /// `strong` minus the edges from inside the set; > 0 means referenced from outside.
     refs: Vec<usize>,
+    /// Edge targets by index; member `i`'s are `targets[starts[i]..starts[i + 1]]`.
+    targets: Vec<usize>,
+    starts: Vec<usize>,
     /// Set by `rescue`.
     live: Vec<bool>,
     /// Garbage found by `kill_drop_free`.
@@ -218,6 +223,8 @@ impl Graph {
         Graph {
             nodes: Vec::new(),
             refs: Vec::new(),
+            targets: Vec::new(),
+            starts: Vec::new(),
             live: Vec::new(),
             garbage: Vec::new(),
             tracer: Tracer::new(false),
@@ -236,7 +243,7 @@ impl Graph {
         index
     }
 
-    /// Traces member `i` and returns the members its edges point to (through `f`).
+    /// Traces member `i` and hands each edge to a member not yet dead to `f`.
     fn edges_of(&mut self, i: usize, mut f: impl FnMut(&mut Self, Edge, &super::gc_box::Header)) {
         // SAFETY: members are live (IN_SET) and not DEAD (checked when added), and no
         // code that could drop a value runs during a collection's analysis (Trace's
@@ -258,27 +265,31 @@ impl Graph {
         self.tracer.unsync_edges = edges;
     }
 
-    /// Phase 1: trace every member once, subtracting the edges between members.
+    /// Phase 1: trace every member once, recording the edges between members and
+    /// subtracting them from their targets' counts.
     fn count(&mut self) {
         let mut i = 0;
         while i < self.nodes.len() {
+            self.starts.push(self.targets.len());
             self.edges_of(i, |g, edge, h| {
                 let meta = h.meta.get();
-                if meta & IN_SET != 0 {
+                let j = if meta & IN_SET != 0 {
                     let j = meta >> SHIFT;
                     debug_assert!(g.refs[j] > 0, "Trace reported more edges than exist");
                     g.refs[j] = g.refs[j].saturating_sub(1);
+                    j
                 } else {
-                    g.add(edge, h.strong.get().saturating_sub(1));
-                }
+                    g.add(edge, h.strong.get().saturating_sub(1))
+                };
+                g.targets.push(j);
             });
             i += 1;
         }
+        self.starts.push(self.targets.len());
     }
 
-    /// Phase 2: mark live everything reachable from a member referenced from outside,
-    /// tracing the live members again (usually few: most examined objects are garbage
-    /// or the set is small). Returns the number of live members.
+    /// Phase 2: mark live everything reachable (over the recorded edges) from a member
+    /// referenced from outside. Returns the number of live members.
     fn rescue(&mut self) -> usize {
         let n = self.nodes.len();
         self.live.clear();
@@ -289,14 +300,13 @@ impl Graph {
         }
         let mut count = stack.len();
         while let Some(i) = stack.pop() {
-            self.edges_of(i, |g, _, h| {
-                let j = h.meta.get() >> SHIFT;
-                if !g.live[j] {
-                    g.live[j] = true;
+            for &j in &self.targets[self.starts[i]..self.starts[i + 1]] {
+                if !self.live[j] {
+                    self.live[j] = true;
                     count += 1;
                     stack.push(j);
                 }
-            });
+            }
         }
         count
     }
@@ -318,6 +328,8 @@ impl Graph {
         }
         self.nodes.clear();
         self.refs.clear();
+        self.targets.clear();
+        self.starts.clear();
         self.live.clear();
         {
             let mut dropping = DropPhase {
