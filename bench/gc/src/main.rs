@@ -7,11 +7,13 @@
 //! ```sh
 //! cd bench/gc && cargo run --release -- --rounds 7          # the tables
 //! cd bench/gc && cargo run --release -- --pauses            # pause measurements
+//! cd bench/gc && ./callgrind.sh                             # instructions per operation
 //! ```
 #![allow(non_local_definitions)] // gc_derive emits impls inside consts
 
 mod baseline;
 mod instances;
+mod micro;
 mod pauses;
 mod workloads;
 
@@ -165,6 +167,11 @@ fn main() {
         let start = Instant::now();
         std::hint::black_box((c.run)());
         println!("{}", start.elapsed().as_secs_f64() * 1e3);
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--micro") {
+        let n = args.get(i + 2).and_then(|s| s.parse().ok()).unwrap_or(100_000);
+        micro::run(&args[i + 1], n);
         return;
     }
     if args.iter().any(|a| a == "--pauses") {

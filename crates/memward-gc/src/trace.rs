@@ -167,10 +167,9 @@ impl Tracer {
     pub(crate) unsafe fn hold<'g, G: 'g>(&mut self, guard: G) {
         if self.hold_guards {
             let boxed: Box<dyn Held + 'g> = Box::new(guard);
-            // SAFETY: only the lifetime bound changes (same layout). The caller
-            // guarantees the borrowed lock outlives the hold, and held guards are
-            // dropped in `release_held`, which the collectors call before anything they
-            // traced can be dropped or freed.
+            // Only the lifetime bound changes (same layout); held guards are dropped in
+            // `release_held`, before anything the collectors traced can be dropped or freed.
+            // SAFETY: the caller guarantees the borrowed lock outlives the hold (above).
             let boxed: Box<dyn Held> = unsafe { core::mem::transmute(boxed) };
             self.held.push(boxed);
         }

@@ -280,10 +280,9 @@ impl Graph {
         let mut i = 0;
         while i < self.nodes.len() {
             self.starts.push(self.targets.len());
-            // SAFETY: pinned, so alive and not dropped (a pin was taken only if the object
-            // was not DEAD, and a collection is the only other way to drop a value with
-            // strong references; collections do not overlap). Guards taken stay in
-            // `tracer`, which is dropped before the pins are released.
+            // A pin was taken only if the object was not DEAD, and only a collection drops a
+            // value with strong references (collections do not overlap).
+            // SAFETY: pinned, so alive and its value not dropped (above).
             unsafe { self.nodes[i].trace(tracer) };
             if tracer.take_opaque() {
                 self.refs[i] = u64::MAX;
@@ -434,10 +433,9 @@ impl Graph {
         while dropping.next < garbage.len() {
             let edge = garbage[dropping.next];
             dropping.next += 1;
-            // SAFETY: validated garbage, DEAD: no handle outside garbage values exists or
-            // can be made, so no reference to the value exists outside the destructors
-            // this loop runs one at a time (which find their fellow members DEAD). The
-            // value is initialised: the member was pinned while not DEAD.
+            // Validated garbage, DEAD: no handle outside garbage values exists or can be
+            // made; destructors run one at a time and find their fellows DEAD.
+            // SAFETY: so nothing references this initialised (pinned while alive) value.
             unsafe { (edge.vtable.drop_value)(edge.ptr) }
         }
     }

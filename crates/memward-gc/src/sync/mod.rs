@@ -180,10 +180,9 @@ impl<T: Trace + Send + Sync + 'static> Gc<T> {
         if this.header().is_dead() {
             None
         } else {
-            // SAFETY: not DEAD, and this handle keeps it so: a collection only kills
-            // objects every handle of which lies inside other killed objects, and those
-            // handles are reachable only from their destructors, which run after DEAD is
-            // set (the Acquire load orders us after any such store we can observe).
+            // A collection only kills objects all of whose handles lie inside other killed
+            // objects, reachable only from destructors that run after DEAD is set.
+            // SAFETY: not DEAD, and this handle keeps it so (above).
             Some(unsafe { this.ptr.as_ref().value.assume_init_ref() })
         }
     }
@@ -192,6 +191,7 @@ impl<T: Trace + Send + Sync + 'static> Gc<T> {
     ///
     /// ```
     /// let a = memward_gc::sync::Gc::new(7);
+    /// // SAFETY: `a` keeps the value alive and nothing mutates it.
     /// assert_eq!(unsafe { *memward_gc::sync::Gc::as_ptr(&a) }, 7);
     /// ```
     pub fn as_ptr(this: &Self) -> *const T {

@@ -339,12 +339,11 @@ impl Graph {
             while dropping.next < garbage.len() {
                 let edge = garbage[dropping.next];
                 dropping.next += 1;
-                // SAFETY: every garbage member was DEAD before this loop, so no new
-                // reference to any of their values can be made; no reference existed from
-                // outside the garbage (all strong counts were accounted for by garbage
-                // values), and none from inside is live now (destructors of members run
-                // one at a time and cannot deref a dead Gc). The value is initialised: it
-                // was not DEAD before.
+                // Every member was DEAD before this loop, so no new reference to their
+                // values can be made; none existed from outside (all strong counts were
+                // accounted for by garbage values); destructors run one at a time and
+                // cannot deref a dead Gc. The value is initialised: not DEAD before.
+                // SAFETY: so nothing references this value (see above and the module docs).
                 unsafe { (edge.vtable.drop_value)(edge.ptr) }
             }
         }

@@ -195,10 +195,10 @@ impl<T: Trace + 'static> Gc<T> {
         if this.header().is_dead() {
             None
         } else {
-            // SAFETY: not DEAD, so the value is initialised and not dropped, and this Gc
-            // keeps it so: no collection can find it garbage while this handle lives
-            // outside the garbage, and a handle inside garbage is only reachable from
-            // garbage destructors, which run after every member is marked DEAD.
+            // No collection can find it garbage while this handle lives outside the garbage,
+            // and a handle inside garbage is reachable only from garbage destructors, which
+            // run after every member is marked DEAD.
+            // SAFETY: not DEAD, so initialised and not dropped, and kept so (above).
             Some(unsafe { this.ptr.as_ref().value.assume_init_ref() })
         }
     }
@@ -207,6 +207,7 @@ impl<T: Trace + 'static> Gc<T> {
     ///
     /// ```
     /// let a = memward_gc::Gc::new(7);
+    /// // SAFETY: `a` keeps the value alive and nothing mutates it.
     /// assert_eq!(unsafe { *memward_gc::Gc::as_ptr(&a) }, 7);
     /// ```
     pub fn as_ptr(this: &Self) -> *const T {
@@ -229,10 +230,10 @@ impl<T: Trace + 'static> Gc<T> {
         let h = this.header();
         let unreachable_for_collector = h.meta.get() & (gc_box::BUFFERED | DEAD) == 0;
         if h.strong.get() == 1 && h.weak.get() == 0 && unreachable_for_collector {
-            // SAFETY: `this` is the only handle and is borrowed mutably, so no other
-            // reference to the value exists or can be made while the result lives. A
-            // collection cannot trace the value either: it is not a candidate, and an edge
-            // to it would need a second handle.
+            // A collection cannot trace the value: it is not a candidate, and an edge to it
+            // would need a second handle.
+            // SAFETY: `this`, the only handle, is borrowed mutably: no other reference to
+            // the value exists or can be made while the result lives (nor by a collection).
             Some(unsafe { (*this.ptr.as_ptr()).value.assume_init_mut() })
         } else {
             None
