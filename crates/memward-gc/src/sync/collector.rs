@@ -19,9 +19,13 @@
 //!    *moved*, but not those the re-trace found: each sits in an immutable field or
 //!    behind a guard still held. So at the end of the re-trace every handle to every
 //!    candidate lies inside another candidate: nothing outside can reach them, now or
-//!    later. Any mismatch aborts the collection (the candidates go back into the
-//!    buffer). A window longer than `MAX_WINDOW` also aborts, so the 32-bit epoch cannot
-//!    wrap unnoticed (2^32 atomic updates of one word take far longer than that on any
+//!    later. A candidate that fails a check (its word changed, its references found do
+//!    not match its count, its contents are in use) is moved to the live side together
+//!    with everything it reaches, and the rest is checked again: removing a member and
+//!    all it points to leaves the remainder closed. Busy mutators therefore only keep
+//!    the objects they touch alive, not the whole collection's garbage. A window longer
+//!    than `MAX_WINDOW` aborts (the candidates go back into the buffer), so the 32-bit
+//!    epoch cannot wrap unnoticed (2^32 atomic updates of one word take far longer than that on any
 //!    CPU). Locks are held only on the candidates, which no mutator can reach if they
 //!    really are garbage.
 //! 5. *kill, drop, release*: set `DEAD`, release the guards, drop every garbage value,
@@ -32,7 +36,7 @@
 //! need), so that no mutator pays for them. A mutator stalls only if it locks a
 //! `Mutex`/`RwLock` inside an object under examination, for at most the window above.
 use super::gc_box::{
-    count, header, release_strong_quiet, release_weak, DEAD, DEC, INC, ONE, PENDING,
+    count, header, release_strong_quiet, release_weak, BUFFERED, DEAD, DEC, INC, ONE, PENDING,
 };
 use crate::trace::{Edge, Tracer};
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -82,18 +86,50 @@ fn my_shard() -> usize {
         .unwrap_or(0)
 }
 
-/// Enters an object whose count dropped (not to zero) in the candidate buffer.
+/// Drops one strong reference and, unless the object is a candidate already (or the
+/// count reaches zero), makes it one. Setting `BUFFERED` and decrementing are one
+/// compare-and-swap, so a collector that takes the candidate (clearing `BUFFERED` and
+/// pinning in one compare-and-swap) either sees this drop in the count it pins or leaves
+/// `BUFFERED` clear for it: no drop is lost.
 ///
 /// # Safety
-/// `edge` is live and the caller still holds the strong reference it is about to drop
-/// (or holds one otherwise), so the allocation stays valid during the call.
-pub(crate) unsafe fn possible_root(edge: Edge) {
-    // SAFETY: live per the caller.
+/// The caller owns one strong reference to the live allocation `edge`.
+#[cold]
+pub(crate) unsafe fn drop_as_candidate(edge: Edge) {
+    // SAFETY: live while our strong reference is.
     let h = unsafe { header(edge.ptr) };
-    if h.buffered.load(Ordering::Relaxed) || h.buffered.swap(true, Ordering::AcqRel) {
-        return;
+    h.inc_weak(); // for the entry; taken first: after the decrement the memory may go
+    let mut word = h.word.load(Ordering::Relaxed);
+    loop {
+        if count(word) <= 1 || word & DEAD != 0 {
+            // Not a candidate after all: a plain drop. The implicit weak reference is
+            // still held (our strong one is), so releasing the entry's cannot free.
+            // SAFETY: we own this weak reference and our strong one.
+            unsafe {
+                release_weak(edge);
+                release_strong_quiet(edge);
+            }
+            return;
+        }
+        // Decrement and set BUFFERED in one step; if someone else buffered it meanwhile,
+        // decrement only while it stays buffered (see `Gc::drop`).
+        let buffered_already = word & BUFFERED != 0;
+        match h.word.compare_exchange_weak(
+            word,
+            (word | BUFFERED).wrapping_add(DEC),
+            Ordering::Release,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) if buffered_already => {
+                // SAFETY: the entry's weak reference, not needed; the implicit one is
+                // held until the strong count (still above zero) reaches zero.
+                unsafe { release_weak(edge) };
+                return;
+            }
+            Ok(_) => break,
+            Err(now) => word = now,
+        }
     }
-    h.inc_weak(); // the entry's own reference
     lock(&BUFFERS[my_shard()]).push(Candidate(edge));
 }
 
@@ -183,6 +219,26 @@ pub fn collect() {
     run(guard);
 }
 
+/// Takes a candidate: clears `BUFFERED` and pins (one more strong reference) in one
+/// compare-and-swap; returns the new word, or `None` for an object already dead (its
+/// `BUFFERED` is left alone: nothing will buffer a dead object again).
+fn take_and_pin(h: &super::gc_box::Header) -> Option<u64> {
+    let mut word = h.word.load(Ordering::Relaxed);
+    loop {
+        if word & DEAD != 0 || count(word) == 0 {
+            return None;
+        }
+        let new = (word & !BUFFERED).wrapping_add(INC);
+        match h
+            .word
+            .compare_exchange_weak(word, new, Ordering::AcqRel, Ordering::Relaxed)
+        {
+            Ok(_) => return Some(new),
+            Err(now) => word = now,
+        }
+    }
+}
+
 /// Marks this thread as collecting for the guard's life.
 struct InCollection;
 impl InCollection {
@@ -214,11 +270,8 @@ fn run(_lock: MutexGuard<'_, ()>) {
     for Candidate(edge) in &entries {
         // SAFETY: the entry's weak reference keeps the allocation live.
         let h = unsafe { header(edge.ptr) };
-        h.buffered.store(false, Ordering::Release);
-        if h.slot.load(Ordering::Relaxed) == 0 {
-            if let Some(word) = h.try_inc_strong() {
-                graph.add(*edge, word, count(word) - 1);
-            }
+        if let Some(word) = take_and_pin(h) {
+            graph.add(*edge, word, count(word) - 1);
         }
     }
     // The count holds no locks: it only forms a hypothesis, which `validate` checks.
@@ -233,7 +286,7 @@ fn run(_lock: MutexGuard<'_, ()>) {
         for Candidate(edge) in &entries {
             // SAFETY: still held by the entry.
             let h = unsafe { header(edge.ptr) };
-            if !h.buffered.swap(true, Ordering::AcqRel) {
+            if h.word.fetch_or(BUFFERED, Ordering::AcqRel) & BUFFERED == 0 {
                 lock(&BUFFERS[my_shard()]).push(Candidate(*edge));
                 continue;
             }
@@ -332,80 +385,118 @@ impl Graph {
         live
     }
 
-    /// Phase 4 (see the module docs): on success marks the garbage DEAD and records it.
+    /// Phase 4 (see the module docs). Candidates that fail a check, and everything they
+    /// reach, are moved to the live side; the rest is marked DEAD and recorded as
+    /// garbage. Returns false (nothing dies) only when the window was too long.
     fn validate(&mut self, started: Instant) -> bool {
-        let candidates: Vec<usize> = (0..self.nodes.len()).filter(|&i| !self.live[i]).collect();
-        let mut marked = 0;
-        let mut ok = true;
+        let n = self.nodes.len();
+        let mut in_g: Vec<bool> = self.live.iter().map(|&l| !l).collect();
+        let mut pending = vec![false; n];
         // Pass 1: no count changed since the pin; from here on upgrades wait.
-        for &i in &candidates {
+        let mut suspects = Vec::new();
+        for i in (0..n).filter(|&i| in_g[i]) {
             // SAFETY: pinned.
             let h = unsafe { header(self.nodes[i].ptr) };
             let seen = self.seen[i];
-            if h.word
+            match h
+                .word
                 .compare_exchange(seen, seen | PENDING, Ordering::AcqRel, Ordering::Relaxed)
-                .is_err()
             {
-                ok = false;
+                Ok(_) => pending[i] = true,
+                Err(_) => suspects.push(i),
+            }
+        }
+        let counted = Adjacency {
+            targets: core::mem::take(&mut self.targets),
+            starts: core::mem::take(&mut self.starts),
+        };
+        counted.remove_reachable(&suspects, &mut in_g);
+        // Re-trace under held guards until the remaining set is closed (a few rounds at
+        // most: each round only removes candidates).
+        let mut tracer;
+        let mut round = 0;
+        loop {
+            tracer = Tracer::new(true);
+            let (retraced, failed) = self.retrace(&in_g, &mut tracer);
+            if failed.is_empty() {
+                // Pass 2: still no count changed, so the handles found are all there
+                // are. Removing a changed candidate with everything its handles reach
+                // keeps the rest closed (no removed member points into it).
+                let changed: Vec<usize> = (0..n)
+                    .filter(|&i| in_g[i])
+                    .filter(|&i| {
+                        // SAFETY: pinned.
+                        let h = unsafe { header(self.nodes[i].ptr) };
+                        h.word.load(Ordering::Acquire) != self.seen[i] | PENDING
+                    })
+                    .collect();
+                retraced.remove_reachable(&changed, &mut in_g);
                 break;
             }
-            marked += 1;
-        }
-        // The re-trace holds every guard it takes until pass 2 is done: the handles it
-        // finds stay where they are.
-        let mut tracer = Tracer::new(true);
-        if ok {
-            ok = self.retrace_closed(&candidates, &mut tracer);
-        }
-        // Pass 2: still no count changed, so the handles found are all there are.
-        if ok {
-            ok = candidates.iter().all(|&i| {
-                // SAFETY: pinned.
-                let h = unsafe { header(self.nodes[i].ptr) };
-                h.word.load(Ordering::Acquire) == self.seen[i] | PENDING
-            }) && started.elapsed() < MAX_WINDOW;
-        }
-        drop(tracer);
-        for &i in &candidates[..marked] {
-            // SAFETY: pinned.
-            let h = unsafe { header(self.nodes[i].ptr) };
-            if ok {
-                // Garbage: nothing outside can touch this word now, but keep it atomic.
-                h.word.fetch_xor(PENDING | DEAD, Ordering::AcqRel);
-            } else {
-                h.word.fetch_and(!PENDING, Ordering::AcqRel);
+            drop(tracer); // the next round takes the same locks again
+            retraced.remove_reachable(&failed, &mut in_g);
+            round += 1;
+            if round == 4 {
+                in_g.iter_mut().for_each(|g| *g = false);
+                tracer = Tracer::new(false);
+                break;
             }
         }
-        if ok {
-            self.garbage = candidates;
+        let in_time = started.elapsed() < MAX_WINDOW;
+        drop(tracer);
+        for i in 0..n {
+            // SAFETY: pinned.
+            let h = unsafe { header(self.nodes[i].ptr) };
+            if in_g[i] && in_time {
+                // Garbage: nothing outside can touch this word now, but keep it atomic.
+                h.word.fetch_xor(PENDING | DEAD, Ordering::AcqRel);
+                self.garbage.push(i);
+            } else {
+                if pending[i] {
+                    h.word.fetch_and(!PENDING, Ordering::AcqRel);
+                }
+                self.live[i] = true;
+            }
         }
-        ok
+        in_time
     }
 
-    /// Traces the garbage candidates again, holding their locks, and checks that every
-    /// strong reference to each (its pinned count minus our pin) is a handle inside
-    /// another candidate, and that no candidate's contents were in use.
-    fn retrace_closed(&self, candidates: &[usize], tracer: &mut Tracer) -> bool {
-        let mut inbound = vec![0u64; self.nodes.len()];
-        for &i in candidates {
+    /// Traces the candidates still in `in_g` again, holding their locks; returns their
+    /// edges to each other and the candidates that are not closed: whose references
+    /// found inside other candidates differ from their count (minus our pin), or whose
+    /// contents were in use.
+    fn retrace(&self, in_g: &[bool], tracer: &mut Tracer) -> (Adjacency, Vec<usize>) {
+        let n = self.nodes.len();
+        let mut inbound = vec![0u64; n];
+        let mut adjacency = Adjacency {
+            targets: Vec::new(),
+            starts: Vec::with_capacity(n + 1),
+        };
+        let mut failed = Vec::new();
+        for i in 0..n {
+            adjacency.starts.push(adjacency.targets.len());
+            if !in_g[i] {
+                continue;
+            }
             // SAFETY: pinned and not DEAD; guards stay in `tracer`, dropped before any
             // value is.
             unsafe { self.nodes[i].trace(tracer) };
             if tracer.take_opaque() {
-                return false;
+                failed.push(i);
             }
             tracer.unsync_edges.clear();
             for edge in tracer.sync_edges.drain(..) {
                 // SAFETY: reported by a pinned value that owns the handle: live.
                 let slot = unsafe { header(edge.ptr) }.slot.load(Ordering::Relaxed);
-                if slot != 0 && !self.live[slot - 1] {
+                if slot != 0 && in_g[slot - 1] {
                     inbound[slot - 1] += 1;
+                    adjacency.targets.push(slot - 1);
                 }
             }
         }
-        candidates
-            .iter()
-            .all(|&i| inbound[i] == count(self.seen[i]) - 1)
+        adjacency.starts.push(adjacency.targets.len());
+        failed.extend((0..n).filter(|&i| in_g[i] && inbound[i] != count(self.seen[i]) - 1));
+        (adjacency, failed)
     }
 
     /// Phase 5: unpin live members; drop garbage values, then unpin them.
@@ -437,6 +528,33 @@ impl Graph {
             // made; destructors run one at a time and find their fellows DEAD.
             // SAFETY: so nothing references this initialised (pinned while alive) value.
             unsafe { (edge.vtable.drop_value)(edge.ptr) }
+        }
+    }
+}
+
+/// Edges between members, by index: member `i`'s are `targets[starts[i]..starts[i + 1]]`.
+struct Adjacency {
+    targets: Vec<usize>,
+    starts: Vec<usize>,
+}
+
+impl Adjacency {
+    /// Clears `in_g` for `from` and everything reachable from it.
+    fn remove_reachable(&self, from: &[usize], in_g: &mut [bool]) {
+        let mut stack: Vec<usize> = from.iter().copied().filter(|&i| in_g[i]).collect();
+        for &i in &stack {
+            in_g[i] = false;
+        }
+        while let Some(i) = stack.pop() {
+            if i + 1 >= self.starts.len() {
+                continue;
+            }
+            for &j in &self.targets[self.starts[i]..self.starts[i + 1]] {
+                if in_g[j] {
+                    in_g[j] = false;
+                    stack.push(j);
+                }
+            }
         }
     }
 }

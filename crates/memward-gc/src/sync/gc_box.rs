@@ -1,7 +1,9 @@
 //! The thread-safe allocation: one 64-bit state word, a weak count, two collector cells.
 //!
-//! The state word packs `DEAD` (bit 0), `PENDING` (bit 1), the strong count (bits 2 to
-//! 31) and a modification epoch (bits 32 to 63). Every clone and every drop is a single
+//! The state word packs `DEAD` (bit 0), `PENDING` (bit 1), `BUFFERED` (bit 2), the
+//! strong count (bits 3 to 31) and a modification epoch (bits 32 to 63). `BUFFERED` lives
+//! in the word so that a drop's "is it a candidate already?" and its decrement are one
+//! atomic step with respect to the collector taking the candidate (see `Gc::drop`). Every clone and every drop is a single
 //! `fetch_add` that changes the count *and* bumps the epoch, so the collector can tell
 //! whether a count was touched at all between two reads (a count that went 3, 4, 3 has a
 //! different word). That is what makes concurrent collection checkable (see
@@ -11,27 +13,29 @@
 use crate::trace::{Edge, Trace, Tracer, VTable};
 use core::mem::MaybeUninit;
 use core::ptr::NonNull;
-use core::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
 
 /// The value is dropped, being dropped by the collector, or not yet written.
 pub(crate) const DEAD: u64 = 1;
 /// The collector is validating this object as garbage: upgrades wait.
 pub(crate) const PENDING: u64 = 2;
+/// In a candidate buffer.
+pub(crate) const BUFFERED: u64 = 4;
 /// One strong reference.
-pub(crate) const ONE: u64 = 4;
+pub(crate) const ONE: u64 = 8;
 /// One epoch step.
 pub(crate) const EPOCH: u64 = 1 << 32;
 /// Added by a clone.
 pub(crate) const INC: u64 = EPOCH + ONE;
 /// Added (wrapping) by a drop: count minus one, epoch plus one.
 pub(crate) const DEC: u64 = EPOCH - ONE;
-/// Strong counts at or above this abort the process (the count field has 30 bits).
-const MAX_STRONG: u64 = 1 << 29;
+/// Strong counts at or above this abort the process (the count field has 29 bits).
+const MAX_STRONG: u64 = 1 << 28;
 
 /// The strong count in a state word.
 #[inline]
 pub(crate) fn count(word: u64) -> u64 {
-    (word & (EPOCH - 1)) >> 2
+    (word & (EPOCH - 1)) >> 3
 }
 
 /// Counts and collector cells of one allocation.
@@ -39,7 +43,6 @@ pub(crate) fn count(word: u64) -> u64 {
 pub(crate) struct Header {
     pub(crate) word: AtomicU64,
     pub(crate) weak: AtomicUsize,
-    pub(crate) buffered: AtomicBool,
     /// Collector-only (read and written under the collector lock): index + 1 in the
     /// running collection, 0 when not a member.
     pub(crate) slot: AtomicUsize,
@@ -116,7 +119,6 @@ impl<T: Trace + Send + Sync + 'static> GcBox<T> {
             header: Header {
                 word: AtomicU64::new(word),
                 weak: AtomicUsize::new(weak),
-                buffered: AtomicBool::new(false),
                 slot: AtomicUsize::new(0),
             },
             value: MaybeUninit::<T>::uninit(),

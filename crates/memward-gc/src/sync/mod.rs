@@ -17,7 +17,7 @@ use core::marker::PhantomData;
 use core::ops::Deref;
 use core::ptr::NonNull;
 use core::sync::atomic::Ordering;
-use gc_box::{count, release_strong_quiet, release_weak, GcBox, Header, DEAD, ONE};
+use gc_box::{count, release_strong_quiet, release_weak, GcBox, Header, BUFFERED, DEAD, ONE};
 
 /// A thread-safe reference-counted pointer whose cycles are collected.
 ///
@@ -233,17 +233,35 @@ impl<T: Trace + Send + Sync + 'static> Clone for Gc<T> {
 impl<T: Trace + Send + Sync + 'static> Drop for Gc<T> {
     #[inline]
     fn drop(&mut self) {
-        let h = self.header();
         let edge = GcBox::edge(self.ptr);
-        // Enter the candidate buffer *before* the decrement: afterwards another thread
-        // may drop the last handle and free the allocation.
-        let word = h.word.load(Ordering::Relaxed);
-        if count(word) > 1 && word & DEAD == 0 && !h.buffered.load(Ordering::Relaxed) {
-            // SAFETY: live: we still hold our strong reference.
-            unsafe { collector::possible_root(edge) };
+        let h = self.header();
+        let mut word = h.word.load(Ordering::Relaxed);
+        loop {
+            if word & DEAD != 0 || count(word) <= 1 {
+                // Dead, or the last handle (no one else can clone it; an upgrade racing
+                // with us leaves a handle whose own drop decides).
+                // SAFETY: we own this strong reference.
+                unsafe { release_strong_quiet(edge) };
+                return;
+            }
+            if word & BUFFERED == 0 {
+                // SAFETY: we own this strong reference.
+                unsafe { collector::drop_as_candidate(edge) };
+                return;
+            }
+            // Already a candidate: decrement only while it still is, so that the
+            // collector taking it (which clears BUFFERED) either counts this drop or
+            // leaves it to become a candidate again.
+            match h.word.compare_exchange_weak(
+                word,
+                word.wrapping_add(gc_box::DEC),
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return, // the count stays above zero
+                Err(now) => word = now,
+            }
         }
-        // SAFETY: we own this strong reference.
-        unsafe { release_strong_quiet(edge) };
     }
 }
 

@@ -4,19 +4,31 @@ use memward_gc::Trace;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-static CREATED: AtomicUsize = AtomicUsize::new(0);
-static DROPPED: AtomicUsize = AtomicUsize::new(0);
+/// Nodes created and dropped, one pair per test (tests run in parallel threads).
+struct Counters {
+    created: AtomicUsize,
+    dropped: AtomicUsize,
+}
 
-struct Count;
+static SHARED_CYCLES: Counters = Counters {
+    created: AtomicUsize::new(0),
+    dropped: AtomicUsize::new(0),
+};
+static UPGRADES: Counters = Counters {
+    created: AtomicUsize::new(0),
+    dropped: AtomicUsize::new(0),
+};
+
+struct Count(&'static Counters);
 impl Count {
-    fn new() -> Self {
-        CREATED.fetch_add(1, Ordering::Relaxed);
-        Count
+    fn new(counters: &'static Counters) -> Self {
+        counters.created.fetch_add(1, Ordering::Relaxed);
+        Count(counters)
     }
 }
 impl Drop for Count {
     fn drop(&mut self) {
-        DROPPED.fetch_add(1, Ordering::Relaxed);
+        self.0.dropped.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -31,11 +43,11 @@ struct Node {
 
 const MAGIC: u64 = 0x5eed_cafe_f00d_d00d;
 
-fn node() -> Gc<Node> {
+fn node_in(counters: &'static Counters) -> Gc<Node> {
     Gc::new(Node {
         edges: Mutex::new(Vec::new()),
         magic: MAGIC,
-        _count: Count::new(),
+        _count: Count::new(counters),
     })
 }
 
@@ -77,7 +89,7 @@ fn threads_share_cycles_and_every_destructor_runs_once() {
                 for step in 0..20_000 {
                     let slot = &shared[rng.next(shared.len())];
                     match rng.next(6) {
-                        0 | 1 => slot.lock().unwrap().push(node()),
+                        0 | 1 => slot.lock().unwrap().push(node_in(&SHARED_CYCLES)),
                         2 => {
                             // Link two random nodes from two slots (cycles across threads).
                             let a = slot.lock().unwrap().last().cloned();
@@ -131,8 +143,8 @@ fn threads_share_cycles_and_every_destructor_runs_once() {
     sync::collect();
     sync::collect();
     assert_eq!(
-        DROPPED.load(Ordering::Relaxed),
-        CREATED.load(Ordering::Relaxed),
+        SHARED_CYCLES.dropped.load(Ordering::Relaxed),
+        SHARED_CYCLES.created.load(Ordering::Relaxed),
         "every node dropped exactly once"
     );
 }
@@ -140,8 +152,8 @@ fn threads_share_cycles_and_every_destructor_runs_once() {
 #[test]
 fn weak_upgrade_races_with_collection() {
     for _ in 0..200 {
-        let a = node();
-        let b = node();
+        let a = node_in(&UPGRADES);
+        let b = node_in(&UPGRADES);
         a.edges.lock().unwrap().push(b.clone());
         b.edges.lock().unwrap().push(a.clone());
         let weak = Gc::downgrade(&a);
@@ -157,6 +169,11 @@ fn weak_upgrade_races_with_collection() {
         upgrader.join().unwrap();
     }
     sync::collect();
+    sync::collect();
+    assert_eq!(
+        UPGRADES.dropped.load(Ordering::Relaxed),
+        UPGRADES.created.load(Ordering::Relaxed)
+    );
 }
 
 #[derive(Trace)]
@@ -184,6 +201,13 @@ impl Drop for Linked {
 }
 
 fn linked_ring(n: usize, stash: bool) -> Vec<sync::Weak<Linked>> {
+    linked_ring_strong(n, stash)
+        .iter()
+        .map(Gc::downgrade)
+        .collect()
+}
+
+fn linked_ring_strong(n: usize, stash: bool) -> Vec<Gc<Linked>> {
     let nodes: Vec<Gc<Linked>> = (0..n)
         .map(|_| {
             Gc::new(Linked {
@@ -195,7 +219,7 @@ fn linked_ring(n: usize, stash: bool) -> Vec<sync::Weak<Linked>> {
     for i in 0..n {
         *nodes[i].next.lock().unwrap() = Some(nodes[(i + 1) % n].clone());
     }
-    nodes.iter().map(Gc::downgrade).collect()
+    nodes
 }
 
 #[test]
@@ -219,8 +243,10 @@ fn sync_destructors_reach_dead_members_and_resurrected_handles_stay_dead() {
 
 #[test]
 fn a_cycle_locked_by_another_thread_survives_until_released() {
-    let weaks = linked_ring(3, false);
-    let held = weaks[0].upgrade().unwrap();
+    let nodes = linked_ring_strong(3, false);
+    let weaks: Vec<_> = nodes.iter().map(Gc::downgrade).collect();
+    let held = nodes[0].clone();
+    drop(nodes);
     let (locked_tx, locked_rx) = std::sync::mpsc::channel();
     let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
     let holder = std::thread::spawn(move || {
