@@ -16,4 +16,4 @@ pub use trace::{Trace, Tracer};
 pub use unsync::{collect, Gc, Weak};
 
 #[doc(hidden)]
-pub use unsync::{candidate_count, trim};
+pub use unsync::trim;

@@ -8,6 +8,7 @@
 //! cannot make it free a live object.
 mod collector;
 mod gc_box;
+mod graph;
 
 pub use collector::collect;
 
@@ -346,10 +347,4 @@ impl<T: Trace + Send + Sync + Default + 'static> Default for Gc<T> {
     fn default() -> Self {
         Gc::new(T::default())
     }
-}
-
-/// Objects waiting in the sync candidate buffers (for tests).
-#[doc(hidden)]
-pub fn candidate_count() -> usize {
-    collector::candidate_count()
 }

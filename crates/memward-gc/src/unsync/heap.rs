@@ -151,12 +151,6 @@ pub(crate) fn trim() {
     });
 }
 
-/// Number of objects waiting in this thread's candidate buffer (for tests and tuning).
-pub(crate) fn candidate_count() -> usize {
-    HEAP.try_with(|heap| heap.candidates.borrow().len())
-        .unwrap_or(0)
-}
-
 /// Resets the heap's `collecting` flag however the collection ends.
 struct Running<'h>(&'h Heap);
 

@@ -412,12 +412,6 @@ impl<T: Trace + 'static> From<T> for Gc<T> {
     }
 }
 
-/// Objects waiting in this thread's candidate buffer (for tests).
-#[doc(hidden)]
-pub fn candidate_count() -> usize {
-    heap::candidate_count()
-}
-
 /// Frees the buffers this thread's collector keeps between collections (for tests that
 /// count bytes).
 #[doc(hidden)]
