@@ -170,7 +170,10 @@ fn main() {
         return;
     }
     if let Some(i) = args.iter().position(|a| a == "--micro") {
-        let n = args.get(i + 2).and_then(|s| s.parse().ok()).unwrap_or(100_000);
+        let n = args
+            .get(i + 2)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(100_000);
         micro::run(&args[i + 1], n);
         return;
     }
