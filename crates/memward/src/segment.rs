@@ -37,7 +37,7 @@ use crate::{os, stats};
 use core::cell::UnsafeCell;
 use core::mem::size_of;
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicIsize, AtomicPtr, AtomicUsize, Ordering};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]
@@ -95,6 +95,15 @@ pub struct Segment {
     owner: AtomicPtr<OwnerHeap>,
     /// Frees that arrived while abandoned; open exactly while abandoned.
     abandoned_frees: TaggedBlockStack,
+    /// On the global abandoned list: written and read only under that list's lock, so a
+    /// thread freeing into the segment can tell whether it may take the segment over.
+    on_abandoned_list: AtomicBool,
+    /// Live blocks at abandonment minus frees pushed since: when it falls to half and to
+    /// zero, the freeing thread visits the segment (`heap/abandon.rs`). A hint only: a free
+    /// pushed just before an adoption may decrement the next abandonment's count.
+    abandoned_live: AtomicIsize,
+    /// `abandoned_live` when the segment was abandoned.
+    abandoned_blocks: AtomicIsize,
     kind: SegmentKind,
     page_count: usize,
     /// Bytes mapped from the segment start.
@@ -154,6 +163,9 @@ impl Segment {
             ptr::addr_of_mut!((*seg).page_shift).write(page_shift);
             ptr::addr_of_mut!((*seg).owner).write(AtomicPtr::new(heap));
             ptr::addr_of_mut!((*seg).abandoned_frees).write(TaggedBlockStack::new());
+            ptr::addr_of_mut!((*seg).on_abandoned_list).write(AtomicBool::new(false));
+            ptr::addr_of_mut!((*seg).abandoned_live).write(AtomicIsize::new(0));
+            ptr::addr_of_mut!((*seg).abandoned_blocks).write(AtomicIsize::new(0));
             ptr::addr_of_mut!((*seg).kind).write(kind);
             ptr::addr_of_mut!((*seg).page_count).write(page_count);
             ptr::addr_of_mut!((*seg).size).write(size);
@@ -280,6 +292,25 @@ impl Segment {
         unsafe { self.abandoned_frees.try_push(block) }
     }
 
+    /// Counts a free pushed by [`Segment::try_push_abandoned_free`]; true when the freeing
+    /// thread should visit the segment: half or all of the blocks live at abandonment have
+    /// been freed since.
+    #[inline]
+    pub fn note_abandoned_free(&self) -> bool {
+        let left = self.abandoned_live.fetch_sub(1, Ordering::Relaxed) - 1;
+        left == 0 || left == self.abandoned_blocks.load(Ordering::Relaxed) / 2
+    }
+
+    /// Is the segment on the abandoned list? Only under that list's lock.
+    pub fn on_abandoned_list(&self) -> bool {
+        self.on_abandoned_list.load(Ordering::Relaxed)
+    }
+
+    /// Records joining or leaving the abandoned list. Only under that list's lock.
+    pub fn set_on_abandoned_list(&self, on: bool) {
+        self.on_abandoned_list.store(on, Ordering::Relaxed);
+    }
+
     // ---- owner only ------------------------------------------------------------------------
 
     /// The owner's bookkeeping.
@@ -338,6 +369,15 @@ impl Segment {
         let l = unsafe { self.local() };
         l.free_mask = 0;
         l.used_pages = 1;
+    }
+
+    /// Page slots in use.
+    ///
+    /// # Safety
+    /// The calling thread owns the segment.
+    pub unsafe fn used_pages(&self) -> usize {
+        // SAFETY: per the contract.
+        unsafe { self.local().used_pages }
     }
 
     /// Free page slots, one bit each.
@@ -448,9 +488,12 @@ impl Segment {
     ///
     /// # Safety
     /// The calling thread owns the segment and is leaving it.
-    pub unsafe fn mark_abandoned(&self) {
+    pub unsafe fn mark_abandoned(&self, live_blocks: usize) {
         // SAFETY: per the contract.
         unsafe { self.set_in_full_list(false) };
+        let live = live_blocks.min(isize::MAX as usize) as isize;
+        self.abandoned_blocks.store(live, Ordering::Relaxed);
+        self.abandoned_live.store(live, Ordering::Relaxed);
         // Open the stack first so remote frees go to the segment, then drop ownership.
         self.abandoned_frees.open();
         self.thread_id.store(0, Ordering::Release);
@@ -555,3 +598,4 @@ impl Segment {
         }
     }
 }
+

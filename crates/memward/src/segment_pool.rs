@@ -396,7 +396,10 @@ pub fn purge_cache_all() {
 pub unsafe fn abandon(seg: *mut Segment) {
     let mut list = ABANDONED_LIST.lock();
     // SAFETY: the segment is on no other list.
-    unsafe { list.push_front(seg) };
+    unsafe {
+        list.push_front(seg);
+        (*seg).set_on_abandoned_list(true);
+    }
     ABANDONED_COUNT.fetch_add(1, Ordering::Relaxed);
 }
 
@@ -405,11 +408,40 @@ pub fn take_abandoned() -> *mut Segment {
     if ABANDONED_COUNT.load(Ordering::Relaxed) == 0 {
         return ptr::null_mut();
     }
-    let s = ABANDONED_LIST.lock().pop_front();
+    let s = {
+        let mut list = ABANDONED_LIST.lock();
+        let s = list.pop_front();
+        if !s.is_null() {
+            // SAFETY: segments on the list are mapped; we hold its lock.
+            unsafe { (*s).set_on_abandoned_list(false) };
+        }
+        s
+    };
     if !s.is_null() {
         ABANDONED_COUNT.fetch_sub(1, Ordering::Relaxed);
     }
     s
+}
+
+/// Takes `seg` off the abandoned list if it is still there (no heap adopted it since);
+/// true if the caller now owns it.
+///
+/// # Safety
+/// `seg` is a mapped segment: the caller is freeing one of its live blocks.
+pub unsafe fn take_if_abandoned(seg: *mut Segment) -> bool {
+    let mut list = ABANDONED_LIST.lock();
+    // SAFETY: the flag is only read and written under the lock, and set exactly while the
+    // segment is on the list.
+    unsafe {
+        if !(*seg).on_abandoned_list() {
+            return false;
+        }
+        list.remove(seg);
+        (*seg).set_on_abandoned_list(false);
+    }
+    drop(list);
+    ABANDONED_COUNT.fetch_sub(1, Ordering::Relaxed);
+    true
 }
 
 pub fn abandoned_count() -> usize {
@@ -469,3 +501,4 @@ mod tests {
         }
     }
 }
+

@@ -102,6 +102,11 @@ pub struct Local {
     /// Hooked mode (`hooks.rs`): `direct` points only at the empty page, so every
     /// allocation takes the slow path, where the hooks are called.
     hooked: bool,
+    /// The heap is being abandoned or destroyed: it must not take segments over.
+    leaving: bool,
+    /// The abandoned segment being visited (`abandon.rs`): emptied pages of it are freed
+    /// but the segment itself is not released until the visit ends.
+    visiting: *mut Segment,
 }
 
 /// The remote-free stack on a cache line of its own: other threads CAS it while the owner
@@ -150,6 +155,8 @@ impl Local {
         outbox_tail: ptr::null_mut(),
         outbox_len: 0,
         hooked: false,
+        leaving: false,
+        visiting: ptr::null_mut(),
     };
 
     #[inline]

@@ -48,6 +48,7 @@ impl Local {
             if bin != 0
                 && self.queues[bin].first() == page
                 && (*page).flags() & FLAG_IN_FULL == 0
+                && Segment::of(page) != self.visiting
             {
                 return;
             }
@@ -74,6 +75,8 @@ impl Local {
             }
             (*page).retire();
             match s.kind() {
+                // A visited segment is released (or abandoned again) when the visit ends.
+                SegmentKind::Large | SegmentKind::Huge if seg == self.visiting => {}
                 SegmentKind::Large | SegmentKind::Huge => {
                     self.large.remove(seg);
                     segment_pool::release(seg);
@@ -88,7 +91,7 @@ impl Local {
                         self.avail[k].push_front(seg);
                         s.set_in_full_list(false);
                     }
-                    if in_use == 0 {
+                    if in_use == 0 && seg != self.visiting {
                         self.avail[k].remove(seg);
                         s.unpurge_slots();
                         segment_pool::release(seg);
