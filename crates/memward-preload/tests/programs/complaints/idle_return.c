@@ -10,6 +10,8 @@
  * its allocation slow paths, or only memory of live threads, keeps the 1.5 GiB.
  *
  * usage: idle_return small|none [TOTAL_MIB=1536] [DURATION_MS=2000] [BOUND_MIB=48]
+ * bench: small
+ * bench: none
  * prints: rss_start_kib, rss_peak_kib (all allocated), rss_freed_kib (right after the
  *         frees), rss_t100_kib ... every 100 ms, rss_end_kib, maps_end, and settle_ms: the
  *         first sample time from which RSS stays within BOUND_MIB of the start (-1: never) */

@@ -16,6 +16,8 @@
  * allocator cannot exhaust the machine.
  *
  * usage: thread_churn THREADS BLOCK [KEEP=1000] [BATCH=4] [LIMIT_MIB=1024]
+ * bench: 20000 100
+ * bench: 20000 20480
  * prints: threads, block, live_kib, rss_start_kib, maps_start, rss_peak_kib, maps_peak,
  *         vm_peak_kib, rss_end_kib, maps_end (KEEP blocks live), rss_freed_kib,
  *         maps_freed (all freed), stopped_at (threads run when the limit was hit, or 0) */
