@@ -14,6 +14,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod exit;
+mod malloc_info;
+mod mallopt;
 mod report;
 
 use core::ffi::{c_int, c_void};
@@ -207,6 +209,16 @@ pub unsafe extern "C" fn free_sized(p: *mut c_void, _size: usize) {
 /// C23 `free_aligned_sized`: as `free`.
 #[no_mangle]
 pub unsafe extern "C" fn free_aligned_sized(p: *mut c_void, _align: usize, _size: usize) {
+    // SAFETY: forwarded contract.
+    unsafe { free(p) }
+}
+
+/// # Safety
+/// Obsolete `cfree` (glibc keeps it only for old binaries, as `cfree@GLIBC_2.2.5`): as
+/// `free`. Exported so that such a binary frees memward's blocks through memward: glibc's
+/// `cfree` would hand them to glibc's `free`, which aborts.
+#[no_mangle]
+pub unsafe extern "C" fn cfree(p: *mut c_void) {
     // SAFETY: forwarded contract.
     unsafe { free(p) }
 }
