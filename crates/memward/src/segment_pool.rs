@@ -20,6 +20,9 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// Empty normal-size segments kept for reuse.
 static CACHE: SpinLock<List<Segment>> = SpinLock::new(List::new());
+/// Resident bytes of the unpurged segments in `CACHE` (their `touched`), bounded by
+/// `options::free_resident_limit()`.
+static CACHE_RESIDENT: AtomicUsize = AtomicUsize::new(0);
 /// Recently freed huge segments, newest first: a program that frees and allocates blocks
 /// of several MiB in turn reuses the mapping instead of faulting fresh pages in. Entries are
 /// unmapped once idle for the purge delay, or when the cache exceeds its byte budget.
@@ -80,7 +83,8 @@ pub fn acquire(
             (seg.cast::<Segment>(), SEGMENT_SIZE, true, true)
         } else {
             // SAFETY: cached segments are mapped, and this one is ours now.
-            let purged = unsafe { (*cached).purged() };
+            let (purged, touched) = unsafe { ((*cached).purged(), (*cached).touched()) };
+            CACHE_RESIDENT.fetch_sub(touched, Ordering::Relaxed);
             (cached, SEGMENT_SIZE, purged, false)
         }
     };
@@ -179,15 +183,21 @@ pub unsafe fn release(seg: *mut Segment) {
             }
             return;
         }
-        if delay == 0 {
+        // The size bound (`MEMWARD_FREE_RESIDENT_MIB`): the cache keeps at most that many
+        // resident bytes; past it, a released segment is purged at once.
+        if delay == 0
+            || CACHE_RESIDENT.load(Ordering::Relaxed) + s.touched() > options::free_resident_limit()
+        {
             purge_cached(seg);
         }
         let evict = {
             let mut cache = CACHE.lock();
             cache.push_front(seg);
+            CACHE_RESIDENT.fetch_add(s.touched(), Ordering::Relaxed);
             if cache.len() > options::segment_cache_limit() {
                 let oldest = cache.last();
                 cache.remove(oldest);
+                CACHE_RESIDENT.fetch_sub((*oldest).touched(), Ordering::Relaxed);
                 oldest
             } else {
                 ptr::null_mut()
@@ -294,6 +304,19 @@ unsafe fn unmap_cached(seg: *mut Segment) {
     }
 }
 
+/// Purges a segment on `CACHE`, keeping `CACHE_RESIDENT` in step.
+///
+/// # Safety
+/// `seg` is on `CACHE`, whose lock the caller holds.
+unsafe fn purge_in_cache(seg: *mut Segment) {
+    // SAFETY: per the contract; purging sets `touched` to zero when it succeeds.
+    unsafe {
+        let before = (*seg).touched();
+        purge_cached(seg);
+        CACHE_RESIDENT.fetch_sub(before - (*seg).touched(), Ordering::Relaxed);
+    }
+}
+
 /// # Safety
 /// `seg` is cached (holds no live block) and owned by the caller or the cache lock holder.
 unsafe fn purge_cached(seg: *mut Segment) {
@@ -332,7 +355,7 @@ pub fn purge_cache(now: u64) {
             // SAFETY: segments on the cache list are mapped and unused; we hold the lock.
             unsafe {
                 if !(*s).purged() && (*s).cached_at() + delay as u64 <= now {
-                    purge_cached(s);
+                    purge_in_cache(s);
                 }
                 s = cache.next(s);
             }
@@ -382,7 +405,7 @@ pub fn purge_cache_all() {
     while !s.is_null() {
         // SAFETY: as in purge_cache.
         unsafe {
-            purge_cached(s);
+            purge_in_cache(s);
             s = cache.next(s);
         }
     }

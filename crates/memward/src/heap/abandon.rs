@@ -156,6 +156,7 @@ impl Local {
         }
         self.clear_queues();
         self.pending_purge = 0;
+        self.pending_bytes = 0;
         // Frees that raced with the tagging are re-sent to their segments.
         self.drain_remote();
         self.flush_outbox();
@@ -257,6 +258,7 @@ impl Local {
         }
         self.clear_queues();
         self.pending_purge = 0;
+        self.pending_bytes = 0;
         self.flush_outbox();
         self.publish_live();
     }

@@ -87,6 +87,9 @@ pub struct Local {
     next_purge: u64,
     /// Free, unpurged page slots that may be due for purging.
     pending_purge: usize,
+    /// Resident bytes of those slots (estimate): above `options::free_resident_limit()`
+    /// they are purged at once, where the page is freed.
+    pending_bytes: usize,
     /// Change of in-use bytes not yet added to the process total (batched to keep atomic
     /// read-modify-writes off the slow path).
     pending_live: i64,
@@ -149,6 +152,7 @@ impl Local {
         slow_count: 0,
         next_purge: 0,
         pending_purge: 0,
+        pending_bytes: 0,
         pending_live: 0,
         outbox_target: ptr::null_mut(),
         outbox_head: ptr::null_mut(),

@@ -96,10 +96,19 @@ impl Local {
                         s.unpurge_slots();
                         segment_pool::release(seg);
                     } else {
-                        (*page).set_freed_at(os::now_ms());
+                        let now = os::now_ms();
+                        (*page).set_freed_at(now);
                         match options::purge_delay_ms() {
                             0 => s.purge_slot(index),
-                            d if d > 0 => self.pending_purge += 1,
+                            d if d > 0 => {
+                                self.pending_purge += 1;
+                                self.pending_bytes += (*page).touched() as usize;
+                                // The size bound: enforced here, where memory becomes free,
+                                // so a program that stops allocating keeps no more.
+                                if self.pending_bytes > options::free_resident_limit() {
+                                    self.purge_due(now, d as u64, true);
+                                }
+                            }
                             _ => {}
                         }
                     }
