@@ -51,39 +51,81 @@ pub unsafe fn unlock_all() {
     }
 }
 
-/// Gets a segment of `kind` for `heap`, with `huge_size` mapped bytes (huge) or
-/// `SEGMENT_SIZE`. Null when the OS is out of memory.
+/// Huge segments are sized in multiples of this (and of the OS page).
+pub const HUGE_GRANULE: usize = 64 * 1024;
+
+/// Gets a small, medium or large segment (`SEGMENT_SIZE` bytes) for `heap`, with the
+/// transparent-huge-page hint if `huge_pages` (the heap decides: see
+/// `Local::wants_huge_pages`). Null when the OS is out of memory.
 pub fn acquire(
     kind: SegmentKind,
     heap: *mut OwnerHeap,
     thread_id: usize,
-    huge_size: usize,
+    huge_pages: bool,
 ) -> *mut Segment {
-    let (seg, size, zero, fresh) = if kind == SegmentKind::Huge {
-        let ps = os::page_size().max(64 * 1024);
-        let Some(size) = huge_size.checked_add(ps - 1).map(|s| s & !(ps - 1)) else {
-            return ptr::null_mut();
-        };
-        let cached = take_huge(size);
-        if cached.is_null() {
-            let seg = os::map_aligned(size, SEGMENT_SIZE);
-            (seg.cast::<Segment>(), size, true, true)
-        } else {
-            // SAFETY: cached segments are mapped, and this one is ours now.
-            let (purged, size) = unsafe { ((*cached).purged(), (*cached).size()) };
-            (cached, size, purged, false)
-        }
+    debug_assert!(kind != SegmentKind::Huge);
+    let cached = CACHE.lock().pop_front();
+    let (seg, zero, fresh) = if cached.is_null() {
+        let seg = os::map_aligned(SEGMENT_SIZE, SEGMENT_SIZE);
+        (seg.cast::<Segment>(), true, true)
     } else {
-        let cached = CACHE.lock().pop_front();
-        if cached.is_null() {
-            let seg = os::map_aligned(SEGMENT_SIZE, SEGMENT_SIZE);
-            (seg.cast::<Segment>(), SEGMENT_SIZE, true, true)
-        } else {
-            // SAFETY: cached segments are mapped, and this one is ours now.
-            let purged = unsafe { (*cached).purged() };
-            (cached, SEGMENT_SIZE, purged, false)
-        }
+        // SAFETY: cached segments are mapped, and this one is ours now.
+        let purged = unsafe { (*cached).purged() };
+        (cached, purged, false)
     };
+    let hint = huge_pages && options::huge_pages() && kind != SegmentKind::Large;
+    // SAFETY: a segment just mapped or taken off the cache, ours alone.
+    unsafe { finish_acquire(seg, kind, heap, thread_id, SEGMENT_SIZE, zero, fresh, hint) }
+}
+
+/// Gets a huge segment of at least `size` bytes for `heap`, mapped so that
+/// `segment + SEGMENT_SIZE` is a multiple of `align` when `align > SEGMENT_SIZE` (a block
+/// aligned beyond a segment sits one segment above its header). Huge segments never get
+/// the huge-page hint: a big block used here and there would make every touched 4 KiB
+/// cost 2 MiB (see the README). Null when the OS refuses the memory, as glibc's `mmap`
+/// would be refused.
+pub fn acquire_huge(heap: *mut OwnerHeap, thread_id: usize, size: usize, align: usize) -> *mut Segment {
+    let granule = os::page_size().max(HUGE_GRANULE);
+    let Some(size) = size.checked_add(granule - 1).map(|s| s & !(granule - 1)) else {
+        return ptr::null_mut();
+    };
+    let cached = if align > SEGMENT_SIZE {
+        ptr::null_mut()
+    } else {
+        take_huge(size)
+    };
+    let (seg, size, zero, fresh) = if cached.is_null() {
+        let seg = if align > SEGMENT_SIZE {
+            os::map_aligned_at(size, align, SEGMENT_SIZE)
+        } else {
+            os::map_aligned(size, SEGMENT_SIZE)
+        };
+        (seg.cast::<Segment>(), size, true, true)
+    } else {
+        // SAFETY: cached segments are mapped, and this one is ours now.
+        let (purged, size) = unsafe { ((*cached).purged(), (*cached).size()) };
+        (cached, size, purged, false)
+    };
+    // SAFETY: a segment just mapped or taken off the cache, ours alone.
+    unsafe { finish_acquire(seg, SegmentKind::Huge, heap, thread_id, size, zero, fresh, false) }
+}
+
+/// Registers a segment just mapped (`fresh`) or taken from a cache and writes its header.
+///
+/// # Safety
+/// `seg` is null or a mapping of `size` bytes aligned to `SEGMENT_SIZE` that holds no live
+/// block and that only the caller can reach.
+#[allow(clippy::too_many_arguments)]
+unsafe fn finish_acquire(
+    seg: *mut Segment,
+    kind: SegmentKind,
+    heap: *mut OwnerHeap,
+    thread_id: usize,
+    size: usize,
+    zero: bool,
+    fresh: bool,
+    huge: bool,
+) -> *mut Segment {
     if seg.is_null() {
         return seg;
     }
@@ -102,7 +144,6 @@ pub fn acquire(
         return ptr::null_mut();
     }
     // Set or withdraw the huge-page hint for this use of the mapping.
-    let huge = wants_huge_pages(kind);
     // SAFETY: a cached header is valid; a fresh mapping has no hint yet.
     let had = !fresh && unsafe { (*seg).huge_pages() };
     if huge != had {
@@ -135,27 +176,19 @@ fn header_resident() -> usize {
     (HEADER_SIZE + ps - 1) & !(ps - 1)
 }
 
-/// Bytes in use above which new segments of every kind get the huge-page hint.
-const HUGE_PAGE_THRESHOLD: i64 = 64 << 20;
-
-/// Whether a new mapping for `kind` should ask for transparent huge pages.
+/// A heap's in-use bytes from which its new small and medium segments get the
+/// transparent-huge-page hint.
 ///
 /// A page fault costs about as much as a thousand allocations, and a 2 MiB page replaces
 /// 512 of them. The price is RSS: a partly used 2 MiB page is resident whole (a common
-/// complaint about allocators that always use THP). So huge objects, which are normally
-/// used whole, always get the hint, and other segments only once the program has
-/// `HUGE_PAGE_THRESHOLD` bytes in use, where a few partly used huge pages are a small
-/// fraction of the heap. Purging part of a huge page splits it, so memory still goes back.
-/// Large segments never get it: their single block may be far smaller than the 4 MiB
-/// segment, and a huge page would make the rest of its 2 MiB resident.
-fn wants_huge_pages(kind: SegmentKind) -> bool {
-    options::huge_pages()
-        && match kind {
-            SegmentKind::Huge => true,
-            SegmentKind::Large => false,
-            SegmentKind::Small | SegmentKind::Medium => stats::live_bytes() >= HUGE_PAGE_THRESHOLD,
-        }
-}
+/// complaint about allocators that use THP). The hint is worth it only where segments
+/// fill up, which is a property of the heap, not of the process: 400 threads that keep
+/// 10 KiB each would otherwise each get a 2 MiB page once the process as a whole holds a
+/// lot (the old rule, +805 MiB). A heap that holds 32 MiB fills its segments, so at most
+/// its newest segment has a partly used huge page. Large segments (blocks share them
+/// sparsely) and huge blocks (often used in part) never get it. Purging part of a huge
+/// page splits it, so memory still goes back.
+pub const HUGE_PAGE_HEAP_THRESHOLD: i64 = 32 << 20;
 
 /// Returns an empty segment: huge ones are cached for reuse or unmapped, others cached
 /// (or unmapped when the cache is full).
@@ -423,7 +456,7 @@ mod tests {
 
     #[test]
     fn acquire_lays_out_pages_and_release_caches() {
-        let seg = acquire(SegmentKind::Small, ptr::null_mut(), 12345, 0);
+        let seg = acquire(SegmentKind::Small, ptr::null_mut(), 12345, false);
         assert!(!seg.is_null());
         assert!(segment_map::contains(seg as usize));
         // SAFETY: seg was just acquired and is used by this test only.
@@ -459,7 +492,7 @@ mod tests {
 
     #[test]
     fn huge_segments_are_sized_to_fit() {
-        let seg = acquire(SegmentKind::Huge, ptr::null_mut(), 1, 9 << 20);
+        let seg = acquire_huge(ptr::null_mut(), 1, 9 << 20, SEGMENT_SIZE);
         assert!(!seg.is_null());
         // SAFETY: seg is ours; the last byte is inside the mapping.
         unsafe {

@@ -19,7 +19,7 @@ use crate::{options, os, segment_pool};
 impl Local {
     /// Takes any segment off the heap's segment lists, or null when they are all empty.
     fn pop_any_segment(&mut self) -> *mut Segment {
-        for list in self.avail.iter_mut().chain(&mut self.full).chain([&mut self.large]) {
+        for list in self.avail.iter_mut().chain(&mut self.full).chain([&mut self.huge]) {
             let seg = list.pop_front();
             if !seg.is_null() {
                 return seg;
@@ -111,7 +111,7 @@ impl Local {
                 }
             }
             match s.kind() {
-                SegmentKind::Large | SegmentKind::Huge => self.large.push_front(seg),
+                SegmentKind::Huge => self.huge.push_front(seg),
                 kind => {
                     let k = kind.class_index();
                     let full = s.free_mask() == 0;

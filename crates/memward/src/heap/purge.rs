@@ -14,7 +14,7 @@ impl Local {
             return;
         }
         let mut pending = 0;
-        for k in 0..2 {
+        for k in 0..self.avail.len() {
             let mut seg = self.avail[k].first();
             while !seg.is_null() {
                 // SAFETY: segments on our lists are ours; their free slots hold no page.

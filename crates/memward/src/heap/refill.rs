@@ -20,7 +20,7 @@ impl Local {
             self.check();
         }
         if size > MEDIUM_MAX {
-            return self.alloc_large(size, 64, size);
+            return self.alloc_large(size, 64);
         }
         let page = self.find_page(bin_of(size));
         if page.is_null() {
@@ -158,7 +158,8 @@ impl Local {
                 }
             }
         }
-        let seg = segment_pool::acquire(kind, self.tag(), self.thread_id, 0);
+        let huge_pages = self.wants_huge_pages();
+        let seg = segment_pool::acquire(kind, self.tag(), self.thread_id, huge_pages);
         if !seg.is_null() {
             // SAFETY: a fresh segment of ours on no list.
             unsafe { self.avail[k].push_front(seg) };
