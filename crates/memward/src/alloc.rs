@@ -226,7 +226,16 @@ pub unsafe fn heap_realloc(h: *mut Heap, p: *mut u8, new_size: usize, align: usi
                 return q;
             }
         }
-        let q = heap_alloc(h, new_size, align);
+        let q = if new_size > usable && new_size > MEDIUM_MAX {
+            // A growing block: a reused huge mapping keeps its resident excess for it.
+            let h = ensure_heap(h);
+            if h.is_null() {
+                return ptr::null_mut();
+            }
+            (*h).local().alloc_large_for(new_size, align.max(MIN_ALIGN), true)
+        } else {
+            heap_alloc(h, new_size, align)
+        };
         if q.is_null() {
             return q;
         }

@@ -82,9 +82,16 @@ pub fn acquire(
 /// `segment + SEGMENT_SIZE` is a multiple of `align` when `align > SEGMENT_SIZE` (a block
 /// aligned beyond a segment sits one segment above its header). Huge segments never get
 /// the huge-page hint: a big block used here and there would make every touched 4 KiB
-/// cost 2 MiB (see the README). Null when the OS refuses the memory, as glibc's `mmap`
-/// would be refused.
-pub fn acquire_huge(heap: *mut OwnerHeap, thread_id: usize, size: usize, align: usize) -> *mut Segment {
+/// cost 2 MiB (see the README). A cached mapping much larger than `size` has its excess
+/// purged unless `keep_excess` (a block that `realloc` is growing will use it). Null when
+/// the OS refuses the memory, as glibc's `mmap` would be refused.
+pub fn acquire_huge(
+    heap: *mut OwnerHeap,
+    thread_id: usize,
+    size: usize,
+    align: usize,
+    keep_excess: bool,
+) -> *mut Segment {
     let granule = os::page_size().max(HUGE_GRANULE);
     let Some(size) = size.checked_add(granule - 1).map(|s| s & !(granule - 1)) else {
         return ptr::null_mut();
@@ -92,7 +99,7 @@ pub fn acquire_huge(heap: *mut OwnerHeap, thread_id: usize, size: usize, align: 
     let cached = if align > SEGMENT_SIZE {
         ptr::null_mut()
     } else {
-        take_huge(size)
+        take_huge(size, keep_excess)
     };
     let (seg, size, zero, fresh) = if cached.is_null() {
         let seg = if align > SEGMENT_SIZE {
@@ -270,9 +277,9 @@ unsafe fn cache_huge(seg: *mut Segment) {
 }
 
 /// The smallest cached huge segment of at least `size` bytes. When it is more than twice
-/// that, the part beyond `size` is purged so the reuse does not keep unneeded memory
-/// resident.
-fn take_huge(size: usize) -> *mut Segment {
+/// that, the part beyond `size` is purged (unless `keep_excess`) so the reuse does not keep
+/// unneeded memory resident.
+fn take_huge(size: usize, keep_excess: bool) -> *mut Segment {
     if HUGE_CACHED_BYTES.load(Ordering::Relaxed) == 0 {
         return ptr::null_mut();
     }
@@ -300,7 +307,7 @@ fn take_huge(size: usize) -> *mut Segment {
     // SAFETY: the segment is ours and unused; the purged range is page-aligned and lies
     // beyond what the new block will use.
     unsafe {
-        if !best.is_null() && !(*best).purged() && (*best).size() / 2 > size {
+        if !best.is_null() && !keep_excess && !(*best).purged() && (*best).size() / 2 > size {
             let ps = os::page_size();
             let keep = (size + ps - 1) & !(ps - 1);
             if os::purge(best.cast::<u8>().add(keep), (*best).size() - keep) {
@@ -492,7 +499,7 @@ mod tests {
 
     #[test]
     fn huge_segments_are_sized_to_fit() {
-        let seg = acquire_huge(ptr::null_mut(), 1, 9 << 20, SEGMENT_SIZE);
+        let seg = acquire_huge(ptr::null_mut(), 1, 9 << 20, SEGMENT_SIZE, false);
         assert!(!seg.is_null());
         // SAFETY: seg is ours; the last byte is inside the mapping.
         unsafe {

@@ -36,6 +36,9 @@ const SLOT: usize = 1 << LARGE_SLOT_SHIFT;
 /// it when the kernel refuses.
 const HUGE_GROWTH_SLACK: usize = 64 << 20;
 
+/// Tail a shrinking huge block must free at least for its mapping to shrink.
+const HUGE_SHRINK_MIN: usize = 1 << 20;
+
 /// `n` rounded up to a multiple of `to` (a power of two); None on overflow.
 fn round_up(n: usize, to: usize) -> Option<usize> {
     n.checked_add(to - 1).map(|s| s & !(to - 1))
@@ -55,6 +58,13 @@ impl Local {
     /// A large or huge block of `size` bytes starting at a multiple of `align` (a power of
     /// two, at most `MAX_ALIGN`). Null when out of memory.
     pub fn alloc_large(&mut self, size: usize, align: usize) -> *mut u8 {
+        self.alloc_large_for(size, align, false)
+    }
+
+    /// As [`Local::alloc_large`]; `growing` says the block replaces a smaller one that
+    /// `realloc` grows, so a cached huge mapping it reuses keeps its resident excess for
+    /// the growth to come instead of purging it.
+    pub fn alloc_large_for(&mut self, size: usize, align: usize, growing: bool) -> *mut u8 {
         debug_assert!(align.is_power_of_two() && align <= MAX_ALIGN);
         let ps = os::page_size();
         let Some(block_size) = round_up(size, ps) else {
@@ -65,7 +75,7 @@ impl Local {
         let p = if block_size <= LARGE_MAX && align <= LARGE_MAX {
             self.alloc_span(block_size, align)
         } else {
-            self.alloc_huge(block_size, align)
+            self.alloc_huge(block_size, align, growing)
         };
         if !p.is_null() {
             let c = &self.heap().counters;
@@ -226,12 +236,13 @@ impl Local {
     }
 
     /// A huge segment for one block.
-    fn alloc_huge(&mut self, block_size: usize, align: usize) -> *mut u8 {
+    fn alloc_huge(&mut self, block_size: usize, align: usize, growing: bool) -> *mut u8 {
         let (offset, map_align) = huge_placement(align);
         let Some(needed) = offset.checked_add(block_size) else {
             return ptr::null_mut();
         };
-        let seg = segment_pool::acquire_huge(self.tag(), self.thread_id, needed, map_align);
+        let seg =
+            segment_pool::acquire_huge(self.tag(), self.thread_id, needed, map_align, growing);
         if seg.is_null() {
             return ptr::null_mut();
         }
@@ -370,7 +381,14 @@ impl Local {
             };
             let size = s.size();
             if needed <= size {
-                if needed < size && os::remap_in_place(seg.cast(), size, needed) {
+                // Shrinking gives the tail back when it is worth a call (growth slack and
+                // small shrinks are kept for the next growth).
+                let old_needed = offset + (*page).block_size();
+                if new_block < (*page).block_size()
+                    && size - needed >= (size / 4).max(HUGE_SHRINK_MIN)
+                    && old_needed > needed
+                    && os::remap_in_place(seg.cast(), size, needed)
+                {
                     // Shrunk: the tail went back to the OS with its pages.
                     stats::unmapped(size - needed);
                     let touched = s.touched().min(needed - HEADER_SIZE);
