@@ -272,6 +272,30 @@ pub unsafe fn advise_no_huge_pages(p: *mut u8, size: usize) -> bool {
     unsafe { libc::madvise(p.cast(), size, libc::MADV_NOHUGEPAGE) == 0 }
 }
 
+/// How many of the OS pages of `[p, p+size)` are resident (`mincore`); None if the kernel
+/// refuses. Costs one call per 4 MiB (of 4 KiB pages).
+///
+/// # Safety
+/// The range must be page-aligned and inside one of our mappings.
+pub unsafe fn resident_pages(p: *mut u8, size: usize) -> Option<usize> {
+    let ps = page_size();
+    let mut vec = [0u8; 1024];
+    let mut resident = 0;
+    let mut off = 0;
+    while off < size {
+        let len = (size - off).min(vec.len() * ps);
+        // SAFETY: per the contract the range is mapped and page-aligned; `vec` has room
+        // for one byte per page of `len`.
+        let rc = unsafe { libc::mincore(p.add(off).cast(), len, vec.as_mut_ptr()) };
+        if rc != 0 {
+            return None;
+        }
+        resident += vec[..len.div_ceil(ps)].iter().filter(|&&b| b & 1 != 0).count();
+        off += len;
+    }
+    Some(resident)
+}
+
 /// Milliseconds on the monotonic clock (vDSO call, no syscall on Linux).
 pub fn now_ms() -> u64 {
     let mut ts = libc::timespec {

@@ -80,9 +80,10 @@ pub fn acquire(
 
 /// Gets a huge segment of at least `size` bytes for `heap`, mapped so that
 /// `segment + SEGMENT_SIZE` is a multiple of `align` when `align > SEGMENT_SIZE` (a block
-/// aligned beyond a segment sits one segment above its header). Huge segments never get
-/// the huge-page hint: a big block used here and there would make every touched 4 KiB
-/// cost 2 MiB (see the README). A cached mapping much larger than `size` has its excess
+/// aligned beyond a segment sits one segment above its header). It gets the huge-page
+/// hint only when the program's huge blocks have been used densely
+/// (`huge_blocks_want_huge_pages`): a big block used here and there would make every
+/// touched 4 KiB cost 2 MiB. A cached mapping much larger than `size` has its excess
 /// purged unless `keep_excess` (a block that `realloc` is growing will use it). Null when
 /// the OS refuses the memory, as glibc's `mmap` would be refused.
 pub fn acquire_huge(
@@ -113,8 +114,59 @@ pub fn acquire_huge(
         let (purged, size) = unsafe { ((*cached).purged(), (*cached).size()) };
         (cached, size, purged, false)
     };
+    let hint = huge_blocks_want_huge_pages();
     // SAFETY: a segment just mapped or taken off the cache, ours alone.
-    unsafe { finish_acquire(seg, SegmentKind::Huge, heap, thread_id, size, zero, fresh, false) }
+    unsafe { finish_acquire(seg, SegmentKind::Huge, heap, thread_id, size, zero, fresh, hint) }
+}
+
+/// How dense the program's huge blocks were when freed: the number of blocks in a row
+/// (up to `DENSE_ENOUGH + 2`) that had at least 3/4 of their pages resident. Zero after a
+/// sparse one.
+static HUGE_DENSITY: AtomicUsize = AtomicUsize::new(0);
+/// Huge blocks allocated while the density asks for the hint (one in `RESAMPLE` is
+/// allocated without it, to measure again).
+static HUGE_HINTED: AtomicUsize = AtomicUsize::new(0);
+const DENSE_ENOUGH: usize = 2;
+const RESAMPLE: usize = 16;
+/// Pages of a freed block looked at to measure its density (the first 64 MiB).
+const DENSITY_SAMPLE: usize = 64 << 20;
+
+/// Whether a new huge block should get the transparent-huge-page hint: only once the
+/// program has shown that it fills its huge blocks (`DENSE_ENOUGH` freed blocks in a row
+/// were mostly resident), and then not for one block in `RESAMPLE`, so a program that
+/// turns to sparse use is noticed. A block used here and there never learns a 2 MiB page
+/// per touch from this rule; one filled whole saves 511 of 512 page faults.
+fn huge_blocks_want_huge_pages() -> bool {
+    options::huge_pages()
+        && HUGE_DENSITY.load(Ordering::Relaxed) >= DENSE_ENOUGH
+        && HUGE_HINTED.fetch_add(1, Ordering::Relaxed) % RESAMPLE != RESAMPLE - 1
+}
+
+/// Measures how much of the block of `s`, a huge segment without the hint being released,
+/// was touched (`mincore`), and updates `HUGE_DENSITY`.
+///
+/// # Safety
+/// The caller owns `s`, which holds no live block.
+unsafe fn learn_huge_density(s: &Segment) {
+    if !options::huge_pages() {
+        return;
+    }
+    // SAFETY: per the contract; the retired page keeps its block's start and size.
+    let (start, len) = unsafe {
+        let page = &*s.page_at(0);
+        (page.start(), page.block_size().min(DENSITY_SAMPLE))
+    };
+    // SAFETY: the block lies inside the segment's mapping and is page-aligned.
+    let Some(resident) = (unsafe { os::resident_pages(start, len) }) else {
+        return;
+    };
+    let pages = len / os::page_size();
+    if resident * 4 >= pages * 3 {
+        let d = HUGE_DENSITY.load(Ordering::Relaxed);
+        HUGE_DENSITY.store((d + 1).min(DENSE_ENOUGH + 2), Ordering::Relaxed);
+    } else {
+        HUGE_DENSITY.store(0, Ordering::Relaxed);
+    }
 }
 
 /// Registers a segment just mapped (`fresh`) or taken from a cache and writes its header.
@@ -193,8 +245,9 @@ fn header_resident() -> usize {
 /// 10 KiB each would otherwise each get a 2 MiB page once the process as a whole holds a
 /// lot (the old rule, +805 MiB). A heap that holds 32 MiB fills its segments, so at most
 /// its newest segment has a partly used huge page. Large segments (blocks share them
-/// sparsely) and huge blocks (often used in part) never get it. Purging part of a huge
-/// page splits it, so memory still goes back.
+/// sparsely) never get it; huge blocks get it once the program has shown it fills them
+/// (`huge_blocks_want_huge_pages`). Purging part of a huge page splits it, so memory still
+/// goes back.
 pub const HUGE_PAGE_HEAP_THRESHOLD: i64 = 32 << 20;
 
 /// Returns an empty segment: huge ones are cached for reuse or unmapped, others cached
@@ -212,6 +265,9 @@ pub unsafe fn release(seg: *mut Segment) {
         s.set_cached_at(os::now_ms());
         let delay = options::purge_delay_ms();
         if s.kind() == SegmentKind::Huge {
+            if !s.huge_pages() {
+                learn_huge_density(s);
+            }
             if delay == 0 {
                 unmap_cached(seg);
             } else {
