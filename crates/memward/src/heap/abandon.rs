@@ -20,7 +20,7 @@ use core::ptr;
 impl Local {
     /// Takes any segment off the heap's segment lists, or null when they are all empty.
     fn pop_any_segment(&mut self) -> *mut Segment {
-        for list in self.avail.iter_mut().chain(&mut self.full).chain([&mut self.large]) {
+        for list in self.avail.iter_mut().chain(&mut self.full).chain([&mut self.huge]) {
             let seg = list.pop_front();
             if !seg.is_null() {
                 return seg;
@@ -54,12 +54,12 @@ impl Local {
             self.visiting = ptr::null_mut();
             let s = &*seg;
             let empty = match s.kind() {
-                SegmentKind::Large | SegmentKind::Huge => !(*s.page_at(0)).in_use(),
-                SegmentKind::Small | SegmentKind::Medium => s.used_pages() == 0,
+                SegmentKind::Huge => !(*s.page_at(0)).in_use(),
+                _ => s.used_pages() == 0,
             };
             self.detach_segment(seg);
             if empty {
-                if matches!(s.kind(), SegmentKind::Small | SegmentKind::Medium) {
+                if s.kind() != SegmentKind::Huge {
                     s.unpurge_slots();
                 }
                 segment_pool::release(seg);
@@ -85,7 +85,7 @@ impl Local {
                 }
             }
             match s.kind() {
-                SegmentKind::Large | SegmentKind::Huge => self.large.remove(seg),
+                SegmentKind::Huge => self.huge.remove(seg),
                 kind => {
                     let k = kind.class_index();
                     if s.in_full_list() {
@@ -198,7 +198,7 @@ impl Local {
                 }
             }
             match s.kind() {
-                SegmentKind::Large | SegmentKind::Huge => self.large.push_front(seg),
+                SegmentKind::Huge => self.huge.push_front(seg),
                 kind => {
                     let k = kind.class_index();
                     let full = s.free_mask() == 0;

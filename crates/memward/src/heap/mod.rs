@@ -76,11 +76,12 @@ pub struct Local {
     /// First page of the class for each request size in words (fast path).
     direct: [*mut Page; DIRECT_SLOTS],
     queues: [List<Page>; BIN_COUNT],
-    /// Small and medium segments with a free page slot, and without.
-    avail: [List<Segment>; 2],
-    full: [List<Segment>; 2],
-    /// Large and huge segments (one block each).
-    large: List<Segment>,
+    /// Small, medium and large segments with a free page slot, and without
+    /// (`SegmentKind::class_index`).
+    avail: [List<Segment>; 3],
+    full: [List<Segment>; 3],
+    /// Huge segments (one block each).
+    huge: List<Segment>,
     this: *mut Heap,
     thread_id: usize,
     slow_count: u32,
@@ -144,9 +145,9 @@ impl Local {
     const EMPTY: Local = Local {
         direct: [EMPTY_PAGE_PTR; DIRECT_SLOTS],
         queues: [const { List::new() }; BIN_COUNT],
-        avail: [const { List::new() }; 2],
-        full: [const { List::new() }; 2],
-        large: List::new(),
+        avail: [const { List::new() }; 3],
+        full: [const { List::new() }; 3],
+        huge: List::new(),
         this: ptr::null_mut(),
         thread_id: 0,
         slow_count: 0,

@@ -16,7 +16,7 @@ impl Local {
         }
         let mut pending = 0;
         let mut pending_bytes = 0;
-        for k in 0..2 {
+        for k in 0..self.avail.len() {
             let mut seg = self.avail[k].first();
             while !seg.is_null() {
                 // SAFETY: segments on our lists are ours; their free slots hold no page.

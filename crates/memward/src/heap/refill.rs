@@ -20,7 +20,7 @@ impl Local {
             self.check();
         }
         if size > MEDIUM_MAX {
-            return self.alloc_large(size, 64, size);
+            return self.alloc_large(size, 64);
         }
         let page = self.find_page(bin_of(size));
         if page.is_null() {
@@ -169,7 +169,8 @@ impl Local {
         let k = kind.class_index();
         let mut seg = self.avail[k].first();
         if seg.is_null() {
-            seg = segment_pool::acquire(kind, self.tag(), self.thread_id, 0);
+            let huge_pages = self.wants_huge_pages();
+            seg = segment_pool::acquire(kind, self.tag(), self.thread_id, huge_pages);
             if seg.is_null() {
                 return ptr::null_mut();
             }

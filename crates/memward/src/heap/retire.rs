@@ -76,16 +76,20 @@ impl Local {
             (*page).retire();
             match s.kind() {
                 // A visited segment is released (or abandoned again) when the visit ends.
-                SegmentKind::Large | SegmentKind::Huge if seg == self.visiting => {}
-                SegmentKind::Large | SegmentKind::Huge => {
-                    self.large.remove(seg);
+                SegmentKind::Huge if seg == self.visiting => {}
+                SegmentKind::Huge => {
+                    self.huge.remove(seg);
                     segment_pool::release(seg);
                 }
-                SegmentKind::Small | SegmentKind::Medium => {
-                    let k = s.kind().class_index();
+                kind => {
+                    let k = kind.class_index();
                     let index = (page as usize - s.page_at(0) as usize) / size_of::<Page>();
                     let was_full = s.in_full_list();
-                    let in_use = s.give_back_slot(index);
+                    let in_use = if kind == SegmentKind::Large {
+                        self.give_back_span(s, page, index)
+                    } else {
+                        s.give_back_slot(index)
+                    };
                     if was_full {
                         self.full[k].remove(seg);
                         self.avail[k].push_front(seg);
