@@ -32,7 +32,10 @@ fn main() {
         h.ppid,
         h.sample_rate,
         String::from_utf8_lossy(&h.exe),
-        h.args.iter().map(|a| String::from_utf8_lossy(a)).collect::<Vec<_>>()
+        h.args
+            .iter()
+            .map(|a| String::from_utf8_lossy(a))
+            .collect::<Vec<_>>()
     );
     loop {
         match r.next_record() {
@@ -43,8 +46,14 @@ fn main() {
                     m.id,
                     String::from_utf8_lossy(&m.path),
                     m.bias,
-                    m.build_id.iter().map(|b| format!("{b:02x}")).collect::<String>(),
-                    m.segments.iter().map(|s| (s.start, s.len)).collect::<Vec<_>>()
+                    m.build_id
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<String>(),
+                    m.segments
+                        .iter()
+                        .map(|s| (s.start, s.len))
+                        .collect::<Vec<_>>()
                 );
             }
             Ok(Some(Record::ThreadName { tid, name })) => {

@@ -12,4 +12,6 @@ mod sys;
 mod trie;
 mod unwind;
 
-pub use recorder::{configure_from_env, finish, on_alloc, on_free, on_realloc, set_heap_bytes_source};
+pub use recorder::{
+    configure_from_env, finish, on_alloc, on_free, on_realloc, set_heap_bytes_source,
+};

@@ -179,7 +179,8 @@ unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, size: usize, data: *mu
     m.path[..n].copy_from_slice(&path[..n]);
     m.path_len = n as u32;
     // SAFETY: dlpi_phdr points at dlpi_phnum program headers (the loader's contract).
-    let phdrs = unsafe { core::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
+    let phdrs =
+        unsafe { core::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
     for ph in phdrs {
         let start = info.dlpi_addr.wrapping_add(ph.p_vaddr);
         match ph.p_type {
@@ -191,7 +192,8 @@ unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, size: usize, data: *mu
             libc::PT_NOTE if m.build_id_len == 0 => {
                 // SAFETY: a PT_NOTE segment is mapped (it lies in a PT_LOAD segment) and
                 // readable for p_memsz bytes.
-                let notes = unsafe { core::slice::from_raw_parts(start as *const u8, ph.p_memsz as usize) };
+                let notes =
+                    unsafe { core::slice::from_raw_parts(start as *const u8, ph.p_memsz as usize) };
                 if let Some(id) = gnu_build_id(notes) {
                     let n = id.len().min(32);
                     m.build_id[..n].copy_from_slice(&id[..n]);
@@ -265,7 +267,9 @@ mod tests {
         let me = mods.iter().find(|m| m.contains(here)).expect("own module");
         assert!(!me.path().is_empty());
         assert!(me.eh_frame_hdr.0 != 0);
-        assert!(mods.iter().any(|m| m.path().windows(4).any(|w| w == b"libc")));
+        assert!(mods
+            .iter()
+            .any(|m| m.path().windows(4).any(|w| w == b"libc")));
         // Nothing changed: no rescan.
         assert!(!s.refresh());
     }

@@ -195,7 +195,9 @@ fn thread() -> Option<ThreadCache> {
         t.named = false;
         if first_time {
             t.stack_top = unwind::stack_top(tid == sys::getpid());
-            t.rng = Rng(u64::from(tid).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ sys::monotonic_nanos() | 1);
+            t.rng = Rng(u64::from(tid).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                ^ sys::monotonic_nanos()
+                | 1);
             let rate = SAMPLE_RATE.load(Ordering::Relaxed);
             if rate > 0 {
                 t.countdown = t.rng.interval(rate);
@@ -279,7 +281,11 @@ impl State {
     fn apply_scan(&mut self, scan: &[ModuleInfo]) {
         for m in scan {
             let key = m.key();
-            if self.known().iter().any(|k| k.alive != 0 && k.info.key() == key) {
+            if self
+                .known()
+                .iter()
+                .any(|k| k.alive != 0 && k.info.key() == key)
+            {
                 continue;
             }
             let cap = self.known.len() / core::mem::size_of::<Known>();
@@ -412,6 +418,10 @@ fn start() {
         s.write_prologue();
         scan.refresh();
         s.apply_scan(scan.modules());
+        // A process that ends through _exit before the first tick still leaves a valid
+        // (empty) profile.
+        s.writer.flush();
+        s.check();
         // Frames inside our own module are the allocator's, unless that module is the
         // executable itself (memward linked statically).
         let here = start as fn() as usize as u64;
@@ -430,7 +440,13 @@ fn start() {
         return;
     }
     // SAFETY: the handlers are `extern "C" fn()` that take and release our locks.
-    unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork_parent), Some(after_fork_child)) };
+    unsafe {
+        libc::pthread_atfork(
+            Some(before_fork),
+            Some(after_fork_parent),
+            Some(after_fork_child),
+        )
+    };
     PHASE.store(ON, Ordering::Release);
     start_flusher();
 }

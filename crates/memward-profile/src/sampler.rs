@@ -154,7 +154,10 @@ mod tests {
             s.insert(p + 8);
             assert!(s.remove(p + 8));
         }
-        let left = (16..200_000u64).step_by(16).filter(|p| s.remove(*p)).count();
+        let left = (16..200_000u64)
+            .step_by(16)
+            .filter(|p| s.remove(*p))
+            .count();
         assert_eq!(left, (16..200_000u64).step_by(16).count() / 2);
     }
 

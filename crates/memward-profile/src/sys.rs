@@ -36,10 +36,7 @@ impl Region {
         if p == libc::MAP_FAILED {
             None
         } else {
-            Some(Region {
-                ptr: p.cast(),
-                len,
-            })
+            Some(Region { ptr: p.cast(), len })
         }
     }
 

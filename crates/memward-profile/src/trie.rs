@@ -180,7 +180,10 @@ mod tests {
             ids.push(t.intern(&[i * 16 + 1, 7], |_, _, _| {}));
         }
         for i in 0..20_000u64 {
-            assert_eq!(t.intern(&[i * 16 + 1, 7], |_, _, _| panic!()), ids[i as usize]);
+            assert_eq!(
+                t.intern(&[i * 16 + 1, 7], |_, _, _| panic!()),
+                ids[i as usize]
+            );
         }
         assert_eq!(t.len(), 20_001);
         let mut n = 0;

@@ -120,7 +120,9 @@ impl Stacks {
                 .iter()
                 .any(|&(start, len)| addr >= start && addr - start < len)
         };
-        let mut frames = self.unwinder.iter_frames(ip, regs, &mut self.cache, &mut read);
+        let mut frames = self
+            .unwinder
+            .iter_frames(ip, regs, &mut self.cache, &mut read);
         let mut n = 0;
         let mut leading = true;
         let mut first = true;
