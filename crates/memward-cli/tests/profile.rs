@@ -396,3 +396,210 @@ fn every_figure_of_the_known_sites_is_exact() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Reads a profile and counts (size → allocations) for the program's allocations.
+fn sizes_of(p: &Loaded) -> HashMap<u64, u64> {
+    let mut m = HashMap::new();
+    for e in &p.events {
+        if let Record::Alloc { size, stack, .. } = e {
+            if !p.site(*stack).starts_with('<') {
+                *m.entry(*size).or_insert(0) += 1;
+            }
+        }
+    }
+    m
+}
+
+fn only_file_with_prefix(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.chars().all(|c| c.is_ascii_digit()) && !rest.is_empty())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_forked_child_writes_its_own_file() {
+    let dir = temp_dir("fork");
+    let exe = compile("lifecycle", &dir);
+    let file = dir.join("fork.prof");
+    let o = profile(&file, &[exe.as_os_str(), "fork".as_ref()], &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let parent = load(&file, &exe);
+    assert_eq!(parent.ending, Ending::Complete);
+    assert_eq!(sizes_of(&parent).get(&333), Some(&3));
+    assert_eq!(sizes_of(&parent).get(&777), None);
+    let children = only_file_with_prefix(&dir, "fork.prof.");
+    assert_eq!(children.len(), 1, "{children:?}");
+    let child = load(&children[0], &exe);
+    assert_eq!(child.ending, Ending::Complete);
+    assert_eq!(child.header.ppid, parent.header.pid);
+    assert_eq!(
+        children[0].file_name().unwrap().to_str().unwrap(),
+        format!("fork.prof.{}", child.header.pid)
+    );
+    assert_eq!(sizes_of(&child).get(&777), Some(&10));
+    assert_eq!(sizes_of(&child).get(&333), None);
+    // The child's stacks resolve: the trie and modules were carried over.
+    let r = replay(&child);
+    assert_eq!(r.sites["keep"].exit_bytes, 7770);
+    assert!(o.stderr.windows(21).any(|w| w == b"more from child proce"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_exec_d_program_writes_its_own_file() {
+    let dir = temp_dir("exec");
+    let exe = compile("lifecycle", &dir);
+    let file = dir.join("exec.prof");
+    let o = profile(&file, &[exe.as_os_str(), "exec".as_ref()], &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let children = only_file_with_prefix(&dir, "exec.prof.");
+    assert_eq!(children.len(), 1, "{children:?}");
+    let child = load(&children[0], &exe);
+    assert_eq!(child.header.args.last().unwrap(), b"exec-child");
+    assert_eq!(child.ending, Ending::Complete);
+    assert_eq!(sizes_of(&child).get(&555), Some(&5));
+    assert_eq!(replay(&child).sites["keep"].exit_bytes, 5 * 555);
+    // The command itself kept FILE.
+    let parent = load(&file, &exe);
+    assert_eq!(parent.header.args.last().unwrap(), b"exec");
+    assert_eq!(sizes_of(&parent).get(&555), None);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn threads_are_recorded_apart() {
+    let dir = temp_dir("threads");
+    let exe = compile("lifecycle", &dir);
+    let file = dir.join("threads.prof");
+    let o = profile(&file, &[exe.as_os_str(), "threads".as_ref()], &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let p = load(&file, &exe);
+    let r = replay(&p);
+    let w = r.sites["worker"];
+    assert_eq!((w.total_blocks, w.exit_blocks), (8000, 0));
+    let k = r.sites["keep"];
+    assert_eq!((k.total_blocks, k.exit_bytes), (80, 80 * 4000));
+    assert_eq!(r.threads["worker"].len(), 8);
+    assert!(!r.threads["worker"].contains(&p.header.pid));
+    let named: Vec<u32> = p
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Record::ThreadName { tid, .. } => Some(*tid),
+            _ => None,
+        })
+        .collect();
+    assert!(r.threads["worker"].iter().all(|t| named.contains(t)));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn exit_without_handlers_and_sigkill_leave_readable_profiles() {
+    for (mode, code) in [("_exit", Some(0)), ("kill", None)] {
+        let dir = temp_dir(mode);
+        let exe = compile("lifecycle", &dir);
+        let file = dir.join("p.prof");
+        let o = profile(&file, &[exe.as_os_str(), mode.as_ref()], &[]);
+        match code {
+            Some(c) => assert_eq!(o.status.code(), Some(c)),
+            // memward passes a signal death on as 128 + N, like a shell.
+            None => assert_eq!(o.status.code(), Some(128 + 9)),
+        }
+        let p = load(&file, &exe);
+        assert!(
+            matches!(p.ending, Ending::Truncated { .. }),
+            "{mode}: {:?}",
+            p.ending
+        );
+        assert_eq!(sizes_of(&p).get(&4444), Some(&7), "{mode}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[test]
+fn stdio_and_exit_status_pass_through() {
+    let dir = temp_dir("stdio");
+    let file = dir.join("sh.prof");
+    let o = Command::new(env!("CARGO_BIN_EXE_memward"))
+        .env_remove("LD_PRELOAD")
+        .env("MEMWARD_LIB", library())
+        .current_dir(&dir)
+        .args([
+            "profile",
+            "--",
+            "sh",
+            "-c",
+            "read x; echo got $x; echo err >&2; exit 7",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(b"hello\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(o.status.code(), Some(7));
+    assert_eq!(o.stdout, b"got hello\n");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.starts_with("err\n"), "{err}");
+    // The default name: memward-profile.<cmd>.<pid of the command>.
+    let made = only_file_with_prefix(&dir, "memward-profile.sh.");
+    assert_eq!(made.len(), 1, "{made:?}");
+    let r = Reader::new(std::fs::File::open(&made[0]).unwrap()).unwrap();
+    assert_eq!(
+        made[0].file_name().unwrap().to_str().unwrap(),
+        format!("memward-profile.sh.{}", r.header().pid)
+    );
+    assert!(
+        err.contains(&format!("wrote {}", made[0].display())),
+        "{err}"
+    );
+    let _ = file;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_full_disk_gets_one_message_and_the_program_goes_on() {
+    // A file-size limit makes writes past 8 KiB fail (EFBIG, with SIGXFSZ ignored), as
+    // a full disk makes them fail with ENOSPC.
+    let dir = temp_dir("full");
+    let exe = compile("sites", &dir);
+    let file = dir.join("full.prof");
+    let o = Command::new("sh")
+        .env_remove("LD_PRELOAD")
+        .env("MEMWARD_LIB", library())
+        .arg("-c")
+        .arg("ulimit -f 16; trap '' XFSZ; exec \"$0\" profile -o \"$1\" -- \"$2\"")
+        .arg(env!("CARGO_BIN_EXE_memward"))
+        .arg(&file)
+        .arg(&exe)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert_eq!(err.matches("cannot write").count(), 1, "{err}");
+    assert!(
+        err.contains("File too large") && err.contains("the program continues"),
+        "{err}"
+    );
+    // What was written reads back, cut short.
+    let p = load(&file, &exe);
+    assert!(matches!(p.ending, Ending::Truncated { .. }));
+    assert!(std::fs::metadata(&file).unwrap().len() <= 8192);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

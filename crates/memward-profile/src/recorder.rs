@@ -1,12 +1,13 @@
-//! The recorder's life: configuration from the environment, lazy start on the first
-//! event, the hooks, the flusher thread, `fork`, and the end at exit.
+//! The recorder's life: configuration from the environment, the start, the hooks, the
+//! flusher thread, `fork`, and the end at exit.
 //!
 //! One lock (`STATE`) serialises the events, so the file's order is the heap's order.
-//! The recorder starts inside the first hooked allocation (where the engine already
-//! guarantees no re-entry) rather than when the hooks are installed, because
-//! installation happens during the allocator's own initialisation. Other threads that
-//! allocate while it starts are not recorded (they do not wait: one of them could hold
-//! the loader's lock the start needs). A flusher thread wakes every 10 ms: it rescans the
+//! The recorder starts from an `.init_array` constructor (at library load, or before
+//! `main` when memward is linked in), outside any allocation; if the hooks fire first
+//! (an allocation in an earlier constructor), the first hooked allocation starts it, where
+//! the engine already guarantees no re-entry. Other threads that allocate while it starts
+//! are not recorded (they do not wait: one of them could hold the loader's lock the start
+//! needs). A flusher thread wakes every 10 ms: it rescans the
 //! modules if the loader's counters moved (outside `STATE`), then writes a time sample
 //! and flushes, so a killed process leaves a file at most 10 ms behind.
 
@@ -133,7 +134,7 @@ pub fn configure_from_env() -> bool {
         *p = TextBuf::new();
         p.push(path);
     }
-    core::hint::black_box(&AT_EXIT);
+    core::hint::black_box((&AT_EXIT, &AT_LOAD));
     let _ = PHASE.compare_exchange(OFF, PENDING, Ordering::AcqRel, Ordering::Acquire);
     true
 }
@@ -532,6 +533,25 @@ pub fn finish() {
 extern "C" fn at_exit() {
     finish();
 }
+
+/// At load (libmemward.so) or program start (memward linked in): starts recording at once
+/// when `MEMWARD_PROFILE` is set, so the first process creates `FILE` even if it forks or
+/// execs before allocating. The hooks themselves are installed by the engine at its first
+/// allocation; allocations the start makes are not recorded (the phase is STARTING).
+extern "C" fn at_load() {
+    if configure_from_env()
+        && PHASE
+            .compare_exchange(PENDING, STARTING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    {
+        start();
+    }
+}
+
+/// Runs `at_load` from the loader, before `main`.
+#[used]
+#[link_section = ".init_array"]
+static AT_LOAD: extern "C" fn() = at_load;
 
 /// Runs at exit, after `atexit` handlers, in executables and shared libraries alike.
 #[used]
