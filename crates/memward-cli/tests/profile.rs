@@ -603,3 +603,46 @@ fn a_full_disk_gets_one_message_and_the_program_goes_on() {
     assert!(std::fs::metadata(&file).unwrap().len() <= 8192);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn sampling_by_bytes_gives_unbiased_estimates() {
+    use memward_profile_format::sample_weight;
+    let dir = temp_dir("sampled");
+    let exe = compile("sites", &dir);
+    let full = dir.join("full.prof");
+    assert!(profile(&full, &[exe.as_os_str()], &[]).status.success());
+    let file = dir.join("sampled.prof");
+    let o = profile(&file, &[exe.as_os_str()], &["--sample-rate", "4096"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let p = load(&file, &exe);
+    assert_eq!(p.header.sample_rate, 4096);
+    assert_eq!(p.ending, Ending::Complete);
+    let r = replay(&p);
+    // 1 MiB blocks are sampled with probability 1 - e^-256: all of them, weight 1.
+    let big = r.sites["big_site"];
+    assert_eq!(
+        (big.total_blocks, big.peak_bytes, big.exit_bytes),
+        (64, 64 << 20, 0)
+    );
+    assert!((sample_weight(1 << 20, 4096) - 1.0).abs() < 1e-12);
+    // 100,000 x 32 bytes: about 781 samples, each standing for ~128.5 allocations; the
+    // estimate is within 20% (5 standard deviations).
+    let temp = r.sites["temp_site"];
+    let estimate = temp.total_blocks as f64 * sample_weight(32, 4096);
+    assert!(
+        (estimate - 100_000.0).abs() < 20_000.0,
+        "estimate {estimate}"
+    );
+    // Frees are written for sampled blocks only, and for all of them.
+    assert_eq!(temp.exit_blocks, 0);
+    let frees = p
+        .events
+        .iter()
+        .filter(|e| matches!(e, Record::Free { .. }))
+        .count();
+    assert!(frees < 2_000, "{frees} frees recorded");
+    let small = std::fs::metadata(&file).unwrap().len();
+    let whole = std::fs::metadata(&full).unwrap().len();
+    assert!(small * 20 < whole, "sampled {small} bytes vs {whole}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

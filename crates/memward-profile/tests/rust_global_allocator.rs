@@ -34,16 +34,27 @@ fn profiles_itself_through_memward_profile() {
     let file = dir.join("rust.prof");
     let exe = std::env::current_exe().unwrap();
     let st = Command::new(&exe)
-        .args(["--exact", "profiles_itself_through_memward_profile", "--test-threads=1"])
+        .args([
+            "--exact",
+            "profiles_itself_through_memward_profile",
+            "--test-threads=1",
+        ])
         .env(CHILD, "1")
         .env("MEMWARD_PROFILE", &file)
         .env_remove("LD_PRELOAD")
         .output()
         .unwrap();
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
 
     let mut r = Reader::new(std::io::BufReader::new(std::fs::File::open(&file).unwrap())).unwrap();
-    assert_eq!(r.header().exe, exe.canonicalize().unwrap().as_os_str().as_encoded_bytes());
+    assert_eq!(
+        r.header().exe,
+        exe.canonicalize().unwrap().as_os_str().as_encoded_bytes()
+    );
     let mut modules = ModuleMap::default();
     let mut stacks = StackTable::default();
     let mut live: HashMap<u64, u64> = HashMap::new();
@@ -53,7 +64,9 @@ fn profiles_itself_through_memward_profile() {
         match rec {
             Record::Module(m) => modules.insert(m),
             Record::StackNode(n) => stacks.insert(n).unwrap(),
-            Record::Alloc { ptr, size, stack, .. } if size == 12_345 => {
+            Record::Alloc {
+                ptr, size, stack, ..
+            } if size == 12_345 => {
                 site_allocs += 1;
                 live.insert(ptr, size);
                 site_stacks.push(stack);
