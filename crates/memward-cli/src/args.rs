@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! memward [-h | --help | -V | --version]
-//! memward help [run | install]
+//! memward help [run | install | profile]
+//! memward profile [-o FILE] [--sample-rate BYTES] [--lib PATH] [-h | --help] [--] CMD [ARGS...]
 //! memward run [--lib PATH] [--stats] [-h | --help] [--] CMD [ARGS...]
 //! memward install --prefix DIR [--lib PATH] [-h | --help]
 //! ```
@@ -27,6 +28,8 @@ pub enum Action {
     Run(RunArgs),
     /// Copy the tool and the library into a prefix.
     Install(InstallArgs),
+    /// Run a command with the heap profiler recording.
+    Profile(crate::profile::ProfileArgs),
 }
 
 /// Which help text to print.
@@ -38,6 +41,8 @@ pub enum Topic {
     Run,
     /// `memward install --help`.
     Install,
+    /// `memward profile --help`.
+    Profile,
 }
 
 /// Arguments of `memward run`.
@@ -93,6 +98,7 @@ where
             None => Ok(Action::Help(Topic::Main)),
             Some(t) if t == "run" => Ok(Action::Help(Topic::Run)),
             Some(t) if t == "install" => Ok(Action::Help(Topic::Install)),
+            Some(t) if t == "profile" => Ok(Action::Help(Topic::Profile)),
             Some(t) => Err(usage(format!(
                 "no help for `{}`: the subcommands are `run` and `install`",
                 t.to_string_lossy()
@@ -100,6 +106,9 @@ where
         },
         Some("run") => parse_run(args),
         Some("install") => parse_install(args),
+        Some("profile") => {
+            Ok(crate::profile::parse(args)?.map_or(Action::Help(Topic::Profile), Action::Profile))
+        }
         _ => Err(usage(format!(
             "unknown subcommand `{}` (try `memward --help`)",
             first.to_string_lossy()
@@ -173,7 +182,7 @@ fn parse_install(mut args: impl Iterator<Item = OsString>) -> Result<Action, Usa
 
 /// Reads `--name PATH` (the path from the next argument) or `--name=PATH`; `None` if
 /// `text` is not this option. An empty path is a usage error.
-fn path_option(
+pub(crate) fn path_option(
     name: &str,
     text: &str,
     args: &mut impl Iterator<Item = OsString>,
@@ -200,7 +209,7 @@ fn path_option(
 
 /// The argument as text if it looks like an option (`-x`, `--xyz`); a lone `-` is an
 /// ordinary argument (conventionally "standard input").
-fn option_text(arg: &OsStr) -> Option<&str> {
+pub(crate) fn option_text(arg: &OsStr) -> Option<&str> {
     let bytes = arg.as_encoded_bytes();
     if bytes.len() < 2 || bytes[0] != b'-' {
         return None;
@@ -215,8 +224,9 @@ memward: run programs on the memward allocator and summarise their memory use
 
 Usage:
   memward run [OPTIONS] [--] CMD [ARGS...]   run CMD with libmemward.so preloaded
+  memward profile [OPTIONS] [--] CMD ...     record every allocation of CMD with its stack
   memward install --prefix DIR               install bin/memward and lib/libmemward.so
-  memward help [run | install]               show this help, or a subcommand's
+  memward help [run | install | profile]     show this help, or a subcommand's
   memward -h | --help                        show this help
   memward -V | --version                     show the version
 
