@@ -28,6 +28,11 @@ pub fn mapped(bytes: usize) {
     PEAK_MAPPED.fetch_max(now, Ordering::Relaxed);
 }
 
+/// Bytes in use process-wide (as published by the heaps, in batches).
+pub fn live_bytes() -> i64 {
+    LIVE.load(Ordering::Relaxed)
+}
+
 pub fn unmapped(bytes: usize) {
     MAPPED.fetch_sub(bytes, Ordering::Relaxed);
 }
