@@ -6,6 +6,10 @@
 //! to call before its own initialisation (the first call initialises it), from the dynamic
 //! loader, in TLS destructors and after `fork()` (the engine registers fork handlers).
 //!
+//! glibc's own extensions are exported too (`malloc_info`, `mallopt`, `cfree`, `mallinfo2`,
+//! `malloc_trim`, ...), so that none of glibc's versions acts on glibc's unused arena while
+//! memward serves the program (`malloc_info.rs`, `mallopt.rs`).
+//!
 //! Fast mode checks one thing on `free`: that the pointer lies in memory memward manages
 //! (one load from the segment map). A foreign pointer is reported on stderr and ignored, so
 //! it cannot corrupt memward's structures. Double frees and interior pointers inside
