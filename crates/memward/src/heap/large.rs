@@ -109,8 +109,16 @@ impl Local {
         let step = (align >> LARGE_SLOT_SHIFT).max(1);
         let mut seg = self.avail[LARGE].first();
         let mut scanned = 0;
+        let mut fresh = false;
         loop {
-            if seg.is_null() || scanned == MAX_SCAN {
+            if seg.is_null() || scanned >= MAX_SCAN {
+                // A block of at most LARGE_MAX aligned to at most LARGE_MAX always fits an
+                // empty segment; never loop if that ever changes.
+                debug_assert!(!fresh, "a large block did not fit an empty segment");
+                if fresh {
+                    return ptr::null_mut();
+                }
+                fresh = true;
                 seg = segment_pool::acquire(SegmentKind::Large, self.tag(), self.thread_id, false);
                 if seg.is_null() {
                     return ptr::null_mut();
