@@ -58,9 +58,9 @@ fn large_blocks_share_segments() {
     let size = 70_000;
     let blocks: Vec<*mut u8> = (0..n).map(|_| memward::raw::malloc(size)).collect();
     let grown = memward::stats().mapped_bytes.saturating_sub(before) as usize;
-    // One 4 MiB segment per block would be 8 GB; runs of 64 KiB slots take 128 KiB each.
+    // One 4 MiB segment per block would be 8 GB; runs of 32 KiB slots take 96 KiB each.
     assert!(
-        grown <= n * 128 * KIB * 11 / 10 + 16 * MIB,
+        grown <= n * 96 * KIB * 11 / 10 + 16 * MIB,
         "{n} blocks of {size} B mapped {grown} bytes"
     );
     for (i, &p) in blocks.iter().enumerate() {
