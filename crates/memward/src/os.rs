@@ -308,6 +308,36 @@ pub unsafe fn advise_huge_pages(p: *mut u8, size: usize) -> bool {
     unsafe { libc::madvise(p.cast(), size, libc::MADV_HUGEPAGE) == 0 }
 }
 
+/// 0: not read yet, 1: the kernel gives huge pages only where asked (or never), 2: it
+/// gives them to every anonymous mapping (`[always]`).
+static THP_ALWAYS: AtomicUsize = AtomicUsize::new(0);
+
+/// Does the kernel back every anonymous mapping with transparent huge pages unless told
+/// not to (`/sys/kernel/mm/transparent_hugepage/enabled` reads `[always]`)? Read once,
+/// without allocating.
+pub fn thp_always() -> bool {
+    let known = THP_ALWAYS.load(Ordering::Relaxed);
+    if known != 0 {
+        return known == 2;
+    }
+    let mut buf = [0u8; 128];
+    let path = c"/sys/kernel/mm/transparent_hugepage/enabled";
+    // SAFETY: a NUL-terminated path; open, read and close touch only `buf`.
+    let n = unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            0
+        } else {
+            let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+            libc::close(fd);
+            n.max(0) as usize
+        }
+    };
+    let always = buf[..n].windows(8).any(|w| w == b"[always]");
+    THP_ALWAYS.store(if always { 2 } else { 1 }, Ordering::Relaxed);
+    always
+}
+
 /// Withdraws [`advise_huge_pages`] for `[p, p+size)`.
 ///
 /// # Safety
