@@ -333,9 +333,14 @@ pub fn thp_always() -> bool {
             n.max(0) as usize
         }
     };
-    let always = buf[..n].windows(8).any(|w| w == b"[always]");
+    let always = thp_setting_is_always(&buf[..n]);
     THP_ALWAYS.store(if always { 2 } else { 1 }, Ordering::Relaxed);
     always
+}
+
+/// Is `always` the selected (bracketed) value of a THP `enabled` setting?
+fn thp_setting_is_always(setting: &[u8]) -> bool {
+    setting.windows(8).any(|w| w == b"[always]")
 }
 
 /// Withdraws [`advise_huge_pages`] for `[p, p+size)`.
@@ -462,6 +467,35 @@ mod tests {
             assert!(purge(p, page_size()));
             assert_eq!(*p, 0, "purged private memory reads back as zero");
             unmap(p, align);
+        }
+    }
+
+    #[test]
+    fn thp_setting_is_parsed() {
+        assert!(thp_setting_is_always(b"[always] madvise never\n"));
+        assert!(!thp_setting_is_always(b"always [madvise] never\n"));
+        assert!(!thp_setting_is_always(b"always madvise [never]\n"));
+        assert!(!thp_setting_is_always(b""));
+        // Whatever this machine says, asking twice gives the same answer.
+        assert_eq!(thp_always(), thp_always());
+    }
+
+    #[test]
+    fn remap_grows_and_moves_without_copying() {
+        let ps = page_size();
+        let p = map(4 * ps);
+        assert!(!p.is_null());
+        // SAFETY: p is a fresh 4-page mapping; every access stays inside what is mapped.
+        unsafe {
+            *p = 42;
+            let target = reserve_aligned_at(64 * ps, 16 * ps, 0);
+            assert!(!target.is_null() && target as usize % (16 * ps) == 0);
+            assert!(remap_to(p, 4 * ps, 64 * ps, target));
+            assert_eq!(*target, 42, "the page moved with its content");
+            assert_eq!(*target.add(64 * ps - 1), 0, "grown memory reads as zero");
+            assert_eq!(resident_pages(target, 64 * ps), Some(2));
+            assert!(remap_in_place(target, 64 * ps, 8 * ps));
+            unmap(target, 8 * ps);
         }
     }
 
