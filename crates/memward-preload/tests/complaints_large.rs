@@ -85,14 +85,29 @@ fn equals(allocator: Allocator, values: &BTreeMap<String, f64>, key: &str, want:
 
 const BOTH: [Allocator; 2] = [Allocator::Glibc, Allocator::Memward];
 
+/// Does the kernel give every anonymous mapping transparent huge pages (`[always]`)?
+fn thp_always() -> bool {
+    std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+        .map(|s| s.contains("[always]"))
+        .unwrap_or(false)
+}
+
 /// Item 3: the huge-page hint must not give each thread's few KiB, or each sparsely
-/// touched big block, 2 MiB pages.
+/// touched big block, 2 MiB pages. Where the kernel gives huge pages to every mapping
+/// (THP `always`) glibc pays them too, so only memward (which opts its mappings out) is
+/// held to the bounds there.
 #[test]
 fn huge_pages_do_not_multiply_rss() {
     let dir = TempDir::new("hugepage-threads");
     let exe = build(&dir, "complaints/hugepage_threads.c");
     for a in BOTH {
         let v = measure(a, &exe, &["400", "10240"]);
+        if a == Allocator::Glibc && thp_always() {
+            eprintln!(
+                "THP is `always`: glibc gets huge pages everywhere; bounds not applied to it"
+            );
+            continue;
+        }
         at_most(a, &v, "threads_rss_delta_mib", 48.0);
         at_most(a, &v, "sparse_rss_delta_mib", 64.0);
     }
@@ -110,14 +125,14 @@ fn large_blocks_share_mappings() {
         equals(a, &v, "allocated_blocks", 70000.0);
         let live = get(&v, "live_mib");
         at_most(a, &v, "vmsize_delta_mib", 2.5 * live);
-        at_most(a, &v, "mappings", 4000.0);
+        at_most(a, &v, "mappings", 1000.0);
         // One touched page per block, a quarter more for headers and rounding.
         at_most(a, &v, "rss_delta_mib", 1.25 * 70000.0 * 4.0 / 1024.0 + 32.0);
         equals(a, &v, "thread_after_ok", 1.0);
         equals(a, &v, "malloc_10mib_after_ok", 1.0);
         let served = get(&v, "limited_served_mib");
         assert!(
-            served >= 120.0,
+            served >= 160.0,
             "[{}] under a 293 MiB address-space limit only {served} MiB were served",
             a.name()
         );

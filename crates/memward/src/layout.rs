@@ -9,10 +9,10 @@ pub const SEGMENT_MASK: usize = SEGMENT_SIZE - 1;
 /// Small pages are 64 KiB, medium pages 512 KiB.
 pub const SMALL_PAGE_SHIFT: usize = 16;
 pub const MEDIUM_PAGE_SHIFT: usize = 19;
-/// Large segments are split into 64 KiB slots; a large block takes a run of them.
-pub const LARGE_SLOT_SHIFT: usize = 16;
-/// Page slots of a small (or large) segment, the most of any kind.
-pub const MAX_PAGES: usize = SEGMENT_SIZE >> SMALL_PAGE_SHIFT;
+/// Large segments are split into 32 KiB slots; a large block takes a run of them.
+pub const LARGE_SLOT_SHIFT: usize = 15;
+/// Page slots of a large segment, the most of any kind.
+pub const MAX_PAGES: usize = SEGMENT_SIZE >> LARGE_SLOT_SHIFT;
 /// Largest block placed in a shared large segment (a run of page slots); larger ones
 /// get a huge segment (a mapping of their own).
 pub const LARGE_MAX: usize = SEGMENT_SIZE / 2;

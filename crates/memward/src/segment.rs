@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | small | 64 x 64 KiB | up to 8 KiB |
 //! | medium | 8 x 512 KiB | up to 64 KiB |
-//! | large | 64 x 64 KiB slots, a block takes a run of them | blocks above 64 KiB up to 2 MiB, several per segment |
+//! | large | 128 x 32 KiB slots, a block takes a run of them | blocks above 64 KiB up to 2 MiB, several per segment |
 //! | huge | 1 (a mapping of its own, any size) | one object above 2 MiB (or aligned to more), unmapped after the purge delay unless reused |
 //!
 //! The first page starts after the header. A segment belongs to one heap (one thread);
@@ -39,6 +39,10 @@ use core::cell::UnsafeCell;
 use core::mem::size_of;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicIsize, AtomicPtr, AtomicUsize, Ordering};
+
+/// One bit per page slot of a segment (`MAX_PAGES` bits).
+pub type SlotMask = u128;
+const _: () = assert!(SlotMask::BITS as usize == MAX_PAGES);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]
@@ -79,7 +83,7 @@ struct SegmentLocal {
     huge_pages: bool,
     used_pages: usize,
     /// Bit i set: page slot i is free.
-    free_mask: u64,
+    free_mask: SlotMask,
     links: Links<Segment>,
     /// When the segment entered the cache (ms).
     cached_at: u64,
@@ -155,10 +159,10 @@ impl Segment {
         kept: usize,
     ) {
         let (page_shift, page_count) = kind.geometry();
-        let free_mask = if page_count == 64 {
-            u64::MAX
+        let free_mask = if page_count == SlotMask::BITS as usize {
+            SlotMask::MAX
         } else {
-            (1u64 << page_count) - 1
+            ((1 as SlotMask) << page_count) - 1
         };
         // SAFETY: per the contract we are the only user of the header; fields are written
         // in place through raw places, without reading the old contents.
@@ -348,7 +352,7 @@ impl Segment {
         }
         let i = l.free_mask.trailing_zeros() as usize;
         debug_assert!(i < self.page_count);
-        l.free_mask &= !(1u64 << i);
+        l.free_mask &= !((1 as SlotMask) << i);
         l.used_pages += 1;
         Some((i, l.free_mask == 0))
     }
@@ -360,8 +364,8 @@ impl Segment {
     pub unsafe fn give_back_slot(&self, i: usize) -> usize {
         // SAFETY: per the contract.
         let l = unsafe { self.local() };
-        debug_assert!(l.free_mask & (1u64 << i) == 0, "slot freed twice");
-        l.free_mask |= 1u64 << i;
+        debug_assert!(l.free_mask & ((1 as SlotMask) << i) == 0, "slot freed twice");
+        l.free_mask |= (1 as SlotMask) << i;
         l.used_pages -= 1;
         debug_assert_eq!(
             l.used_pages + l.free_mask.count_ones() as usize,
@@ -444,7 +448,7 @@ impl Segment {
     ///
     /// # Safety
     /// The calling thread owns the segment.
-    pub unsafe fn free_mask(&self) -> u64 {
+    pub unsafe fn free_mask(&self) -> SlotMask {
         // SAFETY: per the contract.
         unsafe { self.local().free_mask }
     }
@@ -642,7 +646,7 @@ impl Segment {
             if page.in_use() || matches!(self.kind, SegmentKind::Small | SegmentKind::Medium) {
                 assert_eq!(
                     page.in_use(),
-                    l.free_mask & (1 << i) == 0,
+                    l.free_mask & ((1 as SlotMask) << i) == 0,
                     "slot in use == free_mask bit clear"
                 );
             }
@@ -660,15 +664,16 @@ impl Segment {
     }
 }
 
-/// Bits `i..i+n` set (`n <= 64`).
-fn run_mask(i: usize, n: usize) -> u64 {
-    debug_assert!(n >= 1 && i + n <= 64);
-    (u64::MAX >> (64 - n)) << i
+/// Bits `i..i+n` set.
+fn run_mask(i: usize, n: usize) -> SlotMask {
+    let bits = SlotMask::BITS as usize;
+    debug_assert!(n >= 1 && i + n <= bits);
+    (SlotMask::MAX >> (bits - n)) << i
 }
 
 /// The first `i >= from`, `i % step == 0`, with bits `i..i+n` of `mask` all set and
 /// `i + n <= count`.
-fn find_run(mask: u64, n: usize, from: usize, step: usize, count: usize) -> Option<usize> {
+fn find_run(mask: SlotMask, n: usize, from: usize, step: usize, count: usize) -> Option<usize> {
     if n == 0 || n > count {
         return None;
     }
@@ -701,19 +706,25 @@ mod run_tests {
 
     #[test]
     fn runs_are_found_first_fit_on_their_step() {
-        assert_eq!(run_mask(0, 64), u64::MAX);
+        assert_eq!(run_mask(0, 128), u128::MAX);
+        assert_eq!(run_mask(0, 64), u64::MAX as u128);
         assert_eq!(run_mask(3, 2), 0b11000);
-        let mask = !0b1111_0110u64; // slots 1, 2 and 4..8 taken
+        let mask = !0b1111_0110u128; // slots 1, 2 and 4..8 taken
         assert_eq!(find_run(mask, 1, 0, 1, 64), Some(0));
         assert_eq!(find_run(mask, 1, 1, 1, 64), Some(3));
         assert_eq!(find_run(mask, 2, 0, 1, 64), Some(8));
         assert_eq!(find_run(mask, 2, 0, 4, 64), Some(8));
         assert_eq!(find_run(mask, 3, 0, 16, 64), Some(16));
         assert_eq!(find_run(mask, 64, 0, 1, 64), None);
-        assert_eq!(find_run(u64::MAX, 64, 0, 1, 64), Some(0));
-        assert_eq!(find_run(u64::MAX, 32, 1, 32, 64), Some(32));
+        assert_eq!(find_run(u128::MAX, 64, 0, 1, 64), Some(0));
+        assert_eq!(find_run(u128::MAX, 32, 1, 32, 64), Some(32));
+        assert_eq!(find_run(u128::MAX, 128, 0, 1, 128), Some(0));
+        assert_eq!(find_run(u128::MAX << 1, 64, 1, 64, 128), Some(64));
+        assert_eq!(find_run(1 << 127, 1, 0, 1, 128), Some(127));
         assert_eq!(find_run(1 << 63, 1, 0, 1, 64), Some(63));
         assert_eq!(find_run(1 << 63, 2, 0, 1, 64), None);
+        assert_eq!(find_run(3 << 63, 2, 0, 1, 64), None);
+        assert_eq!(find_run(3 << 63, 2, 0, 1, 128), Some(63));
         assert_eq!(find_run(0, 1, 0, 1, 64), None);
     }
 }

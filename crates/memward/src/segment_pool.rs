@@ -206,9 +206,12 @@ unsafe fn finish_acquire(
         stats::unmapped(size);
         return ptr::null_mut();
     }
-    // Set or withdraw the huge-page hint for this use of the mapping.
+    // Set or withdraw the huge-page hint for this use of the mapping. Where the kernel
+    // gives huge pages to every mapping (THP `always`), a fresh mapping that should not
+    // have them is told so, or the policy would be the kernel's.
     // SAFETY: a cached header is valid; a fresh mapping has no hint yet.
     let had = !fresh && unsafe { (*seg).huge_pages() };
+    let had = had || (fresh && options::huge_pages() && os::thp_always());
     if huge != had {
         // SAFETY: the whole mapping is ours and holds no live block.
         unsafe {

@@ -11,9 +11,9 @@
  * /proc/self/maps.
  *
  * Bounds the CI test applies (tests/complaints_large.rs; glibc meets them):
- *   vmsize_delta_mib <= 2.5 x live_mib, mappings <= 4000, rss_delta_mib <= 2 x
+ *   vmsize_delta_mib <= 2.5 x live_mib, mappings <= 1000, rss_delta_mib <= 2 x
  *   (blocks x 4 KiB) + 64, thread_after_ok=1, malloc_10mib_after_ok=1,
- *   limited_served_mib >= 120 (of a 293 MiB limit).
+ *   limited_served_mib >= 160 (of a 293 MiB limit).
  *
  * usage: large_blocks [BLOCKS] [BLOCK_BYTES] [LIMIT_KIB] */
 #include <pthread.h>
