@@ -11,10 +11,11 @@
 //! aligned, then over-allocation inside a block (the page is flagged so `free` rounds the
 //! pointer back to its block), then large segments placed at the alignment.
 
-use crate::free::free_any;
+use crate::free::{free_any, reporting_heap};
 use crate::heap::Heap;
+use crate::hook_table::{self as hooks, Hooks};
 use crate::layout::MAX_ALIGN;
-use crate::page::{Page, FLAG_HAS_ALIGNED};
+use crate::page::{Page, FLAG_HAS_ALIGNED, FLAG_HOOKED};
 use crate::segment::{Segment, SegmentKind};
 use crate::size_class::{bin_of, bin_size, MEDIUM_MAX, SMALL_DIRECT_MAX};
 use crate::stats::bump;
@@ -65,8 +66,83 @@ unsafe fn heap_malloc_slow(h: *mut Heap, size: usize) -> *mut u8 {
     if h.is_null() {
         return ptr::null_mut();
     }
-    // SAFETY: h is a real heap owned by this thread, not borrowed elsewhere.
-    unsafe { (*h).local().alloc_slow(size) }
+    // SAFETY: h is a real heap owned by this thread; the `Local` borrow ends before a
+    // hook (which may allocate on this heap) runs.
+    unsafe {
+        let local = (*h).local();
+        if local.hooked() {
+            return malloc_hooked(h, size);
+        }
+        local.alloc_slow(size)
+    }
+}
+
+/// The slow path of a heap in hooked mode (every allocation of such a heap): allocate,
+/// then report.
+///
+/// # Safety
+/// `h` is a real heap owned by this thread, not borrowed elsewhere.
+#[cold]
+#[inline(never)]
+unsafe fn malloc_hooked(h: *mut Heap, size: usize) -> *mut u8 {
+    // SAFETY: per the contract; the `Local` borrow ends before the hook (which may
+    // allocate on this heap) runs.
+    unsafe {
+        let p = (*h).local().alloc_slow(size);
+        if !p.is_null() {
+            report_alloc(p, |hooks| (hooks.alloc)(p, size));
+        }
+        p
+    }
+}
+
+/// Marks the page of `p`, a block this thread just allocated, so that its free is reported,
+/// then calls `report` with the hooks unless the thread is inside a hook or an operation
+/// that reports itself.
+///
+/// # Safety
+/// `p` is a live block (or aligned pointer into one) of a heap owned by the calling thread.
+#[cold]
+unsafe fn report_alloc(p: *mut u8, report: impl FnOnce(&Hooks)) {
+    // SAFETY: the block's page belongs to this thread, which alone writes its flags.
+    unsafe { (*(*Segment::of(p)).page_of(p)).set_flag(FLAG_HOOKED, true) };
+    let Some(hooks) = hooks::current() else {
+        return;
+    };
+    let me = reporting_heap();
+    if me.is_null() {
+        return;
+    }
+    // SAFETY: the calling thread's heap; heaps are never unmapped.
+    unsafe {
+        if !(*me).enter_hook() {
+            report(hooks);
+            (*me).leave_hook(false);
+        }
+    }
+}
+
+/// Runs `op` with reporting suspended on this thread, then reports its result `p` (if not
+/// null) once through `report`: for operations built from other allocations and frees.
+///
+/// # Safety
+/// `op` returns null or a block of a heap owned by the calling thread.
+#[cold]
+unsafe fn reported_once(op: impl FnOnce() -> *mut u8, report: impl FnOnce(&Hooks, *mut u8)) -> *mut u8 {
+    let me = reporting_heap();
+    if me.is_null() {
+        return op();
+    }
+    // SAFETY: the calling thread's heap; the section ends before reporting.
+    let was_in = unsafe { (*me).enter_hook() };
+    let p = op();
+    // SAFETY: as above.
+    unsafe { (*me).leave_hook(was_in) };
+    if !p.is_null() {
+        // SAFETY: p was just allocated (or kept) by this thread.
+        unsafe { report_alloc(p, |hooks| report(hooks, p)) };
+    }
+    p
 }
 
 /// Allocates `size` bytes aligned to `align` (a power of two). Null when out of memory or
@@ -75,6 +151,24 @@ unsafe fn heap_malloc_slow(h: *mut Heap, size: usize) -> *mut u8 {
 /// # Safety
 /// As for [`heap_malloc`].
 pub unsafe fn heap_malloc_aligned(h: *mut Heap, size: usize, align: usize) -> *mut u8 {
+    if hooks::installed() {
+        // SAFETY: forwarded precondition.
+        return unsafe {
+            reported_once(
+                || malloc_aligned(h, size, align),
+                |hooks, p| (hooks.alloc)(p, size),
+            )
+        };
+    }
+    // SAFETY: forwarded precondition.
+    unsafe { malloc_aligned(h, size, align) }
+}
+
+/// [`heap_malloc_aligned`] without reporting.
+///
+/// # Safety
+/// As for [`heap_malloc`].
+unsafe fn malloc_aligned(h: *mut Heap, size: usize, align: usize) -> *mut u8 {
     debug_assert!(align.is_power_of_two());
     if align <= MIN_ALIGN {
         // SAFETY: forwarded precondition.
@@ -202,11 +296,30 @@ pub unsafe fn usable_size(p: *const u8) -> usize {
 /// # Safety
 /// `h` as for [`heap_malloc`]; `p` is null or a live memward pointer with alignment `align`.
 pub unsafe fn heap_realloc(h: *mut Heap, p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
+    if p.is_null() {
+        // SAFETY: forwarded precondition.
+        return unsafe { heap_alloc(h, new_size, align) };
+    }
+    if hooks::installed() {
+        // SAFETY: forwarded preconditions.
+        return unsafe {
+            reported_once(
+                || realloc(h, p, new_size, align),
+                |hooks, q| (hooks.realloc)(p, q, new_size),
+            )
+        };
+    }
+    // SAFETY: forwarded preconditions.
+    unsafe { realloc(h, p, new_size, align) }
+}
+
+/// [`heap_realloc`] of a non-null `p`, without reporting.
+///
+/// # Safety
+/// As for [`heap_realloc`], and `p` is not null.
+unsafe fn realloc(h: *mut Heap, p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
     // SAFETY: forwarded preconditions; the large-block resize runs on the owner thread only.
     unsafe {
-        if p.is_null() {
-            return heap_alloc(h, new_size, align);
-        }
         let seg = &*Segment::of(p);
         let page = seg.page_of(p);
         let usable = usable_size(p);

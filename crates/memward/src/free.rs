@@ -18,10 +18,10 @@
 use crate::heap::remote::{route_remote_free, RemoteRoute};
 use crate::heap::Heap;
 use crate::list::Block;
-use crate::os;
-use crate::page::Page;
+use crate::page::{Page, FLAG_HOOKED};
 use crate::segment::Segment;
-use crate::thread;
+use crate::hook_table as hooks;
+use crate::{os, thread};
 
 /// Frees `p` from any thread: a push onto the page's local list when the calling thread owns
 /// it, else a remote free.
@@ -85,7 +85,44 @@ unsafe fn page_emptied(page: *mut Page) {
 #[inline(never)]
 unsafe fn free_owned_slow(page: *mut Page, p: *mut u8) {
     // SAFETY: as for free_owned; the heap's Local handles queue changes.
-    unsafe { owner_local(page).free_in_page(page, p) }
+    unsafe {
+        if (*page).flags() & FLAG_HOOKED != 0 {
+            report_free(p);
+        }
+        owner_local(page).free_in_page(page, p)
+    }
+}
+
+/// The calling thread's own heap, created if needed (null when out of memory).
+#[inline]
+pub(crate) fn reporting_heap() -> *mut Heap {
+    let me = thread::current();
+    if thread::is_empty(me) {
+        thread::init_thread_heap()
+    } else {
+        me
+    }
+}
+
+/// Tells the hooks that `p` is about to be freed, unless the thread is inside a hook or
+/// an operation that reports itself.
+#[cold]
+pub(crate) fn report_free(p: *mut u8) {
+    let Some(hooks) = hooks::current() else {
+        return;
+    };
+    let me = reporting_heap();
+    if me.is_null() {
+        return;
+    }
+    // SAFETY: the calling thread's heap; heaps are never unmapped. The hook's contract
+    // is the installer's (`hooks::Hooks`).
+    unsafe {
+        if !(*me).enter_hook() {
+            (hooks.free)(p);
+            (*me).leave_hook(false);
+        }
+    }
 }
 
 /// A free from a thread that does not own the segment: to the abandoned segment, the
@@ -95,6 +132,9 @@ unsafe fn free_owned_slow(page: *mut Page, p: *mut u8) {
 /// `p` is a live block of `seg`, being freed by the caller.
 #[inline(never)]
 pub unsafe fn free_remote(seg: &Segment, p: *mut u8) {
+    if hooks::installed() {
+        report_free(p);
+    }
     let me = thread::current();
     if !thread::is_empty(me) {
         // SAFETY: the calling thread's heap; no `Local` is borrowed on the free path.

@@ -14,6 +14,7 @@
 #[cfg(all(test, not(loom)))]
 const LAYERS: &[&str] = &[
     "sync",
+    "hook_table",
     "layout",
     "size_class",
     "os",
@@ -32,6 +33,7 @@ const LAYERS: &[&str] = &[
     "first_class",
     "global",
     "raw",
+    "hooks",
 ];
 
 mod sync;
@@ -49,6 +51,7 @@ engine! {
 mod alloc;
 mod free;
 mod heap;
+mod hook_table;
 mod layout;
 mod list;
 mod lock;
@@ -65,6 +68,7 @@ mod thread;
 mod first_class;
 mod global;
 pub mod raw;
+pub mod hooks;
 
 pub use first_class::Heap;
 pub use global::Memward;

@@ -37,6 +37,9 @@ pub const FLAG_HAS_ALIGNED: u8 = 2;
 /// A one-block page (large or huge object): its free takes the slow path, which releases
 /// the segment.
 pub const FLAG_SINGLE: u8 = 4;
+/// A block of this page was handed out in hooked mode (`hooks.rs`): frees take the slow
+/// path, which reports them.
+pub const FLAG_HOOKED: u8 = 8;
 
 /// Bytes of blocks added to `free` by one extension.
 const EXTEND_BYTES: usize = 4096;

@@ -99,6 +99,9 @@ pub struct Local {
     outbox_head: *mut Block,
     outbox_tail: *mut Block,
     outbox_len: u32,
+    /// Hooked mode (`hooks.rs`): `direct` points only at the empty page, so every
+    /// allocation takes the slow path, where the hooks are called.
+    hooked: bool,
 }
 
 /// The remote-free stack on a cache line of its own: other threads CAS it while the owner
@@ -120,6 +123,9 @@ pub struct Heap {
     /// A first-class heap: frees to it are never batched, since dropping it releases its
     /// segments, and a batched free arriving later would write into released memory.
     first_class: AtomicBool,
+    /// The owning thread is inside a hook (or an operation that reports itself once):
+    /// nested allocations and frees are not reported. Only the owner touches it.
+    in_hook: AtomicBool,
 }
 
 // SAFETY: `local` is only touched by the owning thread (see module docs); everything else
@@ -143,6 +149,7 @@ impl Local {
         outbox_head: ptr::null_mut(),
         outbox_tail: ptr::null_mut(),
         outbox_len: 0,
+        hooked: false,
     };
 
     #[inline]
@@ -180,6 +187,7 @@ impl Heap {
         dead_next: AtomicPtr::new(ptr::null_mut()),
         owner_thread: AtomicUsize::new(0),
         first_class: AtomicBool::new(false),
+        in_hook: AtomicBool::new(false),
     };
 
     /// The heap a page or segment records as its owner.
@@ -225,6 +233,19 @@ impl Heap {
     #[inline]
     pub fn is_first_class(&self) -> bool {
         self.first_class.load(Ordering::Relaxed)
+    }
+
+    /// Enters a section in which allocations and frees are not reported to hooks; returns
+    /// whether the thread was already in one (pass it to [`Heap::leave_hook`]). Owner only.
+    #[inline]
+    pub fn enter_hook(&self) -> bool {
+        self.in_hook.swap(true, Ordering::Relaxed)
+    }
+
+    /// Ends the section [`Heap::enter_hook`] began.
+    #[inline]
+    pub fn leave_hook(&self, was_in: bool) {
+        self.in_hook.store(was_in, Ordering::Relaxed);
     }
 
     /// Marks a heap just given to this thread as first-class.

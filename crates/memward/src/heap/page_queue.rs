@@ -54,7 +54,7 @@ impl Local {
             return;
         }
         let first = self.queues[qi].first();
-        let target = if first.is_null() {
+        let target = if first.is_null() || self.hooked {
             EMPTY_PAGE_PTR
         } else {
             first
@@ -75,6 +75,24 @@ impl Local {
         } else {
             page.bin()
         }
+    }
+
+    /// Enters or leaves hooked mode (`hooks.rs`): in hooked mode the direct table points
+    /// only at the empty page, so every allocation takes the slow path.
+    pub fn set_hooked(&mut self, on: bool) {
+        if self.hooked == on {
+            return;
+        }
+        self.hooked = on;
+        for qi in 1..self.queues.len() {
+            self.update_direct(qi);
+        }
+    }
+
+    /// Is this heap in hooked mode?
+    #[inline]
+    pub fn hooked(&self) -> bool {
+        self.hooked
     }
 
     /// Forgets every page queue (abandon and destroy, once the pages are dealt with).

@@ -9,7 +9,7 @@
 use super::{Heap, Local};
 use crate::list::Block;
 use crate::lock::SpinLock;
-use crate::{os, stats};
+use crate::{hook_table, os, stats};
 use core::mem::{align_of, size_of};
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, Ordering};
@@ -97,6 +97,7 @@ unsafe fn reset_for(h: *mut Heap, thread_id: usize) {
         l.thread_id = thread_id;
         (*h).owner_thread.store(thread_id, Ordering::Relaxed);
         (*h).first_class.store(false, Ordering::Relaxed);
+        l.set_hooked(hook_table::installed());
     }
 }
 

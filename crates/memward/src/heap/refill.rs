@@ -7,7 +7,7 @@ use crate::page::{Page, FLAG_IN_FULL};
 use crate::segment::{Segment, SegmentKind};
 use crate::size_class::{bin_of, bin_size, MEDIUM_MAX, SMALL_MAX};
 use crate::stats::bump;
-use crate::{options, os, segment_pool};
+use crate::{hook_table, options, os, segment_pool};
 use core::ptr;
 
 impl Local {
@@ -41,6 +41,11 @@ impl Local {
         }
         self.slow_count = self.slow_count.wrapping_add(1);
         if self.slow_count % TICKS_PER_CLOCK_READ == 0 {
+            // Hooks installed or removed since: switch mode (`hooks.rs`). Here, not on
+            // every slow path, which programs with mixed sizes take often.
+            if self.hooked != hook_table::installed() {
+                self.set_hooked(!self.hooked);
+            }
             let delay = options::purge_delay_ms();
             if delay >= 0 {
                 let now = os::now_ms();

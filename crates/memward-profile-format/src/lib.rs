@@ -1,0 +1,35 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod reader;
+mod record;
+mod tables;
+pub mod varint;
+mod writer;
+
+pub use reader::{Ending, ReadError, Reader};
+pub use record::{sample_weight, End, Header, Module, Record, Segment, StackNode, TimeSample};
+pub use tables::{BadNode, ModuleMap, StackTable};
+pub use writer::{IoSink, Sink, SinkError, Writer, MIN_BUFFER};
+
+/// The first eight bytes of every profile: `MWPROF`, a format major version byte (1) and a
+/// newline. A reader rejects other major versions; compatible additions use extension
+/// records (tags 0x80 and up), which older readers skip.
+pub const MAGIC: &[u8; 8] = b"MWPROF\x01\n";
+
+/// Record tags (the first byte of each record). See `docs/profile-format.md`.
+pub(crate) mod tag {
+    pub const HEADER: u8 = 0x01;
+    pub const MODULE: u8 = 0x02;
+    pub const STACK_NODE: u8 = 0x03;
+    pub const ALLOC: u8 = 0x04;
+    pub const FREE: u8 = 0x05;
+    pub const REALLOC: u8 = 0x06;
+    pub const TIME: u8 = 0x07;
+    pub const THREAD_NAME: u8 = 0x08;
+    pub const THREAD_SWITCH: u8 = 0x09;
+    pub const END: u8 = 0x0a;
+    /// Tags from here on are followed by a varint length: readers skip the unknown ones.
+    pub const FIRST_EXTENSION: u8 = 0x80;
+}
