@@ -115,7 +115,7 @@ fn inlined_frames_with_lines_in_a_pie() {
         path: bin.clone(),
         build_id: build_id(&bin),
         load_bias: bias,
-        range: None,
+        ranges: vec![],
     }]);
     assert_eq!(sym.module_of(ret), Some(0));
     let loc = sym.symbolize(ret).clone();
@@ -144,7 +144,7 @@ fn cpp_names_from_the_symbol_table_are_demangled() {
         path: bin.clone(),
         build_id: build_id(&bin),
         load_bias: 0,
-        range: None,
+        ranges: vec![],
     }]);
     let loc = sym.symbolize(nums[0]);
     assert_eq!(loc.frames.len(), 1, "{loc:#?}");
@@ -171,7 +171,7 @@ fn a_rebuilt_or_missing_module_degrades_to_module_offset() {
         path: bin.clone(),
         build_id: wrong_id,
         load_bias: bias,
-        range: None,
+        ranges: vec![],
     }]);
     let loc = sym.symbolize(ret);
     assert_eq!(loc.frames.len(), 1);
@@ -183,7 +183,7 @@ fn a_rebuilt_or_missing_module_degrades_to_module_offset() {
         path: "/nonexistent/libgone.so.1".into(),
         build_id: vec![1, 2, 3, 4],
         load_bias: 0x7f00_0000_0000,
-        range: Some((0x7f00_0000_0000, 0x7f00_0010_0000)),
+        ranges: vec![(0x7f00_0000_0000, 0x7f00_0010_0000)],
     }]);
     assert_eq!(
         gone.symbolize(0x7f00_0000_4242).frames[0].name,

@@ -73,7 +73,7 @@ pub struct Location {
 /// ```
 /// use memward_report::{ModuleInfo, Symbolizer};
 /// let modules = vec![ModuleInfo { path: "/nonexistent/libx.so".into(), build_id: vec![],
-///                                 load_bias: 0x7000_0000, range: Some((0x7000_0000, 0x7001_0000)) }];
+///                                 load_bias: 0x7000_0000, ranges: vec![(0x7000_0000, 0x7001_0000)] }];
 /// let mut sym = Symbolizer::new(modules);
 /// let loc = sym.symbolize(0x7000_1234);
 /// assert_eq!(loc.frames[0].name, "libx.so+0x1234");
@@ -84,6 +84,8 @@ pub struct Symbolizer {
     infos: Vec<ModuleInfo>,
     /// `(start, end, module index)`, sorted by start.
     ranges: Vec<(u64, u64, usize)>,
+    /// `reach[i]`: the largest `end` among `ranges[..=i]`, to stop the backward scan.
+    reach: Vec<u64>,
     cache: FxHashMap<u64, Location>,
 }
 
@@ -94,10 +96,22 @@ impl Symbolizer {
         let mut ranges: Vec<(u64, u64, usize)> = modules
             .iter()
             .enumerate()
-            .filter_map(|(i, m)| module::runtime_range(m).map(|(lo, hi)| (lo, hi, i)))
+            .flat_map(|(i, m)| {
+                module::runtime_ranges(m)
+                    .into_iter()
+                    .map(move |(lo, hi)| (lo, hi, i))
+            })
             .collect();
         ranges.sort_unstable();
+        let reach = ranges
+            .iter()
+            .scan(0u64, |max, r| {
+                *max = (*max).max(r.1);
+                Some(*max)
+            })
+            .collect();
         Symbolizer {
+            reach,
             modules: modules.iter().map(|_| None).collect(),
             infos: modules,
             ranges,
@@ -110,14 +124,19 @@ impl Symbolizer {
         &self.infos
     }
 
-    /// The module containing `address`, if any (the last one mapped there wins).
+    /// The module containing `address`, if any (of overlapping ones, the one the profile
+    /// listed last: a library loaded where an unloaded one was).
     pub fn module_of(&self, address: u64) -> Option<usize> {
-        let end = self.ranges.partition_point(|r| r.0 <= address);
-        self.ranges[..end]
-            .iter()
-            .rev()
-            .find(|r| address < r.1)
-            .map(|r| r.2)
+        let mut best = None;
+        let mut i = self.ranges.partition_point(|r| r.0 <= address);
+        while i > 0 && self.reach[i - 1] > address {
+            i -= 1;
+            let (_, end, module) = self.ranges[i];
+            if address < end && best.is_none_or(|b| module > b) {
+                best = Some(module);
+            }
+        }
+        best
     }
 
     /// The frames at a return address (cached).

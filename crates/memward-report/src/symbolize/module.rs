@@ -12,6 +12,7 @@
 
 use addr2line::Loader;
 use object::{Object, ObjectSegment};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// A module as the profile recorded it.
@@ -23,8 +24,24 @@ pub struct ModuleInfo {
     pub build_id: Vec<u8>,
     /// Run-time address minus the address in the file (0 for non-PIE executables).
     pub load_bias: u64,
-    /// The run-time address range `[start, end)` if the profile recorded it.
-    pub range: Option<(u64, u64)>,
+    /// The run-time address ranges `[start, end)` of its segments as the profile recorded
+    /// them; when empty they are read from the file's program headers.
+    pub ranges: Vec<(u64, u64)>,
+}
+
+impl From<&memward_profile_format::Module> for ModuleInfo {
+    fn from(m: &memward_profile_format::Module) -> Self {
+        ModuleInfo {
+            path: PathBuf::from(std::ffi::OsStr::from_bytes(&m.path)),
+            build_id: m.build_id.clone(),
+            load_bias: m.bias,
+            ranges: m
+                .segments
+                .iter()
+                .map(|s| (s.start, s.start.saturating_add(s.len)))
+                .collect(),
+        }
+    }
 }
 
 /// Why a module's debug information could not be used.
@@ -94,12 +111,16 @@ fn debug_file_for(build_id: &[u8]) -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
-/// The run-time address range of a module: the recorded one, else its loadable segments
-/// from the file plus the load bias; `None` if neither is known.
-pub(crate) fn runtime_range(info: &ModuleInfo) -> Option<(u64, u64)> {
-    if info.range.is_some() {
-        return info.range;
+/// The run-time address ranges of a module: the recorded ones, else the span of its
+/// loadable segments from the file plus the load bias; empty if neither is known.
+pub(crate) fn runtime_ranges(info: &ModuleInfo) -> Vec<(u64, u64)> {
+    if !info.ranges.is_empty() {
+        return info.ranges.clone();
     }
+    file_range(info).into_iter().collect()
+}
+
+fn file_range(info: &ModuleInfo) -> Option<(u64, u64)> {
     // Only the headers are read, not the whole (possibly huge) file.
     let cache = object::ReadCache::new(std::fs::File::open(&info.path).ok()?);
     let file = object::File::parse(&cache).ok()?;
