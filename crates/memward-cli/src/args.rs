@@ -27,6 +27,8 @@ pub enum Action {
     Run(RunArgs),
     /// Copy the tool and the library into a prefix.
     Install(InstallArgs),
+    /// Turn a heap profile into a report (`report.rs`).
+    Report(crate::report::ReportArgs),
 }
 
 /// Which help text to print.
@@ -38,6 +40,8 @@ pub enum Topic {
     Run,
     /// `memward install --help`.
     Install,
+    /// `memward report --help`.
+    Report,
 }
 
 /// Arguments of `memward run`.
@@ -71,7 +75,7 @@ impl fmt::Display for UsageError {
     }
 }
 
-fn usage(msg: impl Into<String>) -> UsageError {
+pub(crate) fn usage(msg: impl Into<String>) -> UsageError {
     UsageError(msg.into())
 }
 
@@ -93,6 +97,7 @@ where
             None => Ok(Action::Help(Topic::Main)),
             Some(t) if t == "run" => Ok(Action::Help(Topic::Run)),
             Some(t) if t == "install" => Ok(Action::Help(Topic::Install)),
+            Some(t) if t == "report" => Ok(Action::Help(Topic::Report)),
             Some(t) => Err(usage(format!(
                 "no help for `{}`: the subcommands are `run` and `install`",
                 t.to_string_lossy()
@@ -100,6 +105,9 @@ where
         },
         Some("run") => parse_run(args),
         Some("install") => parse_install(args),
+        Some("report") => {
+            Ok(crate::report::parse(args)?.map_or(Action::Help(Topic::Report), Action::Report))
+        }
         _ => Err(usage(format!(
             "unknown subcommand `{}` (try `memward --help`)",
             first.to_string_lossy()
@@ -216,6 +224,7 @@ memward: run programs on the memward allocator and summarise their memory use
 Usage:
   memward run [OPTIONS] [--] CMD [ARGS...]   run CMD with libmemward.so preloaded
   memward install --prefix DIR               install bin/memward and lib/libmemward.so
+  memward report FILE [--format F] [-o OUT]  report on a heap profile (see its --help)
   memward help [run | install]               show this help, or a subcommand's
   memward -h | --help                        show this help
   memward -V | --version                     show the version

@@ -4,6 +4,7 @@
 mod args;
 mod install;
 mod library;
+mod report;
 mod summary;
 
 use args::{Action, InstallArgs, RunArgs, Topic};
@@ -35,6 +36,12 @@ fn main() {
         Action::Version => print_out(&format!("memward {}\n", env!("CARGO_PKG_VERSION"))),
         Action::Run(run_args) => exit(run(run_args)),
         Action::Install(install_args) => install(install_args),
+        Action::Help(Topic::Report) => print_out(report::REPORT_HELP),
+        Action::Report(report_args) => {
+            if let Err(msg) = report::run(&report_args) {
+                fail(1, &msg)
+            }
+        }
     }
 }
 

@@ -165,6 +165,8 @@ pub struct Analysis {
     pub max_rss_bytes: u64,
     /// Thread ids and names.
     pub threads: Vec<(u32, String)>,
+    /// Bytes allocated plus bytes freed over the run (massif's `B` clock).
+    pub churn_bytes: u64,
 }
 
 impl Analysis {
@@ -311,6 +313,7 @@ impl Builder {
             last_sample: replay.last_sample,
             max_rss_bytes: self.max_rss,
             threads: replay.threads.clone(),
+            churn_bytes: replay.heap.churn,
             stacks: replay.stacks,
         }
     }

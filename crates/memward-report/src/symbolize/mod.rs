@@ -148,6 +148,18 @@ impl Symbolizer {
         &self.cache[&address]
     }
 
+    /// The frames at `address` if [`Symbolizer::symbolize`] has resolved it.
+    ///
+    /// ```
+    /// let mut sym = memward_report::Symbolizer::new(vec![]);
+    /// assert!(sym.cached(0x10).is_none());
+    /// sym.symbolize(0x10);
+    /// assert!(sym.cached(0x10).is_some());
+    /// ```
+    pub fn cached(&self, address: u64) -> Option<&Location> {
+        self.cache.get(&address)
+    }
+
     fn resolve(&mut self, address: u64) -> Location {
         let Some(index) = self.module_of(address) else {
             return Location {
