@@ -453,6 +453,22 @@ fn start() {
 }
 
 fn start_flusher() {
+    // pthread_create allocates (the new thread's TLS block): not the program's doing.
+    let before = THREAD.with(Cell::get);
+    THREAD.with(|c| {
+        let mut t = before;
+        t.internal = true;
+        c.set(t);
+    });
+    spawn_flusher();
+    THREAD.with(|c| {
+        let mut t = c.get();
+        t.internal = before.internal;
+        c.set(t);
+    });
+}
+
+fn spawn_flusher() {
     // SAFETY: a detached thread running `flusher`, which takes no argument; the attr is
     // initialised and destroyed here.
     unsafe {
