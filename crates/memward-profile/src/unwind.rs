@@ -14,17 +14,25 @@
 
 use crate::modules::ModuleInfo;
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
-use framehop::{ExplicitModuleSectionInfo, Module, MustNotAllocateDuringUnwind, Unwinder};
+use framehop::{
+    ExplicitModuleSectionInfo, FrameAddress, Module, MustNotAllocateDuringUnwind, Unwinder,
+};
 
 /// Deepest stack recorded (heaptrack records 64 as well).
 pub const MAX_FRAMES: usize = 64;
+
+/// framehop's rule cache is direct-mapped with 509 slots (address % 509); programs with
+/// deep stacks (sqlite3's are about 50 frames) miss it often, and a miss costs a DWARF
+/// CFI evaluation, tens of times a hit. A bank of caches chosen by `address / 509` makes
+/// it direct-mapped over `509 * CACHE_BANKS` slots.
+const CACHE_BANKS: usize = 32;
 
 type Data = &'static [u8];
 
 /// The unwinder, its cache, and what to skip.
 pub struct Stacks {
     unwinder: UnwinderX86_64<Data, MustNotAllocateDuringUnwind>,
-    cache: CacheX86_64<MustNotAllocateDuringUnwind>,
+    caches: [CacheX86_64<MustNotAllocateDuringUnwind>; CACHE_BANKS],
     /// Segments of our own module, when it is a shared library: leading frames there are
     /// the allocator's.
     own: [(u64, u64); 8],
@@ -46,7 +54,7 @@ impl Stacks {
     pub fn new() -> Stacks {
         Stacks {
             unwinder: UnwinderX86_64::new(),
-            cache: CacheX86_64::new_in(),
+            caches: core::array::from_fn(|_| CacheX86_64::new_in()),
             own: [(0, 0); 8],
             own_count: 0,
         }
@@ -113,31 +121,33 @@ impl Stacks {
                 Err(())
             }
         };
-        let regs = UnwindRegsX86_64::new(ip, sp, bp);
         let (own, own_count) = (self.own, self.own_count);
         let is_own = |addr: u64| {
             own[..own_count]
                 .iter()
                 .any(|&(start, len)| addr >= start && addr - start < len)
         };
-        let mut frames = self
-            .unwinder
-            .iter_frames(ip, regs, &mut self.cache, &mut read);
+        let mut regs = UnwindRegsX86_64::new(ip, sp, bp);
+        let mut frame = FrameAddress::from_instruction_pointer(ip);
         let mut n = 0;
         let mut leading = true;
-        let mut first = true;
-        while let Ok(Some(frame)) = frames.next() {
-            let addr = frame.address();
-            if first {
-                // The capture's own instruction pointer.
-                first = false;
-                continue;
-            }
-            if leading && own_count > 0 && is_own(addr) {
+        loop {
+            let bank = (frame.address_for_lookup() / 509) as usize % CACHE_BANKS;
+            let Ok(Some(ra)) =
+                self.unwinder
+                    .unwind_frame(frame, &mut regs, &mut self.caches[bank], &mut read)
+            else {
+                break;
+            };
+            let Some(next) = FrameAddress::from_return_address(ra) else {
+                break;
+            };
+            frame = next;
+            if leading && own_count > 0 && is_own(ra) {
                 continue;
             }
             leading = false;
-            out[n] = addr;
+            out[n] = ra;
             n += 1;
             if n == MAX_FRAMES {
                 break;
