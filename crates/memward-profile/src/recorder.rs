@@ -246,11 +246,24 @@ impl State {
     /// Records the stack of the current call and returns its id.
     fn stack(&mut self, t: &ThreadCache) -> u32 {
         let mut frames = [0u64; MAX_FRAMES];
-        let n = self.stacks.capture(&mut frames, t.stack_top);
+        let mut ids = [0u32; MAX_FRAMES];
+        let (n, known) = self.stacks.capture(&mut frames, &mut ids, t.stack_top);
+        let outer = if known < n { ids[known] } else { 0 };
         let writer = &mut self.writer;
-        self.trie.intern(&frames[..n], |id, parent, addr| {
-            writer.stack_node(id, parent, addr)
-        })
+        let id = self.trie.intern_from(
+            &frames[..known],
+            outer,
+            &mut ids[..known],
+            |id, parent, addr| writer.stack_node(id, parent, addr),
+        );
+        match id {
+            Some(id) => {
+                self.stacks.remember(&ids[..n]);
+                id
+            }
+            // The trie is full: the longest known part.
+            None => outer,
+        }
     }
 
     /// Called after each write: reports a failing file once and stops recording.

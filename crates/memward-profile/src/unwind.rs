@@ -7,6 +7,15 @@
 //! memory is read only between the capture's own stack pointer and the top of the
 //! calling thread's stack, so a corrupt frame cannot make the recorder fault.
 //!
+//! Consecutive allocations mostly share the outer part of their stacks, so each thread
+//! keeps its last capture (return addresses and the stack slots they were read from).
+//! When the unwinder reaches a frame of that capture (the same return address in the
+//! same slot) and every slot further out still holds the return address it held, the
+//! rest is taken from the last capture instead of being unwound again: a few reads
+//! instead of a rule lookup per frame. (A different chain with the same return addresses
+//! in the same slots would be read as the old one; the check makes that implausible, not
+//! impossible.)
+//!
 //! Frames of the allocator itself are dropped when it is a shared library (libmemward.so):
 //! every leading frame inside the recorder's own module. A program that links memward
 //! statically keeps them (they share the executable with the program); reports drop them
@@ -110,7 +119,16 @@ impl Stacks {
     /// leading frames dropped), and returns how many frames it wrote. `stack_top` is the
     /// end of the calling thread's stack.
     #[inline(never)]
-    pub fn capture(&mut self, out: &mut [u64; MAX_FRAMES], stack_top: u64) -> usize {
+    ///
+    /// Where the outer frames were reused from the thread's last capture, their stack
+    /// ids (as given to [`Stacks::remember`] then) come along: the return value is
+    /// `(n, known)`, and `ids[i]` is the id of the stack `out[i..n]` for `known <= i < n`.
+    pub fn capture(
+        &mut self,
+        out: &mut [u64; MAX_FRAMES],
+        ids: &mut [u32; MAX_FRAMES],
+        stack_top: u64,
+    ) -> (usize, usize) {
         let (ip, sp, bp) = registers();
         let mut read = |addr: u64| -> Result<u64, ()> {
             if addr >= sp && addr % 8 == 0 && addr.checked_add(8).is_some_and(|e| e <= stack_top) {
@@ -129,9 +147,17 @@ impl Stacks {
         };
         let mut regs = UnwindRegsX86_64::new(ip, sp, bp);
         let mut frame = FrameAddress::from_instruction_pointer(ip);
-        let mut n = 0;
-        let mut leading = true;
-        loop {
+        // Raw frames: each return address and the stack slot it was read from.
+        let mut ras = [0u64; MAX_RAW];
+        let mut slots = [0u64; MAX_RAW];
+        let mut raw = 0;
+        // SAFETY: the thread's own capture record; `capture` is not re-entered on a thread
+        // (hooks are not) and nothing else borrows it.
+        let prev = PREVIOUS.with(|p| unsafe { &mut *p.get() });
+        let mut j = 0;
+        // (current raw index, previous raw index) where reused frames start.
+        let mut reused = None;
+        while raw < MAX_RAW {
             let bank = (frame.address_for_lookup() / 509) as usize % CACHE_BANKS;
             let Ok(Some(ra)) =
                 self.unwinder
@@ -143,18 +169,100 @@ impl Stacks {
                 break;
             };
             frame = next;
-            if leading && own_count > 0 && is_own(ra) {
-                continue;
+            // After the step, the stack pointer is the caller's: the return address sat
+            // just below it.
+            let slot = regs.sp().wrapping_sub(8);
+            ras[raw] = ra;
+            slots[raw] = slot;
+            raw += 1;
+            // The previous capture's frames further out are reused when this frame is
+            // one of them (same return address in the same slot) and every slot further
+            // out still holds the return address it held then.
+            while j < prev.len && prev.slots[j] < slot {
+                j += 1;
             }
-            leading = false;
-            out[n] = ra;
-            n += 1;
-            if n == MAX_FRAMES {
+            if j < prev.len
+                && prev.slots[j] == slot
+                && prev.ras[j] == ra
+                && (j + 1..prev.len).all(|i| read(prev.slots[i]) == Ok(prev.ras[i]))
+            {
+                let more = (prev.len - j - 1).min(MAX_RAW - raw);
+                reused = Some((raw, j + 1));
+                ras[raw..raw + more].copy_from_slice(&prev.ras[j + 1..j + 1 + more]);
+                slots[raw..raw + more].copy_from_slice(&prev.slots[j + 1..j + 1 + more]);
+                raw += more;
                 break;
             }
         }
-        n
+        let skip = if own_count > 0 {
+            ras[..raw].iter().take_while(|ra| is_own(**ra)).count()
+        } else {
+            0
+        };
+        let truncated = raw - skip > MAX_FRAMES || raw == MAX_RAW;
+        let n = (raw - skip).min(MAX_FRAMES);
+        out[..n].copy_from_slice(&ras[skip..skip + n]);
+        // Ids of a stack suffix carry over only when neither capture was cut: a cut
+        // counts from the innermost frame, so the same outer frames would be a different
+        // stack.
+        let mut known = n;
+        if let Some((cur, old)) = reused {
+            if prev.ids_valid && !prev.truncated && !truncated && cur >= skip && old >= prev.skip {
+                known = cur - skip;
+                for i in known..n {
+                    ids[i] = prev.ids[old + (i - known)];
+                }
+            }
+        }
+        prev.len = raw;
+        prev.ras[..raw].copy_from_slice(&ras[..raw]);
+        prev.slots[..raw].copy_from_slice(&slots[..raw]);
+        prev.skip = skip;
+        prev.truncated = truncated;
+        prev.ids_valid = false;
+        (n, known)
     }
+
+    /// Records the stack ids of the last capture's frames (`ids[i]`: the id of the stack
+    /// made of the frames from `i` outwards), for the next capture on this thread.
+    pub fn remember(&mut self, ids: &[u32]) {
+        // SAFETY: as in `capture`: this thread's record, not borrowed elsewhere.
+        let prev = PREVIOUS.with(|p| unsafe { &mut *p.get() });
+        let skip = prev.skip;
+        if skip + ids.len() <= MAX_RAW {
+            prev.ids[skip..skip + ids.len()].copy_from_slice(ids);
+            prev.ids_valid = true;
+        }
+    }
+}
+
+/// Most raw frames kept per capture: the recorded ones plus the allocator's own.
+const MAX_RAW: usize = MAX_FRAMES + 32;
+
+/// A thread's last capture, for reusing the frames two captures share.
+struct Previous {
+    len: usize,
+    ras: [u64; MAX_RAW],
+    slots: [u64; MAX_RAW],
+    /// Stack ids per raw frame (from `skip` on), valid after `Stacks::remember`.
+    ids: [u32; MAX_RAW],
+    skip: usize,
+    truncated: bool,
+    ids_valid: bool,
+}
+
+thread_local! {
+    static PREVIOUS: core::cell::UnsafeCell<Previous> = const {
+        core::cell::UnsafeCell::new(Previous {
+            len: 0,
+            ras: [0; MAX_RAW],
+            slots: [0; MAX_RAW],
+            ids: [0; MAX_RAW],
+            skip: 0,
+            truncated: false,
+            ids_valid: false,
+        })
+    };
 }
 
 /// The instruction pointer, stack pointer and frame pointer at this point.
