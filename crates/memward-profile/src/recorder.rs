@@ -110,7 +110,14 @@ thread_local! {
 }
 
 /// Reads `MEMWARD_PROFILE` (and `MEMWARD_PROFILE_SAMPLE_RATE`); returns whether profiling
-/// is requested. Does not allocate; the recorder starts at the first event.
+/// is requested. Does not allocate; the recorder starts at load or at the first event.
+///
+/// ```
+/// // This doc test runs without MEMWARD_PROFILE: nothing to record.
+/// if std::env::var_os("MEMWARD_PROFILE").is_none() {
+///     assert!(!memward_profile::configure_from_env());
+/// }
+/// ```
 pub fn configure_from_env() -> bool {
     // SAFETY: getenv only reads the environment.
     let value = unsafe { libc::getenv(c"MEMWARD_PROFILE".as_ptr()) };
@@ -147,6 +154,10 @@ fn parse_u64(text: &[u8]) -> Option<u64> {
 }
 
 /// Sets where time samples take the allocator's bytes in use from.
+///
+/// ```
+/// memward_profile::set_heap_bytes_source(|| 0);
+/// ```
 pub fn set_heap_bytes_source(f: fn() -> u64) {
     HEAP_BYTES.store(f as *mut (), Ordering::Release);
 }
@@ -549,7 +560,12 @@ fn tick(last: bool) {
     }
 }
 
-/// Writes the end of the profile (at exit).
+/// Writes the end of the profile (the recorder calls it at exit; a program may call it
+/// earlier to stop recording). Does nothing if the recorder is not running.
+///
+/// ```
+/// memward_profile::finish();
+/// ```
 pub fn finish() {
     if PHASE
         .compare_exchange(ON, STOPPED, Ordering::AcqRel, Ordering::Acquire)
@@ -661,8 +677,20 @@ fn restart_in_child(st: &mut Option<State>) -> bool {
 
 /// The allocation hook: `size` bytes at `p`.
 ///
+/// ```
+/// // Not recording (no MEMWARD_PROFILE): the hooks return at once.
+/// let mut block = [0u8; 16];
+/// // SAFETY: the hooks never dereference the pointers.
+/// unsafe {
+///     memward_profile::on_alloc(block.as_mut_ptr(), 16);
+///     memward_profile::on_realloc(block.as_mut_ptr(), block.as_mut_ptr(), 8);
+///     memward_profile::on_free(block.as_mut_ptr());
+/// }
+/// ```
+///
 /// # Safety
-/// Called by the allocator after an allocation, never re-entered on a thread.
+/// Called by the allocator after an allocation, never re-entered on a thread (the
+/// recorder's state is not re-entrant). `p` is not dereferenced.
 pub unsafe fn on_alloc(p: *mut u8, size: usize) {
     if !active() {
         return;
@@ -689,8 +717,11 @@ pub unsafe fn on_alloc(p: *mut u8, size: usize) {
 
 /// The free hook: the block at `p` is about to be freed.
 ///
+/// See [`on_alloc`] for an example.
+///
 /// # Safety
-/// Called by the allocator before a free, never re-entered on a thread.
+/// Called by the allocator before a free, never re-entered on a thread. `p` is not
+/// dereferenced.
 pub unsafe fn on_free(p: *mut u8) {
     if PHASE.load(Ordering::Acquire) != ON {
         return;
@@ -711,8 +742,11 @@ pub unsafe fn on_free(p: *mut u8) {
 
 /// The resize hook: `old` became `new` with `size` bytes.
 ///
+/// See [`on_alloc`] for an example.
+///
 /// # Safety
 /// Called by the allocator after a successful resize, never re-entered on a thread.
+/// The pointers are not dereferenced.
 pub unsafe fn on_realloc(old: *mut u8, new: *mut u8, size: usize) {
     if !active() {
         return;

@@ -209,9 +209,7 @@ impl Stacks {
         if let Some((cur, old)) = reused {
             if prev.ids_valid && !prev.truncated && !truncated && cur >= skip && old >= prev.skip {
                 known = cur - skip;
-                for i in known..n {
-                    ids[i] = prev.ids[old + (i - known)];
-                }
+                ids[known..n].copy_from_slice(&prev.ids[old..old + (n - known)]);
             }
         }
         prev.len = raw;
@@ -297,10 +295,10 @@ pub fn stack_top(is_main_thread: bool) -> u64 {
         // The page holding it is part of the stack mapping.
         return (end + 4095) & !4095;
     }
-    // SAFETY: `attr` is initialised by pthread_getattr_np before use and destroyed after;
-    // the out-pointers are valid locals. For threads other than the main one glibc reads
-    // the bounds from the thread descriptor (its small allocation is served by the
-    // allocator without being recorded: the engine does not re-enter hooks).
+    // For threads other than the main one glibc reads the bounds from the thread
+    // descriptor (its small allocation is served, not recorded: hooks are not re-entered).
+    // SAFETY: `attr` is initialised by pthread_getattr_np before use and destroyed
+    // after; the out-pointers are valid locals.
     unsafe {
         let mut attr: libc::pthread_attr_t = core::mem::zeroed();
         if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
