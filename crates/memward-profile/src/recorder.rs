@@ -14,6 +14,7 @@
 use crate::lock::SpinLock;
 use crate::modules::{ModuleInfo, Scan, MAX_MODULES};
 use crate::sampler::{Rng, SampledSet};
+use crate::stats;
 use crate::sys::{self, Region, TextBuf, ZeroValid};
 use crate::trie::Trie;
 use crate::unwind::{self, Stacks, MAX_FRAMES};
@@ -692,6 +693,9 @@ fn restart_in_child(st: &mut Option<State>) -> bool {
 /// Called by the allocator after an allocation, never re-entered on a thread (the
 /// recorder's state is not re-entrant). `p` is not dereferenced.
 pub unsafe fn on_alloc(p: *mut u8, size: usize) {
+    if stats::on() && !THREAD.with(Cell::get).internal {
+        stats::alloc(p as u64, size as u64);
+    }
     if !active() {
         return;
     }
@@ -723,6 +727,9 @@ pub unsafe fn on_alloc(p: *mut u8, size: usize) {
 /// Called by the allocator before a free, never re-entered on a thread. `p` is not
 /// dereferenced.
 pub unsafe fn on_free(p: *mut u8) {
+    if stats::on() && !THREAD.with(Cell::get).internal {
+        stats::free(p as u64);
+    }
     if PHASE.load(Ordering::Acquire) != ON {
         return;
     }
@@ -748,6 +755,9 @@ pub unsafe fn on_free(p: *mut u8) {
 /// Called by the allocator after a successful resize, never re-entered on a thread.
 /// The pointers are not dereferenced.
 pub unsafe fn on_realloc(old: *mut u8, new: *mut u8, size: usize) {
+    if stats::on() && !THREAD.with(Cell::get).internal {
+        stats::realloc(old as u64, new as u64, size as u64);
+    }
     if !active() {
         return;
     }
