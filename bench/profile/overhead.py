@@ -16,6 +16,7 @@ sets them.
 import argparse
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -24,8 +25,9 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-LIB = os.path.join(ROOT, "target/release/libmemward.so")
-MEMWARD = os.path.join(ROOT, "target/release/memward")
+# Overridable, to benchmark copies while the tree is rebuilt.
+LIB = os.environ.get("MEMWARD_BENCH_LIB", os.path.join(ROOT, "target/release/libmemward.so"))
+MEMWARD = os.environ.get("MEMWARD_BENCH_BIN", os.path.join(ROOT, "target/release/memward"))
 
 SQL = """
 CREATE TABLE t(a INTEGER, b TEXT, c TEXT);
@@ -74,12 +76,15 @@ def run_once(argv, env_extra, stdin):
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
     env.update(env_extra)
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     p = subprocess.run(argv, input=stdin, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     dt = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if p.returncode != 0:
         sys.exit("failed (%d): %s\n%s" % (p.returncode, " ".join(argv), p.stderr[-2000:]))
-    return dt
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return dt, cpu
 
 
 def profile_allocations(path):
@@ -102,14 +107,16 @@ def main():
             sys.exit("missing %s: apt-get install -y heaptrack valgrind" % t)
     tmp = tempfile.mkdtemp(prefix="memward-overhead-")
     times = {}
+    cpus = {}
     sizes = {}
     for rep in range(a.reps):
         for wname, cmd, stdin in workloads(a.quick):
             for tname, make in tools(tmp):
                 out = os.path.join(tmp, "%s-%s-%d" % (wname.split()[0], tname.replace(" ", "_"), rep))
                 argv, env = make(cmd, out)
-                dt = run_once(argv, env, stdin)
+                dt, cpu = run_once(argv, env, stdin)
                 times.setdefault((wname, tname), []).append(dt)
+                cpus.setdefault((wname, tname), []).append(cpu)
                 if rep == 0 and tname == "memward profile":
                     sizes[(wname, "memward")] = (os.path.getsize(out), profile_allocations(out))
                 if rep == 0 and tname == "heaptrack":
@@ -125,17 +132,19 @@ def main():
                     sizes[(wname, "memward profile (whole command)")] = time.perf_counter() - t0
         print("rep %d/%d done" % (rep + 1, a.reps), file=sys.stderr)
     names = [t for t, _ in tools(tmp)]
-    print("| workload | " + " | ".join(names) + " |")
-    print("|---|" + "---|" * len(names))
-    for wname, _, _ in workloads(a.quick):
-        base = statistics.median(times[(wname, "memward run")])
-        cells = []
-        for t in names:
-            v = times[(wname, t)]
-            med = statistics.median(v)
-            cells.append("%.2f s (%.2f-%.2f) **%.2fx**" % (med, min(v), max(v), med / base))
-        print("| %s | %s |" % (wname, " | ".join(cells)))
-    print()
+    for title, table in (("Wall time", times), ("CPU time (user + system, all processes)", cpus)):
+        print("%s: median (min-max) and **median ratio to memward run**\n" % title)
+        print("| workload | " + " | ".join(names) + " |")
+        print("|---|" + "---|" * len(names))
+        for wname, _, _ in workloads(a.quick):
+            base = statistics.median(table[(wname, "memward run")])
+            cells = []
+            for t in names:
+                v = table[(wname, t)]
+                med = statistics.median(v)
+                cells.append("%.2f s (%.2f-%.2f) **%.2fx**" % (med, min(v), max(v), med / base))
+            print("| %s | %s |" % (wname, " | ".join(cells)))
+        print()
     print("| workload | allocations | memward profile | per million allocations | heaptrack trace | per million allocations | `memward profile` whole command (with report) |")
     print("|---|---|---|---|---|---|---|")
     for wname, _, _ in workloads(a.quick):
