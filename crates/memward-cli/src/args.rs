@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! memward [-h | --help | -V | --version]
-//! memward help [run | install | profile]
+//! memward help [run | install | profile | report]
 //! memward profile [-o FILE] [--sample-rate BYTES] [--lib PATH] [-h | --help] [--] CMD [ARGS...]
 //! memward run [--lib PATH] [--stats] [-h | --help] [--] CMD [ARGS...]
 //! memward install --prefix DIR [--lib PATH] [-h | --help]
@@ -30,6 +30,8 @@ pub enum Action {
     Install(InstallArgs),
     /// Run a command with the heap profiler recording.
     Profile(crate::profile::ProfileArgs),
+    /// Turn a heap profile into a report (`report.rs`).
+    Report(crate::report::ReportArgs),
 }
 
 /// Which help text to print.
@@ -43,6 +45,8 @@ pub enum Topic {
     Install,
     /// `memward profile --help`.
     Profile,
+    /// `memward report --help`.
+    Report,
 }
 
 /// Arguments of `memward run`.
@@ -76,7 +80,7 @@ impl fmt::Display for UsageError {
     }
 }
 
-fn usage(msg: impl Into<String>) -> UsageError {
+pub(crate) fn usage(msg: impl Into<String>) -> UsageError {
     UsageError(msg.into())
 }
 
@@ -99,8 +103,9 @@ where
             Some(t) if t == "run" => Ok(Action::Help(Topic::Run)),
             Some(t) if t == "install" => Ok(Action::Help(Topic::Install)),
             Some(t) if t == "profile" => Ok(Action::Help(Topic::Profile)),
+            Some(t) if t == "report" => Ok(Action::Help(Topic::Report)),
             Some(t) => Err(usage(format!(
-                "no help for `{}`: the subcommands are `run` and `install`",
+                "no help for `{}`: the subcommands are `run`, `install`, `profile` and `report`",
                 t.to_string_lossy()
             ))),
         },
@@ -108,6 +113,9 @@ where
         Some("install") => parse_install(args),
         Some("profile") => {
             Ok(crate::profile::parse(args)?.map_or(Action::Help(Topic::Profile), Action::Profile))
+        }
+        Some("report") => {
+            Ok(crate::report::parse(args)?.map_or(Action::Help(Topic::Report), Action::Report))
         }
         _ => Err(usage(format!(
             "unknown subcommand `{}` (try `memward --help`)",
@@ -226,7 +234,8 @@ Usage:
   memward run [OPTIONS] [--] CMD [ARGS...]   run CMD with libmemward.so preloaded
   memward profile [OPTIONS] [--] CMD ...     record every allocation of CMD with its stack
   memward install --prefix DIR               install bin/memward and lib/libmemward.so
-  memward help [run | install | profile]     show this help, or a subcommand's
+  memward report FILE [--format F] [-o OUT]  report on a heap profile (see its --help)
+  memward help [run | install | profile | report]  show this help, or a subcommand's
   memward -h | --help                        show this help
   memward -V | --version                     show the version
 

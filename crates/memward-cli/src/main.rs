@@ -5,6 +5,7 @@ mod args;
 mod install;
 mod library;
 mod profile;
+mod report;
 mod summary;
 
 use args::{Action, InstallArgs, RunArgs, Topic};
@@ -38,6 +39,12 @@ fn main() {
         Action::Run(run_args) => exit(run(run_args)),
         Action::Install(install_args) => install(install_args),
         Action::Profile(profile_args) => exit(profile::run(profile_args)),
+        Action::Help(Topic::Report) => print_out(report::REPORT_HELP),
+        Action::Report(report_args) => {
+            if let Err(msg) = report::run(&report_args) {
+                fail(1, &msg)
+            }
+        }
     }
 }
 
