@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! memward [-h | --help | -V | --version]
-//! memward help [run | install]
+//! memward help [run | install | profile]
+//! memward profile [-o FILE] [--sample-rate BYTES] [--lib PATH] [-h | --help] [--] CMD [ARGS...]
 //! memward run [--lib PATH] [--stats] [-h | --help] [--] CMD [ARGS...]
 //! memward install --prefix DIR [--lib PATH] [-h | --help]
 //! ```
@@ -29,6 +30,8 @@ pub enum Action {
     Install(InstallArgs),
     /// Turn a heap profile into a report (`report.rs`).
     Report(crate::report::ReportArgs),
+    /// Run a command with the heap profiler recording.
+    Profile(crate::profile::ProfileArgs),
 }
 
 /// Which help text to print.
@@ -42,6 +45,8 @@ pub enum Topic {
     Install,
     /// `memward report --help`.
     Report,
+    /// `memward profile --help`.
+    Profile,
 }
 
 /// Arguments of `memward run`.
@@ -98,6 +103,7 @@ where
             Some(t) if t == "run" => Ok(Action::Help(Topic::Run)),
             Some(t) if t == "install" => Ok(Action::Help(Topic::Install)),
             Some(t) if t == "report" => Ok(Action::Help(Topic::Report)),
+            Some(t) if t == "profile" => Ok(Action::Help(Topic::Profile)),
             Some(t) => Err(usage(format!(
                 "no help for `{}`: the subcommands are `run` and `install`",
                 t.to_string_lossy()
@@ -107,6 +113,9 @@ where
         Some("install") => parse_install(args),
         Some("report") => {
             Ok(crate::report::parse(args)?.map_or(Action::Help(Topic::Report), Action::Report))
+        }
+        Some("profile") => {
+            Ok(crate::profile::parse(args)?.map_or(Action::Help(Topic::Profile), Action::Profile))
         }
         _ => Err(usage(format!(
             "unknown subcommand `{}` (try `memward --help`)",
@@ -181,7 +190,7 @@ fn parse_install(mut args: impl Iterator<Item = OsString>) -> Result<Action, Usa
 
 /// Reads `--name PATH` (the path from the next argument) or `--name=PATH`; `None` if
 /// `text` is not this option. An empty path is a usage error.
-fn path_option(
+pub(crate) fn path_option(
     name: &str,
     text: &str,
     args: &mut impl Iterator<Item = OsString>,
@@ -208,7 +217,7 @@ fn path_option(
 
 /// The argument as text if it looks like an option (`-x`, `--xyz`); a lone `-` is an
 /// ordinary argument (conventionally "standard input").
-fn option_text(arg: &OsStr) -> Option<&str> {
+pub(crate) fn option_text(arg: &OsStr) -> Option<&str> {
     let bytes = arg.as_encoded_bytes();
     if bytes.len() < 2 || bytes[0] != b'-' {
         return None;
@@ -223,9 +232,10 @@ memward: run programs on the memward allocator and summarise their memory use
 
 Usage:
   memward run [OPTIONS] [--] CMD [ARGS...]   run CMD with libmemward.so preloaded
+  memward profile [OPTIONS] [--] CMD ...     record every allocation of CMD with its stack
   memward install --prefix DIR               install bin/memward and lib/libmemward.so
   memward report FILE [--format F] [-o OUT]  report on a heap profile (see its --help)
-  memward help [run | install]               show this help, or a subcommand's
+  memward help [run | install | profile | report]  show this help, or a subcommand's
   memward -h | --help                        show this help
   memward -V | --version                     show the version
 

@@ -4,6 +4,7 @@
 mod args;
 mod install;
 mod library;
+mod profile;
 mod report;
 mod summary;
 
@@ -33,6 +34,7 @@ fn main() {
         Action::Help(Topic::Main) => print_out(args::MAIN_HELP),
         Action::Help(Topic::Run) => print_out(args::RUN_HELP),
         Action::Help(Topic::Install) => print_out(args::INSTALL_HELP),
+        Action::Help(Topic::Profile) => print_out(profile::PROFILE_HELP),
         Action::Version => print_out(&format!("memward {}\n", env!("CARGO_PKG_VERSION"))),
         Action::Run(run_args) => exit(run(run_args)),
         Action::Install(install_args) => install(install_args),
@@ -42,6 +44,7 @@ fn main() {
                 fail(1, &msg)
             }
         }
+        Action::Profile(profile_args) => exit(profile::run(profile_args)),
     }
 }
 

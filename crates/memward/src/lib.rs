@@ -21,6 +21,7 @@ const LAYERS: &[&str] = &[
     "lock",
     "options",
     "stats",
+    "profile_env",
     "list",
     "page",
     "segment_map",
@@ -63,6 +64,7 @@ mod segment_map;
 mod segment_pool;
 mod size_class;
 mod stats;
+mod profile_env;
 mod thread;
 
 mod first_class;

@@ -1,0 +1,125 @@
+//! The recorder's one lock: a test-and-set spin lock that yields to the scheduler when it
+//! is contended.
+//!
+//! It guards the writer, the stack trie and the unwinder, so events reach the file in one
+//! order (a free before the allocation that reuses its address). A futex mutex would do
+//! as well, but this one has two properties the recorder needs and can see at a glance:
+//! it never allocates, and a forked child can reset it (`force_unlock`) whatever state the
+//! parent's other threads left it in.
+
+use core::cell::UnsafeCell;
+use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicBool, Ordering};
+
+/// A value behind a spin lock.
+pub struct SpinLock<T> {
+    locked: AtomicBool,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: the lock hands out one `&mut T` at a time, so sharing the lock across threads is
+// sharing a `T` behind a mutex, which needs only `T: Send`.
+unsafe impl<T: Send> Sync for SpinLock<T> {}
+
+impl<T> SpinLock<T> {
+    /// Unlocked.
+    pub const fn new(value: T) -> Self {
+        SpinLock {
+            locked: AtomicBool::new(false),
+            value: UnsafeCell::new(value),
+        }
+    }
+
+    /// Waits for the lock.
+    pub fn lock(&self) -> Guard<'_, T> {
+        let mut spins = 0u32;
+        while self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            spins += 1;
+            if spins < 64 {
+                core::hint::spin_loop();
+            } else {
+                // SAFETY: sched_yield has no preconditions.
+                unsafe { libc::sched_yield() };
+            }
+        }
+        Guard { lock: self }
+    }
+
+    /// Takes the lock and keeps it past the guard's scope (for `fork`'s prepare handler;
+    /// released by `force_unlock` in the parent and the child).
+    pub fn lock_forever(&self) {
+        core::mem::forget(self.lock());
+    }
+
+    /// Releases a lock taken by `lock_forever`.
+    ///
+    /// # Safety
+    /// The caller holds the lock through `lock_forever` and no guard exists.
+    pub unsafe fn force_unlock(&self) {
+        self.locked.store(false, Ordering::Release);
+    }
+
+    /// The value, for the thread that holds the lock through `lock_forever`.
+    ///
+    /// # Safety
+    /// The caller holds the lock (through `lock_forever`) and no guard exists.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn get_locked(&self) -> &mut T {
+        // SAFETY: per the contract, the lock is ours and no other reference exists.
+        unsafe { &mut *self.value.get() }
+    }
+}
+
+/// Exclusive access to the value until dropped.
+pub struct Guard<'a, T> {
+    lock: &'a SpinLock<T>,
+}
+
+impl<T> Deref for Guard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the guard holds the lock, so no `&mut` exists elsewhere.
+        unsafe { &*self.lock.value.get() }
+    }
+}
+
+impl<T> DerefMut for Guard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: the guard holds the lock and is borrowed mutably: this is the only
+        // reference.
+        unsafe { &mut *self.lock.value.get() }
+    }
+}
+
+impl<T> Drop for Guard<'_, T> {
+    fn drop(&mut self) {
+        self.lock.locked.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excludes_other_threads() {
+        static L: SpinLock<u64> = SpinLock::new(0);
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                std::thread::spawn(|| {
+                    for _ in 0..10_000 {
+                        *L.lock() += 1;
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(*L.lock(), 40_000);
+    }
+}
