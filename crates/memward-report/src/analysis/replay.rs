@@ -24,6 +24,50 @@ use memward_profile_format::{
 };
 use rustc_hash::{FxHashMap, FxHashSet};
 
+/// A record as the replay takes it: the three events inline, anything else boxed.
+#[derive(Debug)]
+pub(crate) enum Event {
+    Alloc {
+        ptr: u64,
+        size: u64,
+        stack: u32,
+    },
+    Free {
+        ptr: u64,
+    },
+    Realloc {
+        old: u64,
+        new: u64,
+        size: u64,
+        stack: u32,
+    },
+    Other(Box<Record>),
+}
+
+impl From<Record> for Event {
+    fn from(r: Record) -> Self {
+        match r {
+            Record::Alloc {
+                ptr, size, stack, ..
+            } => Event::Alloc { ptr, size, stack },
+            Record::Free { ptr, .. } => Event::Free { ptr },
+            Record::Realloc {
+                old,
+                new,
+                size,
+                stack,
+                ..
+            } => Event::Realloc {
+                old,
+                new,
+                size,
+                stack,
+            },
+            other => Event::Other(Box::new(other)),
+        }
+    }
+}
+
 /// A live block as the replay remembers it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Block {
@@ -119,23 +163,20 @@ impl Replay {
         self.modules.modules().to_vec()
     }
 
-    pub(crate) fn apply<O: Observer>(&mut self, record: Record, obs: &mut O) {
-        match record {
-            Record::Alloc {
-                ptr, size, stack, ..
-            } => self.alloc(ptr, size, stack, obs),
-            Record::Free { ptr, .. } => {
+    pub(crate) fn apply<O: Observer>(&mut self, event: Event, obs: &mut O) {
+        match event {
+            Event::Alloc { ptr, size, stack } => self.alloc(ptr, size, stack, obs),
+            Event::Free { ptr } => {
                 if !self.displaced.is_empty() {
                     self.displaced.remove(&ptr);
                 }
                 self.free(ptr, obs);
             }
-            Record::Realloc {
+            Event::Realloc {
                 old,
                 new,
                 size,
                 stack,
-                ..
             } => {
                 self.reallocs += 1;
                 if self.displaced.is_empty() || !self.displaced.remove(&old) {
@@ -143,6 +184,31 @@ impl Replay {
                 }
                 self.alloc(new, size, stack, obs);
             }
+            Event::Other(record) => self.apply_other(*record, obs),
+        }
+    }
+
+    fn apply_other<O: Observer>(&mut self, record: Record, obs: &mut O) {
+        match record {
+            Record::Alloc {
+                ptr, size, stack, ..
+            } => self.alloc(ptr, size, stack, obs),
+            Record::Free { ptr, .. } => self.apply(Event::Free { ptr }, obs),
+            Record::Realloc {
+                old,
+                new,
+                size,
+                stack,
+                ..
+            } => self.apply(
+                Event::Realloc {
+                    old,
+                    new,
+                    size,
+                    stack,
+                },
+                obs,
+            ),
             Record::Time(sample) => {
                 self.heap.nanos = self.heap.nanos.max(sample.nanos);
                 obs.time(&self.heap, &sample);
