@@ -140,6 +140,16 @@ impl Local {
         }
     }
 
+    /// The heap's in-use bytes above which its new small and medium segments ask for
+    /// transparent huge pages (`segment_pool::acquire`): a heap that holds this much fills
+    /// its segments, so a huge page is nearly all used; a thread that keeps a few KiB
+    /// never gets one, however much the whole process holds.
+    pub(super) fn wants_huge_pages(&self) -> bool {
+        options::huge_pages()
+            && self.heap().counters.live_bytes.load(core::sync::atomic::Ordering::Relaxed)
+                >= segment_pool::HUGE_PAGE_HEAP_THRESHOLD
+    }
+
     /// A segment with free page slots for `kind`: adopted from exited threads if any,
     /// else from the cache or the OS. It is put on our `avail` list.
     fn new_segment(&mut self, kind: SegmentKind) -> *mut Segment {
