@@ -87,16 +87,6 @@ impl Local {
         p
     }
 
-    /// The heap's in-use bytes above which its new small and medium segments ask for
-    /// transparent huge pages (`segment_pool::acquire`): a heap that holds this much fills
-    /// its segments, so a huge page is nearly all used; a thread that keeps a few KiB
-    /// never gets one, however much the whole process holds.
-    pub(super) fn wants_huge_pages(&self) -> bool {
-        options::huge_pages()
-            && self.heap().counters.live_bytes.load(core::sync::atomic::Ordering::Relaxed)
-                >= segment_pool::HUGE_PAGE_HEAP_THRESHOLD
-    }
-
     /// A run of slots in one of our large segments (or a new one).
     fn alloc_span(&mut self, block_size: usize, align: usize) -> *mut u8 {
         // Slot 0 starts after the header; other slots are SLOT-aligned.

@@ -195,4 +195,14 @@ impl Local {
             page
         }
     }
+
+    /// The heap's in-use bytes above which its new small and medium segments ask for
+    /// transparent huge pages (`segment_pool::acquire`): a heap that holds this much fills
+    /// its segments, so a huge page is nearly all used; a thread that keeps a few KiB
+    /// never gets one, however much the whole process holds.
+    pub(super) fn wants_huge_pages(&self) -> bool {
+        options::huge_pages()
+            && self.heap().counters.live_bytes.load(core::sync::atomic::Ordering::Relaxed)
+                >= segment_pool::HUGE_PAGE_HEAP_THRESHOLD
+    }
 }
