@@ -641,8 +641,8 @@ fn sampling_by_bytes_gives_unbiased_estimates() {
         .filter(|e| matches!(e, Record::Free { .. }))
         .count();
     assert!(frees < 2_000, "{frees} frees recorded");
-    let small = std::fs::metadata(&file).unwrap().len();
-    let whole = std::fs::metadata(&full).unwrap().len();
-    assert!(small * 20 < whole, "sampled {small} bytes vs {whole}");
+    let small = p.events.len();
+    let whole = load(&full, &exe).events.len();
+    assert!(small * 20 < whole, "sampled {small} events vs {whole}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
