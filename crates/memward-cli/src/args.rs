@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! memward [-h | --help | -V | --version]
-//! memward help [run | install | profile]
+//! memward help [run | install | profile | report]
 //! memward profile [-o FILE] [--sample-rate BYTES] [--lib PATH] [-h | --help] [--] CMD [ARGS...]
 //! memward run [--lib PATH] [--stats] [-h | --help] [--] CMD [ARGS...]
 //! memward install --prefix DIR [--lib PATH] [-h | --help]
@@ -28,10 +28,10 @@ pub enum Action {
     Run(RunArgs),
     /// Copy the tool and the library into a prefix.
     Install(InstallArgs),
-    /// Turn a heap profile into a report (`report.rs`).
-    Report(crate::report::ReportArgs),
     /// Run a command with the heap profiler recording.
     Profile(crate::profile::ProfileArgs),
+    /// Turn a heap profile into a report (`report.rs`).
+    Report(crate::report::ReportArgs),
 }
 
 /// Which help text to print.
@@ -43,10 +43,10 @@ pub enum Topic {
     Run,
     /// `memward install --help`.
     Install,
-    /// `memward report --help`.
-    Report,
     /// `memward profile --help`.
     Profile,
+    /// `memward report --help`.
+    Report,
 }
 
 /// Arguments of `memward run`.
@@ -102,20 +102,20 @@ where
             None => Ok(Action::Help(Topic::Main)),
             Some(t) if t == "run" => Ok(Action::Help(Topic::Run)),
             Some(t) if t == "install" => Ok(Action::Help(Topic::Install)),
-            Some(t) if t == "report" => Ok(Action::Help(Topic::Report)),
             Some(t) if t == "profile" => Ok(Action::Help(Topic::Profile)),
+            Some(t) if t == "report" => Ok(Action::Help(Topic::Report)),
             Some(t) => Err(usage(format!(
-                "no help for `{}`: the subcommands are `run` and `install`",
+                "no help for `{}`: the subcommands are `run`, `install`, `profile` and `report`",
                 t.to_string_lossy()
             ))),
         },
         Some("run") => parse_run(args),
         Some("install") => parse_install(args),
-        Some("report") => {
-            Ok(crate::report::parse(args)?.map_or(Action::Help(Topic::Report), Action::Report))
-        }
         Some("profile") => {
             Ok(crate::profile::parse(args)?.map_or(Action::Help(Topic::Profile), Action::Profile))
+        }
+        Some("report") => {
+            Ok(crate::report::parse(args)?.map_or(Action::Help(Topic::Report), Action::Report))
         }
         _ => Err(usage(format!(
             "unknown subcommand `{}` (try `memward --help`)",

@@ -38,13 +38,13 @@ fn main() {
         Action::Version => print_out(&format!("memward {}\n", env!("CARGO_PKG_VERSION"))),
         Action::Run(run_args) => exit(run(run_args)),
         Action::Install(install_args) => install(install_args),
+        Action::Profile(profile_args) => exit(profile::run(profile_args)),
         Action::Help(Topic::Report) => print_out(report::REPORT_HELP),
         Action::Report(report_args) => {
             if let Err(msg) = report::run(&report_args) {
                 fail(1, &msg)
             }
         }
-        Action::Profile(profile_args) => exit(profile::run(profile_args)),
     }
 }
 

@@ -1,6 +1,8 @@
 //! `memward profile`: runs a command with libmemward.so preloaded and the heap profiler
-//! recording (`MEMWARD_PROFILE`), passes its stdio and exit status through, and tells
-//! where the profile went.
+//! recording (`MEMWARD_PROFILE`), passes its stdio and exit status through, then writes
+//! `FILE.html` beside the profile and prints the text summary to stderr (both from
+//! `memward-report`). The profiles are gzipped once the command has exited (the recorder
+//! writes plain records, which stay readable if the program is killed).
 //!
 //! The profile is named after the command's own pid (`memward-profile.<cmd>.<pid>`, as
 //! heaptrack and memray name theirs), which is known only after `fork`: the pid is put
@@ -48,7 +50,8 @@ pub fn run(a: ProfileArgs) -> i32 {
     let preload = crate::preload_value(&lib, std::env::var_os("LD_PRELOAD").as_deref());
     configure(&mut cmd, preload, &base, pid_suffix, a.sample_rate);
     crate::install_signal_handlers();
-    let started = SystemTime::now();
+    // File times come from the kernel's coarse clock, a few ms behind this one.
+    let started = SystemTime::now() - std::time::Duration::from_secs(1);
     let child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -106,11 +109,23 @@ fn outcome(main: &Path, started: SystemTime) -> String {
         ));
         return out;
     }
+    // The recorder writes plain records (readable if the program is killed); they
+    // compress very well once it is done (the reader decompresses transparently).
+    let raw = std::fs::metadata(main).map_or(0, |m| m.len());
+    for p in std::iter::once(main).chain(others.iter().map(PathBuf::as_path)) {
+        if let Err(e) = memward_profile_format::compress_file(p) {
+            out.push_str(&format!(
+                "memward profile: cannot compress {} (left as it is): {e}\n",
+                p.display()
+            ));
+        }
+    }
     let size = std::fs::metadata(main).map_or(0, |m| m.len());
     out.push_str(&format!(
-        "memward profile: wrote {} ({})\n",
+        "memward profile: wrote {} ({} gzipped, {} as recorded)\n",
         main.display(),
-        crate::summary::bytes(Some(size))
+        crate::summary::bytes(Some(size)),
+        crate::summary::bytes(Some(raw))
     ));
     if !others.is_empty() {
         out.push_str(&format!(
@@ -125,8 +140,40 @@ fn outcome(main: &Path, started: SystemTime) -> String {
         }
         out.push('\n');
     }
+    // The HTML page beside the profile, and the text summary (memward-report).
+    let mut html = main.as_os_str().to_os_string();
+    html.push(".html");
+    let html = PathBuf::from(html);
+    match memward_report::Report::open(main) {
+        Ok(report) => {
+            out.push_str(&report.text());
+            match std::fs::File::create(&html)
+                .map_err(|e| e.to_string())
+                .and_then(|mut f| {
+                    report
+                        .write(
+                            memward_report::Format::Html,
+                            memward_report::Metric::Peak,
+                            &mut f,
+                        )
+                        .map_err(|e| e.to_string())
+                }) {
+                Ok(()) => out.push_str(&format!(
+                    "memward profile: HTML report: {}\n",
+                    html.display()
+                )),
+                Err(e) => out.push_str(&format!(
+                    "memward profile: cannot write {}: {e}\n",
+                    html.display()
+                )),
+            }
+        }
+        Err(e) => out.push_str(&format!(
+            "memward profile: cannot analyse the profile: {e}\n"
+        )),
+    }
     out.push_str(&format!(
-        "memward profile: next: memward report {}\n",
+        "memward profile: more: memward report {} --format text|html|massif|dhat|pprof|folded|flamegraph\n",
         main.display()
     ));
     out

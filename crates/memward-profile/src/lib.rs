@@ -8,6 +8,7 @@ mod lock;
 mod modules;
 mod recorder;
 mod sampler;
+mod stats;
 mod sys;
 mod trie;
 mod unwind;
@@ -15,3 +16,4 @@ mod unwind;
 pub use recorder::{
     configure_from_env, finish, on_alloc, on_free, on_realloc, set_heap_bytes_source,
 };
+pub use stats::{counts as heap_counts, enable as enable_heap_counts, HeapCounts};

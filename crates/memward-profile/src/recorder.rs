@@ -14,6 +14,7 @@
 use crate::lock::SpinLock;
 use crate::modules::{ModuleInfo, Scan, MAX_MODULES};
 use crate::sampler::{Rng, SampledSet};
+use crate::stats;
 use crate::sys::{self, Region, TextBuf, ZeroValid};
 use crate::trie::Trie;
 use crate::unwind::{self, Stacks, MAX_FRAMES};
@@ -110,7 +111,14 @@ thread_local! {
 }
 
 /// Reads `MEMWARD_PROFILE` (and `MEMWARD_PROFILE_SAMPLE_RATE`); returns whether profiling
-/// is requested. Does not allocate; the recorder starts at the first event.
+/// is requested. Does not allocate; the recorder starts at load or at the first event.
+///
+/// ```
+/// // This doc test runs without MEMWARD_PROFILE: nothing to record.
+/// if std::env::var_os("MEMWARD_PROFILE").is_none() {
+///     assert!(!memward_profile::configure_from_env());
+/// }
+/// ```
 pub fn configure_from_env() -> bool {
     // SAFETY: getenv only reads the environment.
     let value = unsafe { libc::getenv(c"MEMWARD_PROFILE".as_ptr()) };
@@ -147,6 +155,10 @@ fn parse_u64(text: &[u8]) -> Option<u64> {
 }
 
 /// Sets where time samples take the allocator's bytes in use from.
+///
+/// ```
+/// memward_profile::set_heap_bytes_source(|| 0);
+/// ```
 pub fn set_heap_bytes_source(f: fn() -> u64) {
     HEAP_BYTES.store(f as *mut (), Ordering::Release);
 }
@@ -246,11 +258,24 @@ impl State {
     /// Records the stack of the current call and returns its id.
     fn stack(&mut self, t: &ThreadCache) -> u32 {
         let mut frames = [0u64; MAX_FRAMES];
-        let n = self.stacks.capture(&mut frames, t.stack_top);
+        let mut ids = [0u32; MAX_FRAMES];
+        let (n, known) = self.stacks.capture(&mut frames, &mut ids, t.stack_top);
+        let outer = if known < n { ids[known] } else { 0 };
         let writer = &mut self.writer;
-        self.trie.intern(&frames[..n], |id, parent, addr| {
-            writer.stack_node(id, parent, addr)
-        })
+        let id = self.trie.intern_from(
+            &frames[..known],
+            outer,
+            &mut ids[..known],
+            |id, parent, addr| writer.stack_node(id, parent, addr),
+        );
+        match id {
+            Some(id) => {
+                self.stacks.remember(&ids[..n]);
+                id
+            }
+            // The trie is full: the longest known part.
+            None => outer,
+        }
     }
 
     /// Called after each write: reports a failing file once and stops recording.
@@ -453,6 +478,22 @@ fn start() {
 }
 
 fn start_flusher() {
+    // pthread_create allocates (the new thread's TLS block): not the program's doing.
+    let before = THREAD.with(Cell::get);
+    THREAD.with(|c| {
+        let mut t = before;
+        t.internal = true;
+        c.set(t);
+    });
+    spawn_flusher();
+    THREAD.with(|c| {
+        let mut t = c.get();
+        t.internal = before.internal;
+        c.set(t);
+    });
+}
+
+fn spawn_flusher() {
     // SAFETY: a detached thread running `flusher`, which takes no argument; the attr is
     // initialised and destroyed here.
     unsafe {
@@ -520,7 +561,12 @@ fn tick(last: bool) {
     }
 }
 
-/// Writes the end of the profile (at exit).
+/// Writes the end of the profile (the recorder calls it at exit; a program may call it
+/// earlier to stop recording). Does nothing if the recorder is not running.
+///
+/// ```
+/// memward_profile::finish();
+/// ```
 pub fn finish() {
     if PHASE
         .compare_exchange(ON, STOPPED, Ordering::AcqRel, Ordering::Acquire)
@@ -632,9 +678,24 @@ fn restart_in_child(st: &mut Option<State>) -> bool {
 
 /// The allocation hook: `size` bytes at `p`.
 ///
+/// ```
+/// // Not recording (no MEMWARD_PROFILE): the hooks return at once.
+/// let mut block = [0u8; 16];
+/// // SAFETY: the hooks never dereference the pointers.
+/// unsafe {
+///     memward_profile::on_alloc(block.as_mut_ptr(), 16);
+///     memward_profile::on_realloc(block.as_mut_ptr(), block.as_mut_ptr(), 8);
+///     memward_profile::on_free(block.as_mut_ptr());
+/// }
+/// ```
+///
 /// # Safety
-/// Called by the allocator after an allocation, never re-entered on a thread.
+/// Called by the allocator after an allocation, never re-entered on a thread (the
+/// recorder's state is not re-entrant). `p` is not dereferenced.
 pub unsafe fn on_alloc(p: *mut u8, size: usize) {
+    if stats::on() && !THREAD.with(Cell::get).internal {
+        stats::alloc(p as u64, size as u64);
+    }
     if !active() {
         return;
     }
@@ -660,9 +721,15 @@ pub unsafe fn on_alloc(p: *mut u8, size: usize) {
 
 /// The free hook: the block at `p` is about to be freed.
 ///
+/// See [`on_alloc`] for an example.
+///
 /// # Safety
-/// Called by the allocator before a free, never re-entered on a thread.
+/// Called by the allocator before a free, never re-entered on a thread. `p` is not
+/// dereferenced.
 pub unsafe fn on_free(p: *mut u8) {
+    if stats::on() && !THREAD.with(Cell::get).internal {
+        stats::free(p as u64);
+    }
     if PHASE.load(Ordering::Acquire) != ON {
         return;
     }
@@ -682,9 +749,15 @@ pub unsafe fn on_free(p: *mut u8) {
 
 /// The resize hook: `old` became `new` with `size` bytes.
 ///
+/// See [`on_alloc`] for an example.
+///
 /// # Safety
 /// Called by the allocator after a successful resize, never re-entered on a thread.
+/// The pointers are not dereferenced.
 pub unsafe fn on_realloc(old: *mut u8, new: *mut u8, size: usize) {
+    if stats::on() && !THREAD.with(Cell::get).internal {
+        stats::realloc(old as u64, new as u64, size as u64);
+    }
     if !active() {
         return;
     }

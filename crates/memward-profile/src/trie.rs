@@ -72,6 +72,7 @@ impl Trie {
     /// The id of the stack `frames` (innermost first), adding the nodes it lacks and
     /// passing each new one to `on_new(id, parent, address)`. Returns 0 (the empty stack)
     /// for no frames, and the longest known prefix's id if the trie is full.
+    #[cfg(test)]
     pub fn intern(&mut self, frames: &[u64], mut on_new: impl FnMut(u32, u32, u64)) -> u32 {
         let mut parent = 0;
         for &address in frames.iter().rev() {
@@ -81,6 +82,23 @@ impl Trie {
             }
         }
         parent
+    }
+
+    /// Like `intern`, for the frames inside an already known stack `parent` (the id of
+    /// the frames outside them): fills `ids[i]` with the id of `frames[i..]` plus the
+    /// outer part, and returns the id of the whole stack. `None` if the trie is full.
+    pub fn intern_from(
+        &mut self,
+        frames: &[u64],
+        mut parent: u32,
+        ids: &mut [u32],
+        mut on_new: impl FnMut(u32, u32, u64),
+    ) -> Option<u32> {
+        for i in (0..frames.len()).rev() {
+            parent = self.child(parent, frames[i], &mut on_new)?;
+            ids[i] = parent;
+        }
+        Some(parent)
     }
 
     fn child(
@@ -170,6 +188,23 @@ mod tests {
         assert_eq!((a, b), (3, 4));
         assert_eq!(t.intern(&[3, 2, 1], |_, _, _| panic!("known")), 3);
         assert_eq!(t.intern(&[], |_, _, _| panic!("empty")), 0);
+    }
+
+    #[test]
+    fn interns_inside_a_known_outer_stack() {
+        let mut t = Trie::new().unwrap();
+        let outer = t.intern(&[2, 1], |_, _, _| {});
+        let mut ids = [0u32; 2];
+        let mut new = Vec::new();
+        let id = t.intern_from(&[4, 3], outer, &mut ids, |id, p, a| new.push((id, p, a)));
+        assert_eq!(id, Some(ids[0]));
+        assert_eq!(new, [(3, 2, 3), (4, 3, 4)]);
+        assert_eq!(ids, [4, 3]);
+        assert_eq!(t.intern(&[4, 3, 2, 1], |_, _, _| panic!("known")), 4);
+        assert_eq!(
+            t.intern_from(&[], outer, &mut [], |_, _, _| {}),
+            Some(outer)
+        );
     }
 
     #[test]

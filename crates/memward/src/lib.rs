@@ -35,6 +35,7 @@ const LAYERS: &[&str] = &[
     "global",
     "raw",
     "hooks",
+    "heap_stats",
 ];
 
 mod sync;
@@ -71,10 +72,14 @@ mod first_class;
 mod global;
 pub mod raw;
 pub mod hooks;
+#[cfg(feature = "profile")]
+mod heap_stats;
 
 pub use first_class::Heap;
 pub use global::Memward;
 pub use stats::{SizeClassStats, Stats};
+#[cfg(feature = "profile")]
+pub use heap_stats::HeapStats;
 
 /// Block sizes of the size classes, smallest first.
 ///

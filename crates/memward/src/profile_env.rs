@@ -8,14 +8,17 @@
 /// Installs the recorder's hooks if `MEMWARD_PROFILE` asks for them. Runs once, during
 /// the process setup of the first allocation, when no thread heap exists yet (new heaps
 /// start in hooked mode), so setting the table is all `hooks::install` would do here.
+/// The recorder's hooks (also `HeapStats`'s counters).
+#[cfg(feature = "profile")]
+pub static HOOKS: crate::hook_table::Hooks = crate::hook_table::Hooks {
+    alloc: memward_profile::on_alloc,
+    free: memward_profile::on_free,
+    realloc: memward_profile::on_realloc,
+};
+
 #[cfg(feature = "profile")]
 pub fn install_from_env() {
-    use crate::hook_table::{self, Hooks};
-    static HOOKS: Hooks = Hooks {
-        alloc: memward_profile::on_alloc,
-        free: memward_profile::on_free,
-        realloc: memward_profile::on_realloc,
-    };
+    use crate::hook_table;
     if memward_profile::configure_from_env() {
         memward_profile::set_heap_bytes_source(|| crate::stats::live_bytes().max(0) as u64);
         hook_table::set(Some(&HOOKS));
