@@ -1,7 +1,8 @@
 //! `memward profile`: runs a command with libmemward.so preloaded and the heap profiler
 //! recording (`MEMWARD_PROFILE`), passes its stdio and exit status through, then writes
 //! `FILE.html` beside the profile and prints the text summary to stderr (both from
-//! `memward-report`).
+//! `memward-report`). The profiles are gzipped once the command has exited (the recorder
+//! writes plain records, which stay readable if the program is killed).
 //!
 //! The profile is named after the command's own pid (`memward-profile.<cmd>.<pid>`, as
 //! heaptrack and memray name theirs), which is known only after `fork`: the pid is put
@@ -108,11 +109,23 @@ fn outcome(main: &Path, started: SystemTime) -> String {
         ));
         return out;
     }
+    // The recorder writes plain records (readable if the program is killed); they
+    // compress very well once it is done (the reader decompresses transparently).
+    let raw = std::fs::metadata(main).map_or(0, |m| m.len());
+    for p in std::iter::once(main).chain(others.iter().map(PathBuf::as_path)) {
+        if let Err(e) = memward_profile_format::compress_file(p) {
+            out.push_str(&format!(
+                "memward profile: cannot compress {} (left as it is): {e}\n",
+                p.display()
+            ));
+        }
+    }
     let size = std::fs::metadata(main).map_or(0, |m| m.len());
     out.push_str(&format!(
-        "memward profile: wrote {} ({})\n",
+        "memward profile: wrote {} ({} gzipped, {} as recorded)\n",
         main.display(),
-        crate::summary::bytes(Some(size))
+        crate::summary::bytes(Some(size)),
+        crate::summary::bytes(Some(raw))
     ));
     if !others.is_empty() {
         out.push_str(&format!(

@@ -2,12 +2,16 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "gzip")]
+mod compress;
 mod reader;
 mod record;
 mod tables;
 pub mod varint;
 mod writer;
 
+#[cfg(feature = "gzip")]
+pub use compress::compress_file;
 pub use reader::{Ending, ReadError, Reader};
 pub use record::{sample_weight, End, Header, Module, Record, Segment, StackNode, TimeSample};
 pub use tables::{BadNode, ModuleMap, StackTable};

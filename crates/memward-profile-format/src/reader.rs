@@ -156,6 +156,41 @@ impl Cursor<'_> {
     }
 }
 
+/// The input: plain, or gzip-compressed (a profile compressed after the run), with the
+/// bytes read to sniff the format put back in front.
+enum Source<R> {
+    Plain(io::Chain<io::Cursor<Vec<u8>>, R>),
+    #[cfg(feature = "gzip")]
+    Gzip(flate2::read::MultiGzDecoder<io::Chain<io::Cursor<Vec<u8>>, R>>),
+}
+
+impl<R: Read> Source<R> {
+    fn open(mut src: R) -> io::Result<Source<R>> {
+        let mut head = Vec::new();
+        (&mut src).take(2).read_to_end(&mut head)?;
+        let gzip = head == [0x1f, 0x8b];
+        let chained = io::Cursor::new(head).chain(src);
+        #[cfg(feature = "gzip")]
+        if gzip {
+            return Ok(Source::Gzip(flate2::read::MultiGzDecoder::new(chained)));
+        }
+        let _ = gzip;
+        Ok(Source::Plain(chained))
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Source::Plain(r) => r.read(buf),
+            // A compressed file cut short ends where its data ends.
+            #[cfg(feature = "gzip")]
+            Source::Gzip(r) => match r.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+                other => other,
+            },
+        }
+    }
+}
+
 /// What one decoding step produced.
 enum Step {
     Record(Record),
@@ -183,7 +218,7 @@ enum Step {
 /// assert!(matches!(r.ending(), Ending::Truncated { .. })); // no end marker
 /// ```
 pub struct Reader<R> {
-    src: R,
+    src: Source<R>,
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -206,7 +241,8 @@ impl<R> fmt::Debug for Reader<R> {
 }
 
 impl<R: Read> Reader<R> {
-    /// Checks the magic and reads the header.
+    /// Checks the magic and reads the header. A gzip-compressed profile (see
+    /// [`compress_file`](crate::compress_file)) is decompressed as it is read.
     ///
     /// ```
     /// use memward_profile_format::{ReadError, Reader, MAGIC};
@@ -214,7 +250,7 @@ impl<R: Read> Reader<R> {
     /// ```
     pub fn new(src: R) -> Result<Self, ReadError> {
         let mut r = Reader {
-            src,
+            src: Source::open(src)?,
             buf: vec![0; 64 * 1024],
             start: 0,
             end: 0,

@@ -261,3 +261,28 @@ fn realloc_and_stack_nodes_decode_to_their_values() {
     let (back, _) = read_all(&write(&recs, 256)).unwrap();
     assert_eq!(back, recs);
 }
+
+#[test]
+fn compressed_profiles_read_the_same_even_when_cut() {
+    use std::io::Write;
+    let records: Vec<Record> = (0..5000u64)
+        .map(|i| Record::Alloc {
+            thread: 1,
+            ptr: 0x5000 + i * 32,
+            size: 24,
+            stack: 0,
+        })
+        .collect();
+    let plain = write(&records, 4096);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&plain).unwrap();
+    let packed = gz.finish().unwrap();
+    assert!(packed.len() * 10 < plain.len());
+    let (back, ending) = read_all(&packed).unwrap();
+    assert_eq!(back, records);
+    assert!(matches!(ending, Ending::Truncated { .. }));
+    // A compressed file cut short reads up to where its data stops.
+    let (back, _) = read_all(&packed[..packed.len() / 2]).unwrap();
+    assert!(!back.is_empty() && back.len() < records.len());
+    assert_eq!(&back[..], &records[..back.len()]);
+}

@@ -20,7 +20,6 @@ enum Kind {
     Open(std::io::Error),
     Read(memward_profile_format::ReadError),
     Write(std::io::Error),
-    Usage(String),
 }
 
 impl Error {
@@ -35,13 +34,6 @@ impl Error {
         Error {
             path: path.map(Path::to_owned),
             kind: Kind::Write(e),
-        }
-    }
-
-    pub(crate) fn usage(msg: impl Into<String>) -> Self {
-        Error {
-            path: None,
-            kind: Kind::Usage(msg.into()),
         }
     }
 
@@ -69,7 +61,6 @@ impl fmt::Display for Error {
             Kind::Open(e) => write!(f, "cannot open: {e}"),
             Kind::Read(e) => write!(f, "{e}"),
             Kind::Write(e) => write!(f, "cannot write: {e}"),
-            Kind::Usage(m) => f.write_str(m),
         }
     }
 }

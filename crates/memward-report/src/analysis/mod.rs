@@ -16,6 +16,7 @@
 mod histogram;
 pub(crate) mod pipeline;
 pub(crate) mod replay;
+pub(crate) mod snapshots;
 mod timeline;
 
 pub use histogram::{Histogram, HistogramBucket};
@@ -168,6 +169,10 @@ pub struct Analysis {
     pub threads: Vec<(u32, String)>,
     /// Bytes allocated plus bytes freed over the run (massif's `B` clock).
     pub churn_bytes: u64,
+    /// The `B` clock at the peak.
+    pub(crate) peak_churn: u64,
+    /// Heap snapshots for massif.
+    pub(crate) snapshots: Vec<snapshots::Snapshot>,
 }
 
 impl Analysis {
@@ -244,6 +249,8 @@ struct Builder {
     histogram: Histogram,
     timeline: Option<timeline::TimelineBuilder>,
     max_rss: u64,
+    peak_churn: u64,
+    snapshots: snapshots::Snapshots,
 }
 
 impl Builder {
@@ -314,6 +321,8 @@ impl Builder {
             max_rss_bytes: self.max_rss,
             threads: replay.threads.clone(),
             churn_bytes: replay.heap.churn,
+            peak_churn: self.peak_churn,
+            snapshots: std::mem::take(&mut self.snapshots.list),
             stacks: replay.stacks,
         }
     }
@@ -347,8 +356,10 @@ impl Observer for Builder {
                 nanos: heap.nanos,
                 allocations: heap.allocations,
             };
+            self.peak_churn = heap.churn;
         }
         self.timeline().heap(heap);
+        self.snapshots.changed(heap, &self.sites);
     }
 
     fn free(&mut self, heap: &Heap, block: &Block, temporary: bool) {
@@ -362,6 +373,7 @@ impl Observer for Builder {
             self.temporary += blocks;
         }
         self.timeline().heap(heap);
+        self.snapshots.changed(heap, &self.sites);
     }
 
     fn time(&mut self, heap: &Heap, sample: &TimeSample) {

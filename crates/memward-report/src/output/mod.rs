@@ -19,7 +19,7 @@ pub use diff::diff;
 
 use crate::{Analysis, Error, Frame, ModuleInfo, Site, Symbolizer};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The output formats of `memward report`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,8 +131,6 @@ pub struct Report {
     /// The figures.
     pub analysis: Analysis,
     symbols: Symbolizer,
-    /// The profile file (massif's snapshots replay it a second time).
-    path: Option<PathBuf>,
 }
 
 impl Report {
@@ -144,13 +142,10 @@ impl Report {
     /// # Ok::<(), memward_report::Error>(())
     /// ```
     pub fn open(path: &Path) -> Result<Report, Error> {
-        let analysis = Analysis::from_path(path)?;
-        let mut r = Report::from_analysis(analysis);
-        r.path = Some(path.to_owned());
-        Ok(r)
+        Ok(Report::from_analysis(Analysis::from_path(path)?))
     }
 
-    /// Symbolises an analysis made elsewhere (massif output then needs [`Report::open`]).
+    /// Symbolises an analysis made elsewhere.
     ///
     /// ```
     /// use memward_profile_format::{IoSink, Writer};
@@ -171,11 +166,7 @@ impl Report {
                 symbols.symbolize(address);
             }
         }
-        Report {
-            analysis,
-            symbols,
-            path: None,
-        }
+        Report { analysis, symbols }
     }
 
     /// The frames of stack `id`, innermost first, inlined frames expanded, each with its
@@ -212,7 +203,7 @@ impl Report {
             Format::Text => out.write_all(text::summary(self).as_bytes()).map_err(io),
             Format::Folded => folded::write_folded(self, metric, out).map_err(io),
             Format::Flamegraph => folded::write_svg(self, metric, out),
-            Format::Massif => massif::write(self, out),
+            Format::Massif => massif::write(self, out).map_err(io),
             Format::Dhat => dhat::write(self, out).map_err(io),
             Format::Pprof => pprof::write(self, out).map_err(io),
             Format::Html => html::write(self, out).map_err(io),

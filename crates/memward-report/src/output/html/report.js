@@ -129,8 +129,9 @@
     box.style.height = (depthMax + 1) * ROW + 4 + "px";
     box.dataset.nodes = count;
     box.dataset.metric = state.metric;
-    document.getElementById("flame-total").textContent =
-      (meta.unit === "bytes" ? human(tree.value) : fmt(tree.value)) + " " + meta.label;
+    document.getElementById("flame-total").textContent = meta.unit === "bytes"
+      ? human(tree.value) + " " + meta.label.replace(/^bytes /, "")
+      : fmt(tree.value) + " " + meta.label;
     return count;
   }
 
