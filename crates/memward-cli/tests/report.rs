@@ -241,5 +241,7 @@ fn report_on_100_million_allocations() {
         assert!(secs < 60.0, "{format} took {secs:.1} s");
         assert!(kib < 1024 * 1024, "{format} used {kib} KiB");
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    if std::env::var_os("MEMWARD_SCALE_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

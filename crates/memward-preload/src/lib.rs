@@ -6,6 +6,10 @@
 //! to call before its own initialisation (the first call initialises it), from the dynamic
 //! loader, in TLS destructors and after `fork()` (the engine registers fork handlers).
 //!
+//! glibc's own extensions are exported too (`malloc_info`, `mallopt`, `cfree`, `mallinfo2`,
+//! `malloc_trim`, ...), so that none of glibc's versions acts on glibc's unused arena while
+//! memward serves the program (`malloc_info.rs`, `mallopt.rs`).
+//!
 //! Fast mode checks one thing on `free`: that the pointer lies in memory memward manages
 //! (one load from the segment map). A foreign pointer is reported on stderr and ignored, so
 //! it cannot corrupt memward's structures. Double frees and interior pointers inside
@@ -14,6 +18,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod exit;
+mod malloc_info;
+mod mallopt;
 mod report;
 
 use core::ffi::{c_int, c_void};
@@ -207,6 +213,16 @@ pub unsafe extern "C" fn free_sized(p: *mut c_void, _size: usize) {
 /// C23 `free_aligned_sized`: as `free`.
 #[no_mangle]
 pub unsafe extern "C" fn free_aligned_sized(p: *mut c_void, _align: usize, _size: usize) {
+    // SAFETY: forwarded contract.
+    unsafe { free(p) }
+}
+
+/// # Safety
+/// Obsolete `cfree` (glibc keeps it only for old binaries, as `cfree@GLIBC_2.2.5`): as
+/// `free`. Exported so that such a binary frees memward's blocks through memward: glibc's
+/// `cfree` would hand them to glibc's `free`, which aborts.
+#[no_mangle]
+pub unsafe extern "C" fn cfree(p: *mut c_void) {
     // SAFETY: forwarded contract.
     unsafe { free(p) }
 }

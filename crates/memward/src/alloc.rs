@@ -9,7 +9,8 @@
 //! and its `ENOMEM` test included. Everything else is in `#[cold]` functions. Alignment: blocks of more than 8
 //! bytes are 16-byte aligned; larger alignments use size classes whose blocks happen to be
 //! aligned, then over-allocation inside a block (the page is flagged so `free` rounds the
-//! pointer back to its block), then large segments placed at the alignment.
+//! pointer back to its block), then runs of large-segment slots or huge segments placed
+//! at the alignment (up to 1 GiB, `heap/large.rs`).
 
 use crate::free::{free_any, reporting_heap};
 use crate::heap::Heap;
@@ -146,7 +147,7 @@ unsafe fn reported_once(op: impl FnOnce() -> *mut u8, report: impl FnOnce(&Hooks
 }
 
 /// Allocates `size` bytes aligned to `align` (a power of two). Null when out of memory or
-/// when `align` exceeds `MAX_ALIGN` (2 MiB).
+/// when `align` exceeds `MAX_ALIGN` (1 GiB).
 ///
 /// # Safety
 /// As for [`heap_malloc`].
@@ -211,7 +212,7 @@ unsafe fn malloc_aligned(h: *mut Heap, size: usize, align: usize) -> *mut u8 {
         return ptr::null_mut();
     }
     // SAFETY: h is a real heap owned by this thread.
-    unsafe { (*h).local().alloc_large(size, align, size) }
+    unsafe { (*h).local().alloc_large(size, align) }
 }
 
 /// Allocates with `align` only when it exceeds what plain allocation guarantees.
@@ -290,8 +291,8 @@ pub unsafe fn usable_size(p: *const u8) -> usize {
     }
 }
 
-/// Resizes, in place when the size class or the segment allows, else by moving. On failure
-/// returns null and leaves the old block valid.
+/// Resizes, in place when the size class or the segment allows, by `mremap` for huge
+/// blocks, else by moving. On failure returns null and leaves the old block valid.
 ///
 /// # Safety
 /// `h` as for [`heap_malloc`]; `p` is null or a live memward pointer with alignment `align`.
@@ -327,24 +328,24 @@ unsafe fn realloc(h: *mut Heap, p: *mut u8, new_size: usize, align: usize) -> *m
             return p;
         }
         if (*page).bin() == 0
-            && new_size > usable
+            && new_size > MEDIUM_MAX
             && seg.thread_id() == os::thread_id()
             && matches!(seg.kind(), SegmentKind::Large | SegmentKind::Huge)
-            && (*Heap::from_owner((*page).heap()))
-                .local()
-                .resize_large_in_place(page, new_size)
         {
-            return p;
+            let q = (*Heap::from_owner((*page).heap()))
+                .local()
+                .resize_large(page, new_size);
+            if !q.is_null() {
+                return q;
+            }
         }
         let q = if new_size > usable && new_size > MEDIUM_MAX {
-            // A block that grows past the size classes is likely to grow again: give it
-            // address space to double in place, so repeated growth copies O(n) in total.
+            // A growing block: a reused huge mapping keeps its resident excess for it.
             let h = ensure_heap(h);
             if h.is_null() {
                 return ptr::null_mut();
             }
-            (*h).local()
-                .alloc_large(new_size, align.max(MIN_ALIGN), new_size.saturating_mul(2))
+            (*h).local().alloc_large_for(new_size, align.max(MIN_ALIGN), true)
         } else {
             heap_alloc(h, new_size, align)
         };

@@ -144,7 +144,14 @@ pub unsafe fn free_remote(seg: &Segment, p: *mut u8) {
     // SAFETY: forwarded contract; heaps are never unmapped.
     unsafe {
         match route_remote_free(seg, p, false) {
-            RemoteRoute::Abandoned => {}
+            RemoteRoute::Abandoned { visit } => {
+                if visit {
+                    let me = thread::init_thread_heap();
+                    if !me.is_null() {
+                        (*me).local().visit_abandoned(core::ptr::from_ref(seg).cast_mut());
+                    }
+                }
+            }
             RemoteRoute::Direct(owner) => (*owner).push_remote(p),
             RemoteRoute::Outbox(owner) => {
                 // A thread that only frees gets a heap too, for its outbox and exit hook.

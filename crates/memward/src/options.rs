@@ -3,9 +3,10 @@
 //! | variable | default | meaning |
 //! |---|---|---|
 //! | `MEMWARD_PURGE_DELAY_MS` | 10 | how long free memory stays resident before it is returned to the OS (`0`: at once; negative: never) |
+//! | `MEMWARD_FREE_RESIDENT_MIB` | 8 | free memory each heap, and the segment cache, keeps resident before purging at once, whatever the delay (the size bound beside the time bound) |
 //! | `MEMWARD_SEGMENT_CACHE` | 16 | empty 4 MiB segments kept mapped for reuse (purged ones cost no RSS) |
 //! | `MEMWARD_STATS` | 0 | `1`: the preloaded library prints statistics to stderr at exit |
-//! | `MEMWARD_HUGE_PAGES` | 1 | `1`: ask for transparent huge pages for huge objects, and for all segments once 64 MiB are in use; `0`: never |
+//! | `MEMWARD_HUGE_PAGES` | 1 | `1`: ask for transparent huge pages for a heap's new small and medium segments once the heap has 32 MiB in use, and for huge blocks once freed ones were densely used; `0`: never |
 //!
 //! The values live in atomics so that tests and programs can also change them at run time
 //! ([`crate::set_purge_delay_ms`]).
@@ -14,12 +15,14 @@ use core::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 
 const DEFAULT_PURGE_DELAY_MS: i64 = 10;
 const DEFAULT_SEGMENT_CACHE: usize = 16;
+const DEFAULT_FREE_RESIDENT: usize = 8 << 20;
 
 static LOADED: AtomicBool = AtomicBool::new(false);
 static PURGE_DELAY_MS: AtomicI64 = AtomicI64::new(DEFAULT_PURGE_DELAY_MS);
 static SEGMENT_CACHE: AtomicUsize = AtomicUsize::new(DEFAULT_SEGMENT_CACHE);
 static STATS_AT_EXIT: AtomicBool = AtomicBool::new(false);
 static HUGE_PAGES: AtomicBool = AtomicBool::new(true);
+static FREE_RESIDENT: AtomicUsize = AtomicUsize::new(DEFAULT_FREE_RESIDENT);
 
 /// Reads the environment once. Racing first callers compute the same values.
 pub fn load() {
@@ -31,6 +34,9 @@ pub fn load() {
     }
     if let Some(v) = env_i64(c"MEMWARD_SEGMENT_CACHE") {
         SEGMENT_CACHE.store(v.clamp(0, 1 << 16) as usize, Ordering::Relaxed);
+    }
+    if let Some(v) = env_i64(c"MEMWARD_FREE_RESIDENT_MIB") {
+        FREE_RESIDENT.store((v.clamp(0, 1 << 30) as usize) << 20, Ordering::Relaxed);
     }
     if let Some(v) = env_i64(c"MEMWARD_STATS") {
         STATS_AT_EXIT.store(v != 0, Ordering::Relaxed);
@@ -51,11 +57,18 @@ pub fn set_purge_delay_ms(ms: i64) {
     PURGE_DELAY_MS.store(ms, Ordering::Relaxed);
 }
 
+/// Bytes of free memory a heap, or the segment cache, keeps resident before it purges at
+/// once (`MEMWARD_FREE_RESIDENT_MIB`).
+#[inline]
+pub fn free_resident_limit() -> usize {
+    FREE_RESIDENT.load(Ordering::Relaxed)
+}
+
 pub fn segment_cache_limit() -> usize {
     SEGMENT_CACHE.load(Ordering::Relaxed)
 }
 
-/// Whether huge objects' mappings get the transparent-huge-page hint.
+/// Whether segments may get the transparent-huge-page hint at all.
 pub fn huge_pages() -> bool {
     HUGE_PAGES.load(Ordering::Relaxed)
 }

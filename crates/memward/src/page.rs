@@ -301,6 +301,12 @@ impl Page {
         self.reserved = 1;
     }
 
+    /// Points the single block of a huge page at `start` after its segment moved.
+    pub fn move_single(&mut self, start: *mut u8) {
+        debug_assert!(self.flags() & FLAG_SINGLE != 0);
+        self.start = start;
+    }
+
     /// `free` is non-empty.
     #[inline]
     pub fn has_free(&self) -> bool {

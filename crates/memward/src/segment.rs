@@ -8,8 +8,8 @@
 //! |---|---|---|
 //! | small | 64 x 64 KiB | up to 8 KiB |
 //! | medium | 8 x 512 KiB | up to 64 KiB |
-//! | large | 1 (the whole segment) | one object up to 2 MiB |
-//! | huge | 1 (a mapping of its own, any size) | one object above 2 MiB, unmapped after the purge delay unless reused |
+//! | large | 128 x 32 KiB slots, a block takes a run of them | blocks above 64 KiB up to 2 MiB, several per segment |
+//! | huge | 1 (a mapping of its own, any size) | one object above 2 MiB (or aligned to more), unmapped after the purge delay unless reused |
 //!
 //! The first page starts after the header. A segment belongs to one heap (one thread);
 //! `thread_id` says which, and is zero while the segment is abandoned (its thread exited)
@@ -29,7 +29,8 @@
 //! - `touched == Σ pages[i].touched` (the resident estimate beyond the header).
 
 use crate::layout::{
-    segment_start, MAX_PAGES, MEDIUM_PAGE_SHIFT, SEGMENT_SHIFT, SEGMENT_SIZE, SMALL_PAGE_SHIFT,
+    segment_start, LARGE_SLOT_SHIFT, MAX_PAGES, MEDIUM_PAGE_SHIFT, SEGMENT_SIZE,
+    SMALL_PAGE_SHIFT,
 };
 use crate::list::{Block, Linked, Links, TaggedBlockStack};
 use crate::page::{OwnerHeap, Page};
@@ -37,7 +38,11 @@ use crate::{os, stats};
 use core::cell::UnsafeCell;
 use core::mem::size_of;
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicIsize, AtomicPtr, AtomicUsize, Ordering};
+
+/// One bit per page slot of a segment (`MAX_PAGES` bits).
+pub type SlotMask = u128;
+const _: () = assert!(SlotMask::BITS as usize == MAX_PAGES);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]
@@ -49,10 +54,11 @@ pub enum SegmentKind {
 }
 
 impl SegmentKind {
-    /// Index of a heap's per-kind segment lists (small and medium only).
+    /// Index of a heap's per-kind segment lists (small, medium and large; huge segments
+    /// are on a list of their own).
     pub fn class_index(self) -> usize {
-        debug_assert!(matches!(self, SegmentKind::Small | SegmentKind::Medium));
-        (self != SegmentKind::Small) as usize
+        debug_assert!(self != SegmentKind::Huge);
+        self as usize
     }
 
     /// `(page_shift, page_count)` of the kind.
@@ -60,7 +66,7 @@ impl SegmentKind {
         match self {
             SegmentKind::Small => (SMALL_PAGE_SHIFT, SEGMENT_SIZE >> SMALL_PAGE_SHIFT),
             SegmentKind::Medium => (MEDIUM_PAGE_SHIFT, SEGMENT_SIZE >> MEDIUM_PAGE_SHIFT),
-            SegmentKind::Large => (SEGMENT_SHIFT, 1),
+            SegmentKind::Large => (LARGE_SLOT_SHIFT, SEGMENT_SIZE >> LARGE_SLOT_SHIFT),
             // One page however large the mapping: the shift maps every offset to page 0.
             SegmentKind::Huge => (usize::BITS as usize - 1, 1),
         }
@@ -77,7 +83,7 @@ struct SegmentLocal {
     huge_pages: bool,
     used_pages: usize,
     /// Bit i set: page slot i is free.
-    free_mask: u64,
+    free_mask: SlotMask,
     links: Links<Segment>,
     /// When the segment entered the cache (ms).
     cached_at: u64,
@@ -95,10 +101,20 @@ pub struct Segment {
     owner: AtomicPtr<OwnerHeap>,
     /// Frees that arrived while abandoned; open exactly while abandoned.
     abandoned_frees: TaggedBlockStack,
+    /// On the global abandoned list: written and read only under that list's lock, so a
+    /// thread freeing into the segment can tell whether it may take the segment over.
+    on_abandoned_list: AtomicBool,
+    /// Live blocks at abandonment minus frees pushed since: when it falls to half and to
+    /// zero, the freeing thread visits the segment (`heap/abandon.rs`). A hint only: a free
+    /// pushed just before an adoption may decrement the next abandonment's count.
+    abandoned_live: AtomicIsize,
+    /// `abandoned_live` when the segment was abandoned.
+    abandoned_blocks: AtomicIsize,
     kind: SegmentKind,
     page_count: usize,
-    /// Bytes mapped from the segment start.
-    size: usize,
+    /// Bytes mapped from the segment start (changed by the owner when it remaps a huge
+    /// segment).
+    size: AtomicUsize,
     local: UnsafeCell<SegmentLocal>,
     pages: UnsafeCell<[Page; MAX_PAGES]>,
 }
@@ -143,10 +159,10 @@ impl Segment {
         kept: usize,
     ) {
         let (page_shift, page_count) = kind.geometry();
-        let free_mask = if page_count == 64 {
-            u64::MAX
+        let free_mask = if page_count == SlotMask::BITS as usize {
+            SlotMask::MAX
         } else {
-            (1u64 << page_count) - 1
+            ((1 as SlotMask) << page_count) - 1
         };
         // SAFETY: per the contract we are the only user of the header; fields are written
         // in place through raw places, without reading the old contents.
@@ -154,9 +170,12 @@ impl Segment {
             ptr::addr_of_mut!((*seg).page_shift).write(page_shift);
             ptr::addr_of_mut!((*seg).owner).write(AtomicPtr::new(heap));
             ptr::addr_of_mut!((*seg).abandoned_frees).write(TaggedBlockStack::new());
+            ptr::addr_of_mut!((*seg).on_abandoned_list).write(AtomicBool::new(false));
+            ptr::addr_of_mut!((*seg).abandoned_live).write(AtomicIsize::new(0));
+            ptr::addr_of_mut!((*seg).abandoned_blocks).write(AtomicIsize::new(0));
             ptr::addr_of_mut!((*seg).kind).write(kind);
             ptr::addr_of_mut!((*seg).page_count).write(page_count);
-            ptr::addr_of_mut!((*seg).size).write(size);
+            ptr::addr_of_mut!((*seg).size).write(AtomicUsize::new(size));
             ptr::addr_of_mut!((*seg).local).write(UnsafeCell::new(SegmentLocal {
                 in_full_list: false,
                 purged: false,
@@ -222,7 +241,15 @@ impl Segment {
 
     /// Bytes mapped from the segment start.
     pub fn size(&self) -> usize {
-        self.size
+        self.size.load(Ordering::Relaxed)
+    }
+
+    /// Records a new mapped size after a remap.
+    ///
+    /// # Safety
+    /// The calling thread owns the segment and has just remapped it to `size` bytes.
+    pub unsafe fn set_size(&self, size: usize) {
+        self.size.store(size, Ordering::Relaxed);
     }
 
     #[inline]
@@ -253,7 +280,7 @@ impl Segment {
             base + (i << self.page_shift)
         };
         let end = if self.page_count == 1 {
-            base + self.size
+            base + self.size()
         } else {
             base + ((i + 1) << self.page_shift)
         };
@@ -278,6 +305,25 @@ impl Segment {
     pub unsafe fn try_push_abandoned_free(&self, block: *mut Block) -> bool {
         // SAFETY: forwarded contract.
         unsafe { self.abandoned_frees.try_push(block) }
+    }
+
+    /// Counts a free pushed by [`Segment::try_push_abandoned_free`]; true when the freeing
+    /// thread should visit the segment: half or all of the blocks live at abandonment have
+    /// been freed since.
+    #[inline]
+    pub fn note_abandoned_free(&self) -> bool {
+        let left = self.abandoned_live.fetch_sub(1, Ordering::Relaxed) - 1;
+        left == 0 || left == self.abandoned_blocks.load(Ordering::Relaxed) / 2
+    }
+
+    /// Is the segment on the abandoned list? Only under that list's lock.
+    pub fn on_abandoned_list(&self) -> bool {
+        self.on_abandoned_list.load(Ordering::Relaxed)
+    }
+
+    /// Records joining or leaving the abandoned list. Only under that list's lock.
+    pub fn set_on_abandoned_list(&self, on: bool) {
+        self.on_abandoned_list.store(on, Ordering::Relaxed);
     }
 
     // ---- owner only ------------------------------------------------------------------------
@@ -306,7 +352,7 @@ impl Segment {
         }
         let i = l.free_mask.trailing_zeros() as usize;
         debug_assert!(i < self.page_count);
-        l.free_mask &= !(1u64 << i);
+        l.free_mask &= !((1 as SlotMask) << i);
         l.used_pages += 1;
         Some((i, l.free_mask == 0))
     }
@@ -318,8 +364,8 @@ impl Segment {
     pub unsafe fn give_back_slot(&self, i: usize) -> usize {
         // SAFETY: per the contract.
         let l = unsafe { self.local() };
-        debug_assert!(l.free_mask & (1u64 << i) == 0, "slot freed twice");
-        l.free_mask |= 1u64 << i;
+        debug_assert!(l.free_mask & ((1 as SlotMask) << i) == 0, "slot freed twice");
+        l.free_mask |= (1 as SlotMask) << i;
         l.used_pages -= 1;
         debug_assert_eq!(
             l.used_pages + l.free_mask.count_ones() as usize,
@@ -340,11 +386,69 @@ impl Segment {
         l.used_pages = 1;
     }
 
+    /// Page slots in use.
+    ///
+    /// # Safety
+    /// The calling thread owns the segment.
+    pub unsafe fn used_pages(&self) -> usize {
+        // SAFETY: per the contract.
+        unsafe { self.local().used_pages }
+    }
+
+    /// Takes the first run of `n` free slots that starts at a slot `i >= from` with
+    /// `i % step == 0` (large segments: one block per run). Returns `i` and whether the
+    /// segment has no free slot left.
+    ///
+    /// # Safety
+    /// The calling thread owns the segment.
+    pub unsafe fn take_run(&self, n: usize, from: usize, step: usize) -> Option<(usize, bool)> {
+        // SAFETY: per the contract.
+        let l = unsafe { self.local() };
+        let i = find_run(l.free_mask, n, from, step, self.page_count)?;
+        l.free_mask &= !run_mask(i, n);
+        l.used_pages += n;
+        Some((i, l.free_mask == 0))
+    }
+
+    /// Extends the run that ends before slot `end` by the `n` slots from `end`, if they are
+    /// free.
+    ///
+    /// # Safety
+    /// The calling thread owns the segment.
+    pub unsafe fn extend_run(&self, end: usize, n: usize) -> bool {
+        // SAFETY: per the contract.
+        let l = unsafe { self.local() };
+        if end + n > self.page_count {
+            return false;
+        }
+        let m = run_mask(end, n);
+        if l.free_mask & m != m {
+            return false;
+        }
+        l.free_mask &= !m;
+        l.used_pages += n;
+        true
+    }
+
+    /// Marks the `n` slots from `i` free again; returns the number of slots still in use.
+    ///
+    /// # Safety
+    /// The calling thread owns the segment, and the run's block was retired.
+    pub unsafe fn give_back_run(&self, i: usize, n: usize) -> usize {
+        // SAFETY: per the contract.
+        let l = unsafe { self.local() };
+        let m = run_mask(i, n);
+        debug_assert!(l.free_mask & m == 0, "slot freed twice");
+        l.free_mask |= m;
+        l.used_pages -= n;
+        l.used_pages
+    }
+
     /// Free page slots, one bit each.
     ///
     /// # Safety
     /// The calling thread owns the segment.
-    pub unsafe fn free_mask(&self) -> u64 {
+    pub unsafe fn free_mask(&self) -> SlotMask {
         // SAFETY: per the contract.
         unsafe { self.local().free_mask }
     }
@@ -448,9 +552,12 @@ impl Segment {
     ///
     /// # Safety
     /// The calling thread owns the segment and is leaving it.
-    pub unsafe fn mark_abandoned(&self) {
+    pub unsafe fn mark_abandoned(&self, live_blocks: usize) {
         // SAFETY: per the contract.
         unsafe { self.set_in_full_list(false) };
+        let live = live_blocks.min(isize::MAX as usize) as isize;
+        self.abandoned_blocks.store(live, Ordering::Relaxed);
+        self.abandoned_live.store(live, Ordering::Relaxed);
         // Open the stack first so remote frees go to the segment, then drop ownership.
         self.abandoned_frees.open();
         self.thread_id.store(0, Ordering::Release);
@@ -535,17 +642,18 @@ impl Segment {
             // SAFETY: per the contract.
             let page = unsafe { &*self.page_at(i) };
             touched += page.touched() as usize;
-            if matches!(self.kind, SegmentKind::Small | SegmentKind::Medium) {
+            // (A large block's run holds its descriptor in the first slot only.)
+            if page.in_use() || matches!(self.kind, SegmentKind::Small | SegmentKind::Medium) {
                 assert_eq!(
                     page.in_use(),
-                    l.free_mask & (1 << i) == 0,
+                    l.free_mask & ((1 as SlotMask) << i) == 0,
                     "slot in use == free_mask bit clear"
                 );
             }
         }
-        // (One-slot segments cap a page's `touched` at 4 GiB; the sum is checked for the
-        // kinds with many slots.)
-        if matches!(self.kind, SegmentKind::Small | SegmentKind::Medium) {
+        // (Huge segments cap a page's `touched` at 4 GiB; the sum is checked for the kinds
+        // with many slots.)
+        if self.kind != SegmentKind::Huge {
             assert_eq!(
                 l.used_pages + l.free_mask.count_ones() as usize,
                 self.page_count,
@@ -553,5 +661,70 @@ impl Segment {
             );
             assert_eq!(l.touched, touched, "touched == sum of the slots' touched");
         }
+    }
+}
+
+/// Bits `i..i+n` set.
+fn run_mask(i: usize, n: usize) -> SlotMask {
+    let bits = SlotMask::BITS as usize;
+    debug_assert!(n >= 1 && i + n <= bits);
+    (SlotMask::MAX >> (bits - n)) << i
+}
+
+/// The first `i >= from`, `i % step == 0`, with bits `i..i+n` of `mask` all set and
+/// `i + n <= count`.
+fn find_run(mask: SlotMask, n: usize, from: usize, step: usize, count: usize) -> Option<usize> {
+    if n == 0 || n > count {
+        return None;
+    }
+    // Bit j of `starts` set: bits j..j+n of mask are all set.
+    let mut starts = mask;
+    for k in 1..n {
+        starts &= mask >> k;
+    }
+    let mut i = from.next_multiple_of(step.max(1));
+    while i + n <= count {
+        let rest = starts >> i;
+        if rest == 0 {
+            return None;
+        }
+        if step <= 1 {
+            let j = i + rest.trailing_zeros() as usize;
+            return (j + n <= count).then_some(j);
+        }
+        if rest & 1 != 0 {
+            return Some(i);
+        }
+        i += step;
+    }
+    None
+}
+
+#[cfg(test)]
+mod run_tests {
+    use super::{find_run, run_mask};
+
+    #[test]
+    fn runs_are_found_first_fit_on_their_step() {
+        assert_eq!(run_mask(0, 128), u128::MAX);
+        assert_eq!(run_mask(0, 64), u64::MAX as u128);
+        assert_eq!(run_mask(3, 2), 0b11000);
+        let mask = !0b1111_0110u128; // slots 1, 2 and 4..8 taken
+        assert_eq!(find_run(mask, 1, 0, 1, 64), Some(0));
+        assert_eq!(find_run(mask, 1, 1, 1, 64), Some(3));
+        assert_eq!(find_run(mask, 2, 0, 1, 64), Some(8));
+        assert_eq!(find_run(mask, 2, 0, 4, 64), Some(8));
+        assert_eq!(find_run(mask, 3, 0, 16, 64), Some(16));
+        assert_eq!(find_run(mask, 64, 0, 1, 64), None);
+        assert_eq!(find_run(u128::MAX, 64, 0, 1, 64), Some(0));
+        assert_eq!(find_run(u128::MAX, 32, 1, 32, 64), Some(32));
+        assert_eq!(find_run(u128::MAX, 128, 0, 1, 128), Some(0));
+        assert_eq!(find_run(u128::MAX << 1, 64, 1, 64, 128), Some(64));
+        assert_eq!(find_run(1 << 127, 1, 0, 1, 128), Some(127));
+        assert_eq!(find_run(1 << 63, 1, 0, 1, 64), Some(63));
+        assert_eq!(find_run(1 << 63, 2, 0, 1, 64), None);
+        assert_eq!(find_run(3 << 63, 2, 0, 1, 64), None);
+        assert_eq!(find_run(3 << 63, 2, 0, 1, 128), Some(63));
+        assert_eq!(find_run(0, 1, 0, 1, 64), None);
     }
 }

@@ -20,6 +20,9 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// Empty normal-size segments kept for reuse.
 static CACHE: SpinLock<List<Segment>> = SpinLock::new(List::new());
+/// Resident bytes of the unpurged segments in `CACHE` (their `touched`), bounded by
+/// `options::free_resident_limit()`.
+static CACHE_RESIDENT: AtomicUsize = AtomicUsize::new(0);
 /// Recently freed huge segments, newest first: a program that frees and allocates blocks
 /// of several MiB in turn reuses the mapping instead of faulting fresh pages in. Entries are
 /// unmapped once idle for the purge delay, or when the cache exceeds its byte budget.
@@ -51,39 +54,141 @@ pub unsafe fn unlock_all() {
     }
 }
 
-/// Gets a segment of `kind` for `heap`, with `huge_size` mapped bytes (huge) or
-/// `SEGMENT_SIZE`. Null when the OS is out of memory.
+/// Huge segments are sized in multiples of this (and of the OS page).
+pub const HUGE_GRANULE: usize = 64 * 1024;
+
+/// Gets a small, medium or large segment (`SEGMENT_SIZE` bytes) for `heap`, with the
+/// transparent-huge-page hint if `huge_pages` (the heap decides: see
+/// `Local::wants_huge_pages`). Null when the OS is out of memory.
 pub fn acquire(
     kind: SegmentKind,
     heap: *mut OwnerHeap,
     thread_id: usize,
-    huge_size: usize,
+    huge_pages: bool,
 ) -> *mut Segment {
-    let (seg, size, zero, fresh) = if kind == SegmentKind::Huge {
-        let ps = os::page_size().max(64 * 1024);
-        let Some(size) = huge_size.checked_add(ps - 1).map(|s| s & !(ps - 1)) else {
-            return ptr::null_mut();
-        };
-        let cached = take_huge(size);
-        if cached.is_null() {
-            let seg = os::map_aligned(size, SEGMENT_SIZE);
-            (seg.cast::<Segment>(), size, true, true)
-        } else {
-            // SAFETY: cached segments are mapped, and this one is ours now.
-            let (purged, size) = unsafe { ((*cached).purged(), (*cached).size()) };
-            (cached, size, purged, false)
-        }
+    debug_assert!(kind != SegmentKind::Huge);
+    let cached = CACHE.lock().pop_front();
+    let (seg, zero, fresh) = if cached.is_null() {
+        let seg = os::map_aligned(SEGMENT_SIZE, SEGMENT_SIZE);
+        (seg.cast::<Segment>(), true, true)
     } else {
-        let cached = CACHE.lock().pop_front();
-        if cached.is_null() {
-            let seg = os::map_aligned(SEGMENT_SIZE, SEGMENT_SIZE);
-            (seg.cast::<Segment>(), SEGMENT_SIZE, true, true)
-        } else {
-            // SAFETY: cached segments are mapped, and this one is ours now.
-            let purged = unsafe { (*cached).purged() };
-            (cached, SEGMENT_SIZE, purged, false)
-        }
+        // SAFETY: cached segments are mapped, and this one is ours now.
+        let (purged, touched) = unsafe { ((*cached).purged(), (*cached).touched()) };
+        CACHE_RESIDENT.fetch_sub(touched, Ordering::Relaxed);
+        (cached, purged, false)
     };
+    let hint = huge_pages && options::huge_pages() && kind != SegmentKind::Large;
+    // SAFETY: a segment just mapped or taken off the cache, ours alone.
+    unsafe { finish_acquire(seg, kind, heap, thread_id, SEGMENT_SIZE, zero, fresh, hint) }
+}
+
+/// Gets a huge segment of at least `size` bytes for `heap`, mapped so that
+/// `segment + SEGMENT_SIZE` is a multiple of `align` when `align > SEGMENT_SIZE` (a block
+/// aligned beyond a segment sits one segment above its header). It gets the huge-page
+/// hint only when the program's huge blocks have been used densely
+/// (`huge_blocks_want_huge_pages`): a big block used here and there would make every
+/// touched 4 KiB cost 2 MiB. A cached mapping much larger than `size` has its excess
+/// purged unless `keep_excess` (a block that `realloc` is growing will use it). Null when
+/// the OS refuses the memory, as glibc's `mmap` would be refused.
+pub fn acquire_huge(
+    heap: *mut OwnerHeap,
+    thread_id: usize,
+    size: usize,
+    align: usize,
+    keep_excess: bool,
+) -> *mut Segment {
+    let granule = os::page_size().max(HUGE_GRANULE);
+    let Some(size) = size.checked_add(granule - 1).map(|s| s & !(granule - 1)) else {
+        return ptr::null_mut();
+    };
+    let cached = if align > SEGMENT_SIZE {
+        ptr::null_mut()
+    } else {
+        take_huge(size, keep_excess)
+    };
+    let (seg, size, zero, fresh) = if cached.is_null() {
+        let seg = if align > SEGMENT_SIZE {
+            os::map_aligned_at(size, align, SEGMENT_SIZE)
+        } else {
+            os::map_aligned(size, SEGMENT_SIZE)
+        };
+        (seg.cast::<Segment>(), size, true, true)
+    } else {
+        // SAFETY: cached segments are mapped, and this one is ours now.
+        let (purged, size) = unsafe { ((*cached).purged(), (*cached).size()) };
+        (cached, size, purged, false)
+    };
+    let hint = huge_blocks_want_huge_pages();
+    // SAFETY: a segment just mapped or taken off the cache, ours alone.
+    unsafe { finish_acquire(seg, SegmentKind::Huge, heap, thread_id, size, zero, fresh, hint) }
+}
+
+/// How dense the program's huge blocks were when freed: the number of blocks in a row
+/// (up to `DENSE_ENOUGH + 2`) that had at least 3/4 of their pages resident. Zero after a
+/// sparse one.
+static HUGE_DENSITY: AtomicUsize = AtomicUsize::new(0);
+/// Huge blocks allocated while the density asks for the hint (one in `RESAMPLE` is
+/// allocated without it, to measure again).
+static HUGE_HINTED: AtomicUsize = AtomicUsize::new(0);
+const DENSE_ENOUGH: usize = 2;
+const RESAMPLE: usize = 16;
+/// Pages of a freed block looked at to measure its density (the first 64 MiB).
+const DENSITY_SAMPLE: usize = 64 << 20;
+
+/// Whether a new huge block should get the transparent-huge-page hint: only once the
+/// program has shown that it fills its huge blocks (`DENSE_ENOUGH` freed blocks in a row
+/// were mostly resident), and then not for one block in `RESAMPLE`, so a program that
+/// turns to sparse use is noticed. A block used here and there never learns a 2 MiB page
+/// per touch from this rule; one filled whole saves 511 of 512 page faults.
+fn huge_blocks_want_huge_pages() -> bool {
+    options::huge_pages()
+        && HUGE_DENSITY.load(Ordering::Relaxed) >= DENSE_ENOUGH
+        && HUGE_HINTED.fetch_add(1, Ordering::Relaxed) % RESAMPLE != RESAMPLE - 1
+}
+
+/// Measures how much of the block of `s`, a huge segment without the hint being released,
+/// was touched (`mincore`), and updates `HUGE_DENSITY`.
+///
+/// # Safety
+/// The caller owns `s`, which holds no live block.
+unsafe fn learn_huge_density(s: &Segment) {
+    if !options::huge_pages() {
+        return;
+    }
+    // SAFETY: per the contract; the retired page keeps its block's start and size.
+    let (start, len) = unsafe {
+        let page = &*s.page_at(0);
+        (page.start(), page.block_size().min(DENSITY_SAMPLE))
+    };
+    // SAFETY: the block lies inside the segment's mapping and is page-aligned.
+    let Some(resident) = (unsafe { os::resident_pages(start, len) }) else {
+        return;
+    };
+    let pages = len / os::page_size();
+    if resident * 4 >= pages * 3 {
+        let d = HUGE_DENSITY.load(Ordering::Relaxed);
+        HUGE_DENSITY.store((d + 1).min(DENSE_ENOUGH + 2), Ordering::Relaxed);
+    } else {
+        HUGE_DENSITY.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Registers a segment just mapped (`fresh`) or taken from a cache and writes its header.
+///
+/// # Safety
+/// `seg` is null or a mapping of `size` bytes aligned to `SEGMENT_SIZE` that holds no live
+/// block and that only the caller can reach.
+#[allow(clippy::too_many_arguments)]
+unsafe fn finish_acquire(
+    seg: *mut Segment,
+    kind: SegmentKind,
+    heap: *mut OwnerHeap,
+    thread_id: usize,
+    size: usize,
+    zero: bool,
+    fresh: bool,
+    huge: bool,
+) -> *mut Segment {
     if seg.is_null() {
         return seg;
     }
@@ -101,10 +206,12 @@ pub fn acquire(
         stats::unmapped(size);
         return ptr::null_mut();
     }
-    // Set or withdraw the huge-page hint for this use of the mapping.
-    let huge = wants_huge_pages(kind);
+    // Set or withdraw the huge-page hint for this use of the mapping. Where the kernel
+    // gives huge pages to every mapping (THP `always`), a fresh mapping that should not
+    // have them is told so, or the policy would be the kernel's.
     // SAFETY: a cached header is valid; a fresh mapping has no hint yet.
     let had = !fresh && unsafe { (*seg).huge_pages() };
+    let had = had || (fresh && options::huge_pages() && os::thp_always());
     if huge != had {
         // SAFETY: the whole mapping is ours and holds no live block.
         unsafe {
@@ -135,27 +242,20 @@ fn header_resident() -> usize {
     (HEADER_SIZE + ps - 1) & !(ps - 1)
 }
 
-/// Bytes in use above which new segments of every kind get the huge-page hint.
-const HUGE_PAGE_THRESHOLD: i64 = 64 << 20;
-
-/// Whether a new mapping for `kind` should ask for transparent huge pages.
+/// A heap's in-use bytes from which its new small and medium segments get the
+/// transparent-huge-page hint.
 ///
 /// A page fault costs about as much as a thousand allocations, and a 2 MiB page replaces
 /// 512 of them. The price is RSS: a partly used 2 MiB page is resident whole (a common
-/// complaint about allocators that always use THP). So huge objects, which are normally
-/// used whole, always get the hint, and other segments only once the program has
-/// `HUGE_PAGE_THRESHOLD` bytes in use, where a few partly used huge pages are a small
-/// fraction of the heap. Purging part of a huge page splits it, so memory still goes back.
-/// Large segments never get it: their single block may be far smaller than the 4 MiB
-/// segment, and a huge page would make the rest of its 2 MiB resident.
-fn wants_huge_pages(kind: SegmentKind) -> bool {
-    options::huge_pages()
-        && match kind {
-            SegmentKind::Huge => true,
-            SegmentKind::Large => false,
-            SegmentKind::Small | SegmentKind::Medium => stats::live_bytes() >= HUGE_PAGE_THRESHOLD,
-        }
-}
+/// complaint about allocators that use THP). The hint is worth it only where segments
+/// fill up, which is a property of the heap, not of the process: 400 threads that keep
+/// 10 KiB each would otherwise each get a 2 MiB page once the process as a whole holds a
+/// lot (the old rule, +805 MiB). A heap that holds 32 MiB fills its segments, so at most
+/// its newest segment has a partly used huge page. Large segments (blocks share them
+/// sparsely) never get it; huge blocks get it once the program has shown it fills them
+/// (`huge_blocks_want_huge_pages`). Purging part of a huge page splits it, so memory still
+/// goes back.
+pub const HUGE_PAGE_HEAP_THRESHOLD: i64 = 32 << 20;
 
 /// Returns an empty segment: huge ones are cached for reuse or unmapped, others cached
 /// (or unmapped when the cache is full).
@@ -172,6 +272,9 @@ pub unsafe fn release(seg: *mut Segment) {
         s.set_cached_at(os::now_ms());
         let delay = options::purge_delay_ms();
         if s.kind() == SegmentKind::Huge {
+            if !s.huge_pages() {
+                learn_huge_density(s);
+            }
             if delay == 0 {
                 unmap_cached(seg);
             } else {
@@ -179,15 +282,21 @@ pub unsafe fn release(seg: *mut Segment) {
             }
             return;
         }
-        if delay == 0 {
+        // The size bound (`MEMWARD_FREE_RESIDENT_MIB`): the cache keeps at most that many
+        // resident bytes; past it, a released segment is purged at once.
+        if delay == 0
+            || CACHE_RESIDENT.load(Ordering::Relaxed) + s.touched() > options::free_resident_limit()
+        {
             purge_cached(seg);
         }
         let evict = {
             let mut cache = CACHE.lock();
             cache.push_front(seg);
+            CACHE_RESIDENT.fetch_add(s.touched(), Ordering::Relaxed);
             if cache.len() > options::segment_cache_limit() {
                 let oldest = cache.last();
                 cache.remove(oldest);
+                CACHE_RESIDENT.fetch_sub((*oldest).touched(), Ordering::Relaxed);
                 oldest
             } else {
                 ptr::null_mut()
@@ -237,9 +346,9 @@ unsafe fn cache_huge(seg: *mut Segment) {
 }
 
 /// The smallest cached huge segment of at least `size` bytes. When it is more than twice
-/// that, the part beyond `size` is purged so the reuse does not keep unneeded memory
-/// resident.
-fn take_huge(size: usize) -> *mut Segment {
+/// that, the part beyond `size` is purged (unless `keep_excess`) so the reuse does not keep
+/// unneeded memory resident.
+fn take_huge(size: usize, keep_excess: bool) -> *mut Segment {
     if HUGE_CACHED_BYTES.load(Ordering::Relaxed) == 0 {
         return ptr::null_mut();
     }
@@ -267,7 +376,7 @@ fn take_huge(size: usize) -> *mut Segment {
     // SAFETY: the segment is ours and unused; the purged range is page-aligned and lies
     // beyond what the new block will use.
     unsafe {
-        if !best.is_null() && !(*best).purged() && (*best).size() / 2 > size {
+        if !best.is_null() && !keep_excess && !(*best).purged() && (*best).size() / 2 > size {
             let ps = os::page_size();
             let keep = (size + ps - 1) & !(ps - 1);
             if os::purge(best.cast::<u8>().add(keep), (*best).size() - keep) {
@@ -291,6 +400,19 @@ unsafe fn unmap_cached(seg: *mut Segment) {
         stats::resident(-(header_resident() as i64 + (*seg).touched() as i64));
         os::unmap(seg.cast(), size);
         stats::unmapped(size);
+    }
+}
+
+/// Purges a segment on `CACHE`, keeping `CACHE_RESIDENT` in step.
+///
+/// # Safety
+/// `seg` is on `CACHE`, whose lock the caller holds.
+unsafe fn purge_in_cache(seg: *mut Segment) {
+    // SAFETY: per the contract; purging sets `touched` to zero when it succeeds.
+    unsafe {
+        let before = (*seg).touched();
+        purge_cached(seg);
+        CACHE_RESIDENT.fetch_sub(before - (*seg).touched(), Ordering::Relaxed);
     }
 }
 
@@ -332,7 +454,7 @@ pub fn purge_cache(now: u64) {
             // SAFETY: segments on the cache list are mapped and unused; we hold the lock.
             unsafe {
                 if !(*s).purged() && (*s).cached_at() + delay as u64 <= now {
-                    purge_cached(s);
+                    purge_in_cache(s);
                 }
                 s = cache.next(s);
             }
@@ -382,7 +504,7 @@ pub fn purge_cache_all() {
     while !s.is_null() {
         // SAFETY: as in purge_cache.
         unsafe {
-            purge_cached(s);
+            purge_in_cache(s);
             s = cache.next(s);
         }
     }
@@ -396,7 +518,10 @@ pub fn purge_cache_all() {
 pub unsafe fn abandon(seg: *mut Segment) {
     let mut list = ABANDONED_LIST.lock();
     // SAFETY: the segment is on no other list.
-    unsafe { list.push_front(seg) };
+    unsafe {
+        list.push_front(seg);
+        (*seg).set_on_abandoned_list(true);
+    }
     ABANDONED_COUNT.fetch_add(1, Ordering::Relaxed);
 }
 
@@ -405,11 +530,40 @@ pub fn take_abandoned() -> *mut Segment {
     if ABANDONED_COUNT.load(Ordering::Relaxed) == 0 {
         return ptr::null_mut();
     }
-    let s = ABANDONED_LIST.lock().pop_front();
+    let s = {
+        let mut list = ABANDONED_LIST.lock();
+        let s = list.pop_front();
+        if !s.is_null() {
+            // SAFETY: segments on the list are mapped; we hold its lock.
+            unsafe { (*s).set_on_abandoned_list(false) };
+        }
+        s
+    };
     if !s.is_null() {
         ABANDONED_COUNT.fetch_sub(1, Ordering::Relaxed);
     }
     s
+}
+
+/// Takes `seg` off the abandoned list if it is still there (no heap adopted it since);
+/// true if the caller now owns it.
+///
+/// # Safety
+/// `seg` is a mapped segment: the caller is freeing one of its live blocks.
+pub unsafe fn take_if_abandoned(seg: *mut Segment) -> bool {
+    let mut list = ABANDONED_LIST.lock();
+    // SAFETY: the flag is only read and written under the lock, and set exactly while the
+    // segment is on the list.
+    unsafe {
+        if !(*seg).on_abandoned_list() {
+            return false;
+        }
+        list.remove(seg);
+        (*seg).set_on_abandoned_list(false);
+    }
+    drop(list);
+    ABANDONED_COUNT.fetch_sub(1, Ordering::Relaxed);
+    true
 }
 
 pub fn abandoned_count() -> usize {
@@ -423,7 +577,7 @@ mod tests {
 
     #[test]
     fn acquire_lays_out_pages_and_release_caches() {
-        let seg = acquire(SegmentKind::Small, ptr::null_mut(), 12345, 0);
+        let seg = acquire(SegmentKind::Small, ptr::null_mut(), 12345, false);
         assert!(!seg.is_null());
         assert!(segment_map::contains(seg as usize));
         // SAFETY: seg was just acquired and is used by this test only.
@@ -459,7 +613,7 @@ mod tests {
 
     #[test]
     fn huge_segments_are_sized_to_fit() {
-        let seg = acquire(SegmentKind::Huge, ptr::null_mut(), 1, 9 << 20);
+        let seg = acquire_huge(ptr::null_mut(), 1, 9 << 20, SEGMENT_SIZE, false);
         assert!(!seg.is_null());
         // SAFETY: seg is ours; the last byte is inside the mapping.
         unsafe {
@@ -469,3 +623,4 @@ mod tests {
         }
     }
 }
+

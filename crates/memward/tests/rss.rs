@@ -49,7 +49,45 @@ fn rss_falls_back_after_the_purge_delay() {
         &[
             ("MEMWARD_PURGE_DELAY_MS", "300"),
             ("MEMWARD_SEGMENT_CACHE", "1000"),
+            // The time bound alone: the size bound would purge at once.
+            ("MEMWARD_FREE_RESIDENT_MIB", "100000"),
         ],
+    );
+}
+
+#[test]
+fn freed_memory_is_bounded_by_size_without_further_allocation() {
+    run_child("scenario_size_bound", &[]);
+}
+
+#[test]
+#[ignore = "run by freed_memory_is_bounded_by_size_without_further_allocation in a child"]
+fn scenario_size_bound() {
+    // Defaults: 10 ms purge delay, 8 MiB of free memory kept per heap and in the cache.
+    let baseline = rss();
+    let small: Vec<Box<[u8; 100]>> = (0..1_000_000).map(|i| Box::new([i as u8; 100])).collect();
+    let big: Vec<Vec<u8>> = (0..600)
+        .map(|i| vec![i as u8; [40_000, 300_000, 1_000_000][i % 3]])
+        .collect();
+    let full = rss();
+    assert!(full >= baseline + 300 * MIB, "allocated memory is resident");
+    drop(small);
+    drop(big);
+    // No allocation and no waiting: what stays resident is what the size bounds allow
+    // (8 MiB for the heap's free pages, 8 MiB for the segment cache, and the pages
+    // kept as their class's current page).
+    let now = rss();
+    eprintln!(
+        "baseline {} MiB, full {} MiB, right after the frees {} MiB",
+        baseline / MIB,
+        full / MIB,
+        now / MIB
+    );
+    assert!(
+        now <= baseline + 24 * MIB,
+        "{} MiB stay resident over a {} MiB baseline",
+        (now - baseline) / MIB,
+        baseline / MIB
     );
 }
 

@@ -14,6 +14,7 @@
 //! result is exact.
 
 mod histogram;
+pub(crate) mod pipeline;
 pub(crate) mod replay;
 mod timeline;
 
@@ -196,15 +197,14 @@ impl Analysis {
     /// let a = memward_report::Analysis::from_reader(&w.into_sink().0[..]).unwrap();
     /// assert_eq!((a.peak.bytes, a.totals.exit_bytes, a.sites[1].exit_blocks), (48, 48, 1));
     /// ```
-    pub fn from_reader<R: Read>(input: R) -> Result<Analysis, Error> {
-        let mut reader = Reader::new(input)?;
+    pub fn from_reader<R: Read + Send>(input: R) -> Result<Analysis, Error> {
+        let reader = Reader::new(input)?;
         let header = reader.header().clone();
         let mut replay = Replay::new(header.sample_rate);
         let mut builder = Builder::default();
-        while let Some(record) = reader.next_record()? {
-            replay.apply(record, &mut builder);
-        }
-        let complete = reader.ending() == Ending::Complete;
+        let ending =
+            pipeline::for_each_record(reader, |record| replay.apply(record, &mut builder))?;
+        let complete = ending == Ending::Complete;
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         let process = Process {
             pid: header.pid,
@@ -321,14 +321,15 @@ impl Builder {
 
 impl Observer for Builder {
     fn alloc(&mut self, heap: &Heap, block: &Block, size: u64) {
-        self.blocks += block.blocks;
+        let blocks = u64::from(block.blocks);
+        self.blocks += blocks;
         self.bytes += block.bytes;
-        self.histogram.add(size, block.blocks, block.bytes);
+        self.histogram.add(size, blocks, block.bytes);
         let site = self.site(block.stack);
         site.calls += 1;
-        site.total_blocks += block.blocks;
+        site.total_blocks += blocks;
         site.total_bytes += block.bytes;
-        site.curr_blocks += block.blocks;
+        site.curr_blocks += blocks;
         site.curr_bytes += block.bytes;
         if site.curr_bytes > site.max_bytes {
             site.max_bytes = site.curr_bytes;
@@ -351,13 +352,14 @@ impl Observer for Builder {
     }
 
     fn free(&mut self, heap: &Heap, block: &Block, temporary: bool) {
+        let blocks = u64::from(block.blocks);
         let site = self.site(block.stack);
-        site.curr_blocks -= block.blocks;
+        site.curr_blocks -= blocks;
         site.curr_bytes -= block.bytes;
-        site.lifetime_nanos += u128::from(heap.nanos - block.nanos) * u128::from(block.blocks);
+        site.lifetime_nanos += u128::from(heap.nanos - block.nanos) * u128::from(blocks);
         if temporary {
-            site.temporary_blocks += block.blocks;
-            self.temporary += block.blocks;
+            site.temporary_blocks += blocks;
+            self.temporary += blocks;
         }
         self.timeline().heap(heap);
     }

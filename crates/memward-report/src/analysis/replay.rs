@@ -24,17 +24,62 @@ use memward_profile_format::{
 };
 use rustc_hash::{FxHashMap, FxHashSet};
 
+/// A record as the replay takes it: the three events inline, anything else boxed.
+#[derive(Debug)]
+pub(crate) enum Event {
+    Alloc {
+        ptr: u64,
+        size: u64,
+        stack: u32,
+    },
+    Free {
+        ptr: u64,
+    },
+    Realloc {
+        old: u64,
+        new: u64,
+        size: u64,
+        stack: u32,
+    },
+    Other(Box<Record>),
+}
+
+impl From<Record> for Event {
+    fn from(r: Record) -> Self {
+        match r {
+            Record::Alloc {
+                ptr, size, stack, ..
+            } => Event::Alloc { ptr, size, stack },
+            Record::Free { ptr, .. } => Event::Free { ptr },
+            Record::Realloc {
+                old,
+                new,
+                size,
+                stack,
+                ..
+            } => Event::Realloc {
+                old,
+                new,
+                size,
+                stack,
+            },
+            other => Event::Other(Box::new(other)),
+        }
+    }
+}
+
 /// A live block as the replay remembers it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Block {
     /// Bytes it counts for (its size, or the weighted estimate when sampled).
     pub bytes: u64,
-    /// Blocks it counts for (1, or the weighted estimate when sampled).
-    pub blocks: u64,
-    /// Its allocation stack.
-    pub stack: u32,
     /// When it was allocated (the time of the last time record before it).
     pub nanos: u64,
+    /// Its allocation stack.
+    pub stack: u32,
+    /// Blocks it counts for (1, or the weighted estimate when sampled; a weight is below
+    /// 2^32 for any sampling rate under 4 GiB).
+    pub blocks: u32,
 }
 
 /// Callbacks of a replay; each is called after the heap totals were updated.
@@ -118,28 +163,52 @@ impl Replay {
         self.modules.modules().to_vec()
     }
 
-    pub(crate) fn apply<O: Observer>(&mut self, record: Record, obs: &mut O) {
+    pub(crate) fn apply<O: Observer>(&mut self, event: Event, obs: &mut O) {
+        match event {
+            Event::Alloc { ptr, size, stack } => self.alloc(ptr, size, stack, obs),
+            Event::Free { ptr } => {
+                if !self.displaced.is_empty() {
+                    self.displaced.remove(&ptr);
+                }
+                self.free(ptr, obs);
+            }
+            Event::Realloc {
+                old,
+                new,
+                size,
+                stack,
+            } => {
+                self.reallocs += 1;
+                if self.displaced.is_empty() || !self.displaced.remove(&old) {
+                    self.free(old, obs);
+                }
+                self.alloc(new, size, stack, obs);
+            }
+            Event::Other(record) => self.apply_other(*record, obs),
+        }
+    }
+
+    fn apply_other<O: Observer>(&mut self, record: Record, obs: &mut O) {
         match record {
             Record::Alloc {
                 ptr, size, stack, ..
             } => self.alloc(ptr, size, stack, obs),
-            Record::Free { ptr, .. } => {
-                self.displaced.remove(&ptr);
-                self.free(ptr, obs);
-            }
+            Record::Free { ptr, .. } => self.apply(Event::Free { ptr }, obs),
             Record::Realloc {
                 old,
                 new,
                 size,
                 stack,
                 ..
-            } => {
-                self.reallocs += 1;
-                if !self.displaced.remove(&old) {
-                    self.free(old, obs);
-                }
-                self.alloc(new, size, stack, obs);
-            }
+            } => self.apply(
+                Event::Realloc {
+                    old,
+                    new,
+                    size,
+                    stack,
+                },
+                obs,
+            ),
             Record::Time(sample) => {
                 self.heap.nanos = self.heap.nanos.max(sample.nanos);
                 obs.time(&self.heap, &sample);
@@ -166,33 +235,37 @@ impl Replay {
     }
 
     fn alloc<O: Observer>(&mut self, ptr: u64, size: u64, stack: u32, obs: &mut O) {
-        if self.live.contains_key(&ptr) {
-            // A realloc moved this block away and its record is still to come.
-            self.free(ptr, obs);
-            self.displaced.insert(ptr);
-        }
         let (bytes, blocks) = self.weigh(size);
         let block = Block {
             bytes,
-            blocks,
+            blocks: u32::try_from(blocks).unwrap_or(u32::MAX),
             stack,
             nanos: self.heap.nanos,
         };
-        self.live.insert(ptr, block);
+        // One hash lookup: the insert returns a block still live at this address.
+        if let Some(old) = self.live.insert(ptr, block) {
+            // A realloc moved that block away and its record is still to come.
+            self.release(ptr, old, obs);
+            self.displaced.insert(ptr);
+        }
         self.last_alloc = Some(ptr);
         let h = &mut self.heap;
         h.bytes += bytes;
-        h.blocks += blocks;
+        h.blocks += u64::from(block.blocks);
         h.allocations += 1;
         h.churn += bytes;
         obs.alloc(&self.heap, &block, size);
     }
 
     fn free<O: Observer>(&mut self, ptr: u64, obs: &mut O) {
-        let Some(block) = self.live.remove(&ptr) else {
-            self.unknown_frees += 1;
-            return;
-        };
+        match self.live.remove(&ptr) {
+            Some(block) => self.release(ptr, block, obs),
+            None => self.unknown_frees += 1,
+        }
+    }
+
+    /// Accounts for the free of `block`, which was at `ptr`.
+    fn release<O: Observer>(&mut self, ptr: u64, block: Block, obs: &mut O) {
         self.frees += 1;
         let temporary = self.last_alloc == Some(ptr);
         if temporary {
@@ -200,7 +273,7 @@ impl Replay {
         }
         let h = &mut self.heap;
         h.bytes -= block.bytes;
-        h.blocks -= block.blocks;
+        h.blocks -= u64::from(block.blocks);
         h.churn += block.bytes;
         obs.free(&self.heap, &block, temporary);
     }

@@ -14,6 +14,7 @@
 //! at `#`.
 
 use super::Report;
+use crate::analysis::pipeline::for_each_record;
 use crate::analysis::replay::{Block, Heap, Observer, Replay};
 use crate::Error;
 use memward_profile_format::Reader;
@@ -100,7 +101,7 @@ pub(super) fn write(r: &Report, out: &mut dyn Write) -> Result<(), Error> {
     };
     let a = &r.analysis;
     let file = std::fs::File::open(path).map_err(|e| Error::open(path, e))?;
-    let mut reader = Reader::new(io::BufReader::with_capacity(1 << 20, file))
+    let reader = Reader::new(io::BufReader::with_capacity(1 << 20, file))
         .map_err(|e| Error::from(e).in_file(path))?;
     let mut replay = Replay::new(a.process.sample_rate);
     let step = a.churn_bytes.div_ceil(SNAPSHOTS).max(1);
@@ -115,12 +116,8 @@ pub(super) fn write(r: &Report, out: &mut dyn Write) -> Result<(), Error> {
         },
         snapshots: Vec::new(),
     };
-    while let Some(record) = reader
-        .next_record()
-        .map_err(|e| Error::from(e).in_file(path))?
-    {
-        replay.apply(record, &mut snap);
-    }
+    for_each_record(reader, |record| replay.apply(record, &mut snap))
+        .map_err(|e| e.in_file(path))?;
     if snap.snapshots.is_empty() {
         snap.take(&replay.heap, false);
     }

@@ -100,7 +100,9 @@ impl Metric {
     ///
     /// ```
     /// use memward_report::{Metric, Site};
-    /// let s = Site { total_bytes: 10, calls: 2, ..Default::default() };
+    /// let mut s = Site::default();
+    /// s.total_bytes = 10;
+    /// s.total_blocks = 2;
     /// assert_eq!(Metric::Allocated.of(&s), 10);
     /// assert_eq!(Metric::Allocations.of(&s), 2);
     /// ```

@@ -52,9 +52,9 @@ pub(super) fn summary(r: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "  peak heap:       {} in {} blocks at {} (allocation {})",
+        "  peak heap:       {} in {} at {} (allocation {})",
         bytes(a.peak.bytes),
-        thousands(a.peak.blocks),
+        count(a.peak.blocks, "block"),
         duration(a.peak.nanos),
         thousands(a.peak.allocations)
     );
@@ -63,9 +63,9 @@ pub(super) fn summary(r: &Report) -> String {
     }
     let _ = writeln!(
         s,
-        "  leaked at exit:  {} in {} blocks",
+        "  leaked at exit:  {} in {}",
         bytes(t.exit_bytes),
-        thousands(t.exit_blocks)
+        count(t.exit_blocks, "block")
     );
     if t.unknown_frees > 0 {
         let _ = writeln!(

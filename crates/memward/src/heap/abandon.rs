@@ -15,11 +15,12 @@ use crate::page::FLAG_IN_FULL;
 use crate::segment::{Segment, SegmentKind};
 use crate::size_class::BIN_COUNT;
 use crate::{options, os, segment_pool};
+use core::ptr;
 
 impl Local {
     /// Takes any segment off the heap's segment lists, or null when they are all empty.
     fn pop_any_segment(&mut self) -> *mut Segment {
-        for list in self.avail.iter_mut().chain(&mut self.full).chain([&mut self.large]) {
+        for list in self.avail.iter_mut().chain(&mut self.full).chain([&mut self.huge]) {
             let seg = list.pop_front();
             if !seg.is_null() {
                 return seg;
@@ -28,9 +29,105 @@ impl Local {
         core::ptr::null_mut()
     }
 
+    /// Visits `seg`, an abandoned segment into which this thread's free just brought the
+    /// count of live blocks to half or to zero, if no heap adopted it meanwhile: takes it
+    /// over, applies the frees collected on it (pages that empty are freed), then releases
+    /// it if no block is left, else purges its free slots and abandons it again for a
+    /// thread that needs pages. So memory freed into abandoned segments comes back without
+    /// waiting for an allocating thread, and the freeing thread (which may never allocate)
+    /// keeps nothing. Not for first-class heaps nor for a heap being given up.
+    ///
+    /// # Safety
+    /// `seg` is a segment of memward (mapped).
+    pub unsafe fn visit_abandoned(&mut self, seg: *mut Segment) {
+        if self.leaving || !self.visiting.is_null() || self.heap().is_first_class() {
+            return;
+        }
+        // SAFETY: forwarded contract; once off the list the segment is ours until we
+        // release or abandon it again, and `visiting` keeps the frees from releasing it.
+        unsafe {
+            if !segment_pool::take_if_abandoned(seg) {
+                return;
+            }
+            self.visiting = seg;
+            self.adopt(seg);
+            self.visiting = ptr::null_mut();
+            let s = &*seg;
+            let empty = match s.kind() {
+                SegmentKind::Huge => !(*s.page_at(0)).in_use(),
+                _ => s.used_pages() == 0,
+            };
+            self.detach_segment(seg);
+            if empty {
+                if s.kind() != SegmentKind::Huge {
+                    s.unpurge_slots();
+                }
+                segment_pool::release(seg);
+            } else {
+                self.abandon_segment(seg);
+            }
+            self.publish_live();
+        }
+    }
+
+    /// Takes a segment of ours and its pages off our lists and queues.
+    ///
+    /// # Safety
+    /// `seg` is ours, on one of our segment lists; its pages are not borrowed.
+    unsafe fn detach_segment(&mut self, seg: *mut Segment) {
+        // SAFETY: per the contract.
+        unsafe {
+            let s = &*seg;
+            for i in 0..s.page_count() {
+                let page = s.page_at(i);
+                if (*page).in_use() && (*page).bin() != 0 {
+                    self.queue_remove(Self::queue_of(page), page);
+                }
+            }
+            match s.kind() {
+                SegmentKind::Huge => self.huge.remove(seg),
+                kind => {
+                    let k = kind.class_index();
+                    if s.in_full_list() {
+                        self.full[k].remove(seg);
+                    } else {
+                        self.avail[k].remove(seg);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands a segment of ours, on none of our lists, to the abandoned list: its pages'
+    /// live blocks leave our statistics, its free slots are purged (nobody will use them
+    /// soon), and its abandoned-free stack opens.
+    ///
+    /// # Safety
+    /// `seg` is ours, off our lists and queues, and holds live blocks.
+    unsafe fn abandon_segment(&mut self, seg: *mut Segment) {
+        // SAFETY: per the contract; its pages are not borrowed.
+        unsafe {
+            let s = &*seg;
+            let mut live = 0;
+            for i in 0..s.page_count() {
+                let page = s.page_at(i);
+                if (*page).in_use() {
+                    self.credit_now(page);
+                    self.sync(page);
+                    live += (*page).used() as usize;
+                    self.transfer(page, Transfer::Out);
+                }
+            }
+            s.purge_free_slots();
+            s.mark_abandoned(live);
+            segment_pool::abandon(seg);
+        }
+    }
+
     /// Gives up every segment: empty pages are freed, segments with live blocks are
     /// abandoned for other threads to adopt. The heap is left empty.
     pub fn abandon(&mut self) {
+        self.leaving = true;
         self.flush_outbox();
         self.drain_remote();
         for qi in 0..BIN_COUNT {
@@ -53,23 +150,13 @@ impl Local {
             if seg.is_null() {
                 break;
             }
-            // SAFETY: the segment is ours and now on no list; its pages are not borrowed.
-            unsafe {
-                let s = &*seg;
-                for i in 0..s.page_count() {
-                    let page = s.page_at(i);
-                    if (*page).in_use() {
-                        self.transfer(page, Transfer::Out);
-                    }
-                }
-                // Nobody will use the free slots soon: return them to the OS now.
-                s.purge_free_slots();
-                s.mark_abandoned();
-                segment_pool::abandon(seg);
-            }
+            // SAFETY: the segment is ours and now on no list; its pages are not borrowed
+            // (the queues are cleared below).
+            unsafe { self.abandon_segment(seg) };
         }
         self.clear_queues();
         self.pending_purge = 0;
+        self.pending_bytes = 0;
         // Frees that raced with the tagging are re-sent to their segments.
         self.drain_remote();
         self.flush_outbox();
@@ -111,7 +198,7 @@ impl Local {
                 }
             }
             match s.kind() {
-                SegmentKind::Large | SegmentKind::Huge => self.large.push_front(seg),
+                SegmentKind::Huge => self.huge.push_front(seg),
                 kind => {
                     let k = kind.class_index();
                     let full = s.free_mask() == 0;
@@ -135,6 +222,7 @@ impl Local {
     /// Frees everything this heap holds at once (first-class heap drop): blocks queued by
     /// other threads for our segments are dropped with them, others are re-sent.
     pub fn destroy(&mut self) {
+        self.leaving = true;
         let mut b = self.heap().remote.0.take_all();
         while !b.is_null() {
             // SAFETY: queued blocks are live memward blocks being freed.
@@ -170,7 +258,9 @@ impl Local {
         }
         self.clear_queues();
         self.pending_purge = 0;
+        self.pending_bytes = 0;
         self.flush_outbox();
         self.publish_live();
     }
 }
+

@@ -44,7 +44,7 @@ impl Local {
                 }
             }
         }
-        for list in self.avail.iter().chain(&self.full).chain([&self.large]) {
+        for list in self.avail.iter().chain(&self.full).chain([&self.huge]) {
             list.check();
             let mut seg = list.first();
             while !seg.is_null() {

@@ -76,17 +76,21 @@ pub struct Local {
     /// First page of the class for each request size in words (fast path).
     direct: [*mut Page; DIRECT_SLOTS],
     queues: [List<Page>; BIN_COUNT],
-    /// Small and medium segments with a free page slot, and without.
-    avail: [List<Segment>; 2],
-    full: [List<Segment>; 2],
-    /// Large and huge segments (one block each).
-    large: List<Segment>,
+    /// Small, medium and large segments with a free page slot, and without
+    /// (`SegmentKind::class_index`).
+    avail: [List<Segment>; 3],
+    full: [List<Segment>; 3],
+    /// Huge segments (one block each).
+    huge: List<Segment>,
     this: *mut Heap,
     thread_id: usize,
     slow_count: u32,
     next_purge: u64,
     /// Free, unpurged page slots that may be due for purging.
     pending_purge: usize,
+    /// Resident bytes of those slots (estimate): above `options::free_resident_limit()`
+    /// they are purged at once, where the page is freed.
+    pending_bytes: usize,
     /// Change of in-use bytes not yet added to the process total (batched to keep atomic
     /// read-modify-writes off the slow path).
     pending_live: i64,
@@ -102,6 +106,11 @@ pub struct Local {
     /// Hooked mode (`hooks.rs`): `direct` points only at the empty page, so every
     /// allocation takes the slow path, where the hooks are called.
     hooked: bool,
+    /// The heap is being abandoned or destroyed: it must not take segments over.
+    leaving: bool,
+    /// The abandoned segment being visited (`abandon.rs`): emptied pages of it are freed
+    /// but the segment itself is not released until the visit ends.
+    visiting: *mut Segment,
 }
 
 /// The remote-free stack on a cache line of its own: other threads CAS it while the owner
@@ -136,20 +145,23 @@ impl Local {
     const EMPTY: Local = Local {
         direct: [EMPTY_PAGE_PTR; DIRECT_SLOTS],
         queues: [const { List::new() }; BIN_COUNT],
-        avail: [const { List::new() }; 2],
-        full: [const { List::new() }; 2],
-        large: List::new(),
+        avail: [const { List::new() }; 3],
+        full: [const { List::new() }; 3],
+        huge: List::new(),
         this: ptr::null_mut(),
         thread_id: 0,
         slow_count: 0,
         next_purge: 0,
         pending_purge: 0,
+        pending_bytes: 0,
         pending_live: 0,
         outbox_target: ptr::null_mut(),
         outbox_head: ptr::null_mut(),
         outbox_tail: ptr::null_mut(),
         outbox_len: 0,
         hooked: false,
+        leaving: false,
+        visiting: ptr::null_mut(),
     };
 
     #[inline]

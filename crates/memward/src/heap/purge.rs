@@ -1,6 +1,7 @@
 //! Returning free memory: free page slots are purged once they have been free for the
-//! purge delay (checked on slow paths, every `TICKS_PER_CLOCK_READ`-th one), and all at
-//! once on request (`collect`). Purging only touches free slots, never a live block.
+//! purge delay (checked on slow paths, every `TICKS_PER_CLOCK_READ`-th one), all at once
+//! when their resident bytes pass `MEMWARD_FREE_RESIDENT_MIB` (checked where a page is
+//! freed, `retire.rs`), and all at once on request (`collect`). Purging only touches free slots, never a live block.
 //! Owner-only.
 
 use super::Local;
@@ -14,7 +15,8 @@ impl Local {
             return;
         }
         let mut pending = 0;
-        for k in 0..2 {
+        let mut pending_bytes = 0;
+        for k in 0..self.avail.len() {
             let mut seg = self.avail[k].first();
             while !seg.is_null() {
                 // SAFETY: segments on our lists are ours; their free slots hold no page.
@@ -32,6 +34,7 @@ impl Local {
                             s.purge_slot(i);
                         } else {
                             pending += 1;
+                            pending_bytes += page.touched() as usize;
                         }
                     }
                     seg = self.avail[k].next(seg);
@@ -39,6 +42,7 @@ impl Local {
             }
         }
         self.pending_purge = pending;
+        self.pending_bytes = pending_bytes;
     }
 
     /// Returns all free memory of this heap and the segment cache to the OS now.

@@ -20,7 +20,7 @@ impl Local {
             self.check();
         }
         if size > MEDIUM_MAX {
-            return self.alloc_large(size, 64, size);
+            return self.alloc_large(size, 64);
         }
         let page = self.find_page(bin_of(size));
         if page.is_null() {
@@ -79,8 +79,33 @@ impl Local {
     }
 
     /// Finds a page of `bin` with a free block, moving exhausted pages to the full queue,
-    /// or makes a new one. Null if out of memory.
+    /// or makes a new one. Pages of exited threads come before new pages: an adopted
+    /// segment may hold pages of this class with room. Null if out of memory.
     fn find_page(&mut self, bin: usize) -> *mut Page {
+        let page = self.page_with_room(bin);
+        if !page.is_null() {
+            return page;
+        }
+        if self.adopt_abandoned(bin) {
+            let page = self.page_with_room(bin);
+            if !page.is_null() {
+                return page;
+            }
+        }
+        let page = self.new_page(bin);
+        if !page.is_null() {
+            // SAFETY: a fresh page of ours on no queue.
+            unsafe {
+                self.refill_page(page);
+                self.queue_push_front(bin, page);
+            }
+        }
+        page
+    }
+
+    /// The first page of `bin`'s queue that has (or can be given) a free block, moving
+    /// exhausted ones to the full queue; null if none.
+    fn page_with_room(&mut self, bin: usize) -> *mut Page {
         let mut page = self.queues[bin].first();
         while !page.is_null() {
             // SAFETY: pages on our queues are ours; no reference to one is held across the
@@ -98,33 +123,59 @@ impl Local {
                 page = next;
             }
         }
-        let page = self.new_page(bin);
-        if !page.is_null() {
-            // SAFETY: a fresh page of ours on no queue.
-            unsafe {
-                self.refill_page(page);
-                self.queue_push_front(bin, page);
-            }
-        }
-        page
+        ptr::null_mut()
     }
 
-    /// Takes a free page slot from our segments (adopting or acquiring a segment if
-    /// needed) and initialises it for `bin`.
-    fn new_page(&mut self, bin: usize) -> *mut Page {
-        let block_size = bin_size(bin);
-        let kind = if block_size <= SMALL_MAX {
+    /// Adopts segments abandoned by exited threads until one gives a page of `bin` or a
+    /// free slot of its kind (at most `MAX_ADOPT`); true if any was adopted. First-class
+    /// heaps never adopt: dropping one releases its segments, and adopted segments hold
+    /// blocks that other code still owns.
+    fn adopt_abandoned(&mut self, bin: usize) -> bool {
+        if segment_pool::abandoned_count() == 0 || self.heap().is_first_class() {
+            return false;
+        }
+        let k = Self::kind_of_bin(bin).class_index();
+        pool::drain_retired_heaps(self);
+        let mut adopted = false;
+        for _ in 0..MAX_ADOPT {
+            let s = segment_pool::take_abandoned();
+            if s.is_null() {
+                break;
+            }
+            // SAFETY: an abandoned segment taken off the list is ours to adopt.
+            unsafe { self.adopt(s) };
+            adopted = true;
+            if !self.queues[bin].is_empty() || !self.avail[k].is_empty() {
+                break;
+            }
+        }
+        adopted
+    }
+
+    /// The segment kind whose pages hold blocks of `bin`.
+    fn kind_of_bin(bin: usize) -> SegmentKind {
+        if bin_size(bin) <= SMALL_MAX {
             SegmentKind::Small
         } else {
             SegmentKind::Medium
-        };
+        }
+    }
+
+    /// Takes a free page slot from our segments (acquiring a segment if needed) and
+    /// initialises it for `bin`.
+    fn new_page(&mut self, bin: usize) -> *mut Page {
+        let block_size = bin_size(bin);
+        let kind = Self::kind_of_bin(bin);
         let k = kind.class_index();
         let mut seg = self.avail[k].first();
         if seg.is_null() {
-            seg = self.new_segment(kind);
+            let huge_pages = self.wants_huge_pages();
+            seg = segment_pool::acquire(kind, self.tag(), self.thread_id, huge_pages);
             if seg.is_null() {
                 return ptr::null_mut();
             }
+            // SAFETY: a fresh segment of ours on no list.
+            unsafe { self.avail[k].push_front(seg) };
         }
         // SAFETY: seg is one of our segments with a free slot, on our `avail` list.
         unsafe {
@@ -143,31 +194,5 @@ impl Local {
             (*page).init(self.tag(), bin, block_size, start as *mut u8, end);
             page
         }
-    }
-
-    /// A segment with free page slots for `kind`: adopted from exited threads if any,
-    /// else from the cache or the OS. It is put on our `avail` list.
-    fn new_segment(&mut self, kind: SegmentKind) -> *mut Segment {
-        let k = kind.class_index();
-        if segment_pool::abandoned_count() > 0 {
-            pool::drain_retired_heaps(self);
-            for _ in 0..MAX_ADOPT {
-                let s = segment_pool::take_abandoned();
-                if s.is_null() {
-                    break;
-                }
-                // SAFETY: an abandoned segment taken off the list is ours to adopt.
-                unsafe { self.adopt(s) };
-                if !self.avail[k].is_empty() {
-                    return self.avail[k].first();
-                }
-            }
-        }
-        let seg = segment_pool::acquire(kind, self.tag(), self.thread_id, 0);
-        if !seg.is_null() {
-            // SAFETY: a fresh segment of ours on no list.
-            unsafe { self.avail[k].push_front(seg) };
-        }
-        seg
     }
 }

@@ -21,8 +21,9 @@ use core::ptr;
 
 /// Where a remote free goes (steps 2 and 3 of the module docs).
 pub enum RemoteRoute {
-    /// Pushed onto the abandoned segment's own stack: done.
-    Abandoned,
+    /// Pushed onto the abandoned segment's own stack; `visit`: the freeing thread should
+    /// visit the segment (`Local::visit_abandoned`).
+    Abandoned { visit: bool },
     /// Push to this heap's queue at once.
     Direct(*mut Heap),
     /// Batch in the freeing thread's outbox for this heap.
@@ -37,7 +38,9 @@ pub enum RemoteRoute {
 pub unsafe fn route_remote_free(seg: &Segment, p: *mut u8, from_first_class: bool) -> RemoteRoute {
     // SAFETY: forwarded contract.
     if unsafe { seg.try_push_abandoned_free(p.cast()) } {
-        return RemoteRoute::Abandoned;
+        return RemoteRoute::Abandoned {
+            visit: seg.note_abandoned_free(),
+        };
     }
     let owner = Heap::from_owner(seg.owner());
     // SAFETY: heaps are never unmapped, so even a stale owner is valid memory.
@@ -121,7 +124,11 @@ impl Local {
         // SAFETY: forwarded contract; heaps are never unmapped.
         unsafe {
             match route_remote_free(seg, p, from_first_class) {
-                RemoteRoute::Abandoned => {}
+                RemoteRoute::Abandoned { visit } => {
+                    if visit {
+                        self.visit_abandoned(ptr::from_ref(seg).cast_mut());
+                    }
+                }
                 RemoteRoute::Direct(owner) => (*owner).push_remote(p),
                 RemoteRoute::Outbox(owner) => self.push_outbox(owner, p),
             }

@@ -48,6 +48,7 @@ impl Local {
             if bin != 0
                 && self.queues[bin].first() == page
                 && (*page).flags() & FLAG_IN_FULL == 0
+                && Segment::of(page) != self.visiting
             {
                 return;
             }
@@ -74,29 +75,44 @@ impl Local {
             }
             (*page).retire();
             match s.kind() {
-                SegmentKind::Large | SegmentKind::Huge => {
-                    self.large.remove(seg);
+                // A visited segment is released (or abandoned again) when the visit ends.
+                SegmentKind::Huge if seg == self.visiting => {}
+                SegmentKind::Huge => {
+                    self.huge.remove(seg);
                     segment_pool::release(seg);
                 }
-                SegmentKind::Small | SegmentKind::Medium => {
-                    let k = s.kind().class_index();
+                kind => {
+                    let k = kind.class_index();
                     let index = (page as usize - s.page_at(0) as usize) / size_of::<Page>();
                     let was_full = s.in_full_list();
-                    let in_use = s.give_back_slot(index);
+                    let in_use = if kind == SegmentKind::Large {
+                        self.give_back_span(s, page, index)
+                    } else {
+                        s.give_back_slot(index)
+                    };
                     if was_full {
                         self.full[k].remove(seg);
                         self.avail[k].push_front(seg);
                         s.set_in_full_list(false);
                     }
-                    if in_use == 0 {
+                    if in_use == 0 && seg != self.visiting {
                         self.avail[k].remove(seg);
                         s.unpurge_slots();
                         segment_pool::release(seg);
                     } else {
-                        (*page).set_freed_at(os::now_ms());
+                        let now = os::now_ms();
+                        (*page).set_freed_at(now);
                         match options::purge_delay_ms() {
                             0 => s.purge_slot(index),
-                            d if d > 0 => self.pending_purge += 1,
+                            d if d > 0 => {
+                                self.pending_purge += 1;
+                                self.pending_bytes += (*page).touched() as usize;
+                                // The size bound: enforced here, where memory becomes free,
+                                // so a program that stops allocating keeps no more.
+                                if self.pending_bytes > options::free_resident_limit() {
+                                    self.purge_due(now, d as u64, true);
+                                }
+                            }
                             _ => {}
                         }
                     }
