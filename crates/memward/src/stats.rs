@@ -28,7 +28,9 @@ pub fn mapped(bytes: usize) {
     PEAK_MAPPED.fetch_max(now, Ordering::Relaxed);
 }
 
-/// Bytes in use process-wide (as published by the heaps, in batches).
+/// Bytes in use process-wide (as published by the heaps, in batches): the heap profiler's
+/// timeline reads it.
+#[cfg(feature = "profile")]
 pub fn live_bytes() -> i64 {
     LIVE.load(Ordering::Relaxed)
 }
