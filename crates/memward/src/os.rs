@@ -118,25 +118,8 @@ pub fn map_aligned_at(size: usize, align: usize, offset: usize) -> *mut u8 {
     if base.is_null() {
         return base;
     }
-    let start = ((base as usize + offset + align - 1) & !(align - 1)) - offset;
-    let start = if start < base as usize {
-        start + align
-    } else {
-        start
-    };
-    let head = start - base as usize;
-    let tail = over - head - size;
-    // SAFETY: both trimmed ranges lie inside the mapping just made and outside
-    // [start, start+size), which is what we hand out; page alignment holds because base,
-    // start and size are page-aligned.
-    unsafe {
-        if head > 0 {
-            unmap(base, head);
-        }
-        if tail > 0 {
-            unmap((start + size) as *mut u8, tail);
-        }
-    }
+    // SAFETY: `base` is the mapping of `over` bytes just made.
+    let start = unsafe { trim_to_aligned(base, over, size, align, offset) } as usize;
     if !reserve_first && offset == 0 {
         LAST_ALIGNED.store(start, Ordering::Relaxed);
     }
@@ -192,6 +175,42 @@ fn map_below_last(size: usize, align: usize) -> *mut u8 {
     p
 }
 
+/// Unmaps the head and tail of the `over`-byte mapping at `base`, keeping the `size`
+/// bytes that start at the first `s >= base` with `s + offset` a multiple of `align`;
+/// returns `s`.
+///
+/// # Safety
+/// `base` is a mapping of `over >= size + align` bytes that nothing else uses; `base`,
+/// `size`, `align` and `offset` are page-aligned.
+unsafe fn trim_to_aligned(
+    base: *mut u8,
+    over: usize,
+    size: usize,
+    align: usize,
+    offset: usize,
+) -> *mut u8 {
+    let start = ((base as usize + offset + align - 1) & !(align - 1)) - offset;
+    let start = if start < base as usize {
+        start + align
+    } else {
+        start
+    };
+    let head = start - base as usize;
+    let tail = over - head - size;
+    // SAFETY: both trimmed ranges lie inside the mapping and outside [start, start+size),
+    // which is what we hand out; page alignment holds because base, start and size are
+    // page-aligned.
+    unsafe {
+        if head > 0 {
+            unmap(base, head);
+        }
+        if tail > 0 {
+            unmap((start + size) as *mut u8, tail);
+        }
+    }
+    start as *mut u8
+}
+
 /// Reserves `size` bytes at a start `s` with `s + offset` a multiple of `align`, as a
 /// target for [`remap_to`]; null on failure. Same preconditions as [`map_aligned_at`].
 pub fn reserve_aligned_at(size: usize, align: usize, offset: usize) -> *mut u8 {
@@ -202,24 +221,8 @@ pub fn reserve_aligned_at(size: usize, align: usize, offset: usize) -> *mut u8 {
     if base.is_null() {
         return base;
     }
-    let start = ((base as usize + offset + align - 1) & !(align - 1)) - offset;
-    let start = if start < base as usize {
-        start + align
-    } else {
-        start
-    };
-    let head = start - base as usize;
-    let tail = over - head - size;
-    // SAFETY: as in map_aligned_at.
-    unsafe {
-        if head > 0 {
-            unmap(base, head);
-        }
-        if tail > 0 {
-            unmap((start + size) as *mut u8, tail);
-        }
-    }
-    start as *mut u8
+    // SAFETY: `base` is the mapping of `over` bytes just made.
+    unsafe { trim_to_aligned(base, over, size, align, offset) }
 }
 
 /// Grows or shrinks the mapping at `p` from `old` to `new` bytes without moving it
