@@ -14,6 +14,7 @@
 //! reachable; the tracer is told the value is *opaque* and the collector keeps it alive.
 //! The thread-safe collector also asks the tracer to *hold* the guards until it has
 //! decided, so that no thread can move a reported `Gc` out while the decision is made.
+use crate::unsync::Scan;
 use core::ptr::NonNull;
 
 /// A type whose `Gc` pointers the collector can enumerate.
@@ -119,6 +120,11 @@ impl<T> Held for T {}
 /// # let _ = Gc::new(Wrapper(Gc::new(String::new())));
 /// ```
 pub struct Tracer {
+    /// `true` for the thread-local collector's count: a reported thread-local `Gc` goes
+    /// straight into `scan` (no edge list to write and read back, no call per edge) and
+    /// `sync` ones are ignored. `false`: both kinds are recorded in the edge lists.
+    pub(crate) counting: bool,
+    pub(crate) scan: Scan,
     pub(crate) unsync_edges: Vec<Edge>,
     pub(crate) sync_edges: Vec<Edge>,
     held: Vec<Box<dyn Held>>,
@@ -127,15 +133,25 @@ pub struct Tracer {
 }
 
 impl Tracer {
-    /// A tracer; `hold_guards` keeps what [`Tracer::hold`] gets until it is dropped.
+    /// A tracer that records edges; `hold_guards` keeps what [`Tracer::hold`] gets until
+    /// it is dropped.
     pub(crate) const fn new(hold_guards: bool) -> Self {
         Tracer {
+            counting: false,
+            scan: Scan::new(),
             unsync_edges: Vec::new(),
             sync_edges: Vec::new(),
             held: Vec::new(),
             hold_guards,
             opaque: false,
         }
+    }
+
+    /// The thread-local collector's tracer: counts into its `scan`, holds no guards.
+    pub(crate) const fn counting() -> Self {
+        let mut tracer = Tracer::new(false);
+        tracer.counting = true;
+        tracer
     }
 
     /// Says that the value being traced owns `Gc`s that cannot be enumerated now (for

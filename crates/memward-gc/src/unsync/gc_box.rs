@@ -19,10 +19,12 @@ use core::ptr::NonNull;
 pub(crate) const BUFFERED: usize = 1;
 /// The value is dropped, being dropped, or not yet written (`new_cyclic`).
 pub(crate) const DEAD: usize = 2;
-/// Member of the running collection's set (its index is in the bits above `SHIFT`).
+/// Member of the running collection's set (the bits above `SHIFT` hold its count of
+/// outside references, then its index; see `collector`).
 pub(crate) const IN_SET: usize = 4;
-/// Bits below this hold flags; the bits above it a collection index.
-pub(crate) const SHIFT: u32 = 3;
+/// Bits below this hold flags (the collector's `MARK` is the fourth); the bits above it
+/// a member's count or index during a collection, zero otherwise.
+pub(crate) const SHIFT: u32 = 4;
 /// Largest strong or weak count; beyond it we abort, as `Rc` does on overflow.
 const MAX_COUNT: usize = usize::MAX >> (SHIFT + 1);
 

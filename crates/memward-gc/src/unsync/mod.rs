@@ -6,8 +6,11 @@
 //! that a collection has already destroyed (reachable only from destructors running in
 //! that collection, or from clones they stored away) panics instead of reading a dropped
 //! value. `Gc` is neither `Send` nor `Sync`: the counts are plain cells.
+mod collector;
 mod gc_box;
 mod heap;
+
+pub(crate) use collector::Scan;
 
 pub use heap::collect;
 
@@ -291,7 +294,11 @@ impl<T: Trace + 'static> Drop for Gc<T> {
 unsafe impl<T: Trace + 'static> Trace for Gc<T> {
     #[inline]
     fn trace(&self, tracer: &mut Tracer) {
-        tracer.unsync_edges.push(self.edge());
+        if tracer.counting {
+            tracer.scan.count_edge(self.edge(), self.header());
+        } else {
+            tracer.unsync_edges.push(self.edge());
+        }
     }
 }
 
