@@ -24,6 +24,7 @@
 //! threshold a collection runs, and the next threshold is the number of objects the
 //! collection found live (at least [`MIN_THRESHOLD`]), so the work of examining live
 //! objects is paid for by as many allocations: amortised O(1) per allocation.
+use super::box_cache;
 use super::collector;
 use super::gc_box::{header, try_free, BUFFERED, DEAD};
 use crate::trace::{Edge, Tracer};
@@ -79,7 +80,14 @@ impl Drop for Heap {
             // SAFETY: live (see above); a zero strong count implies a dropped value.
             unsafe { try_free(edge) }
         }
+        box_cache::release(true);
     }
+}
+
+/// Makes sure the heap's destructor (which empties the box cache) will run at thread
+/// exit; `false` if it already has.
+pub(crate) fn register_exit() -> bool {
+    HEAP.try_with(|_| ()).is_ok()
 }
 
 /// Puts an object whose strong count dropped (not to zero) into the candidate buffer.
@@ -179,6 +187,7 @@ pub(crate) fn trim() {
     let _ = HEAP.try_with(|heap| {
         if !heap.collecting.get() {
             *heap.spare.borrow_mut() = Tracer::counting();
+            box_cache::release(false);
             CANDIDATES.with(|c| {
                 if let Ok(mut c) = c.try_borrow_mut() {
                     c.shrink_to_fit();

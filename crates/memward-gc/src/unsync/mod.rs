@@ -6,6 +6,7 @@
 //! that a collection has already destroyed (reachable only from destructors running in
 //! that collection, or from clones they stored away) panics instead of reading a dropped
 //! value. `Gc` is neither `Send` nor `Sync`: the counts are plain cells.
+mod box_cache;
 mod collector;
 mod gc_box;
 mod heap;
