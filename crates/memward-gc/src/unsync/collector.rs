@@ -44,7 +44,7 @@ const ONE: usize = 1 << SHIFT;
 
 /// The members of one collection and the edges between them.
 pub(crate) struct Scan {
-    /// The set, in the order found; after `kill`, only the garbage.
+    /// The set, in the order found.
     members: Vec<Edge>,
     /// Allocations the recorded edges point to (all members); member `i`'s edges are
     /// `targets[ends[i - 1]..ends[i]]` (from 0 for the first).
@@ -55,6 +55,8 @@ pub(crate) struct Scan {
     /// Some member is marked live already (it could not be traced).
     marked: bool,
     stack: Vec<usize>,
+    /// The garbage, when a rescue found some members live.
+    garbage: Vec<Edge>,
 }
 
 impl Scan {
@@ -66,6 +68,7 @@ impl Scan {
             referenced: 0,
             marked: false,
             stack: Vec::new(),
+            garbage: Vec::new(),
         }
     }
 
@@ -116,6 +119,7 @@ impl Scan {
         self.targets.clear();
         self.ends.clear();
         self.stack.clear();
+        self.garbage.clear();
         self.referenced = 0;
         self.marked = false;
     }
@@ -129,9 +133,8 @@ pub(crate) fn take_candidates(tracer: &mut Tracer, buffer: &mut Vec<Edge>) {
     let scan = &mut tracer.scan;
     debug_assert!(scan.members.is_empty());
     core::mem::swap(&mut scan.members, buffer);
-    let mut kept = 0;
-    for i in 0..scan.members.len() {
-        let edge = scan.members[i];
+    let mut referenced = 0;
+    scan.members.retain(|&edge| {
         // SAFETY: BUFFERED kept the allocation alive until now.
         let h = unsafe { header(edge.ptr) };
         let meta = h.meta.get() & !BUFFERED;
@@ -140,17 +143,17 @@ pub(crate) fn take_candidates(tracer: &mut Tracer, buffer: &mut Vec<Edge>) {
             // SAFETY: live until now; a dead object's value is gone (try_free also checks
             // that no handle is left).
             unsafe { try_free(edge) };
+            false
         } else {
             let outside = h.strong.get();
             // Entries are unique (BUFFERED), so none is in the set already; counts never
             // exceed `usize::MAX >> (SHIFT + 1)`, so the shift loses nothing.
             h.meta.set(meta | IN_SET | (outside << SHIFT));
-            scan.referenced += usize::from(outside > 0);
-            scan.members[kept] = edge;
-            kept += 1;
+            referenced += usize::from(outside > 0);
+            true
         }
-    }
-    scan.members.truncate(kept);
+    });
+    scan.referenced = referenced;
 }
 
 /// Runs phases 1 to 4 on a scan whose members were just added by `take_candidates`.
@@ -163,10 +166,17 @@ pub(crate) fn collect(tracer: &mut Tracer) -> usize {
     } else {
         0
     };
-    kill(scan);
     scan.targets.clear();
     scan.ends.clear();
-    drop_and_free(&scan.members);
+    // (A rescue always finds its seeds live, so `live == 0` means it did not run.)
+    let garbage = if live == 0 {
+        kill_all(&scan.members);
+        &scan.members
+    } else {
+        kill_unmarked(scan);
+        &scan.garbage
+    };
+    drop_and_free(garbage);
     scan.clear();
     live
 }
@@ -225,12 +235,20 @@ fn rescue(scan: &mut Scan) -> usize {
     live
 }
 
-/// Phase 3: live members leave the set; the rest are marked `DEAD`, keep `IN_SET`, and
-/// are moved to the front of `members`, which is then cut to them.
-fn kill(scan: &mut Scan) {
-    let mut garbage = 0;
-    for i in 0..scan.members.len() {
-        let member = scan.members[i];
+/// Phase 3 when nothing is live (no rescue ran): every member is garbage and is marked
+/// `DEAD`, keeping `IN_SET`.
+fn kill_all(members: &[Edge]) {
+    for &member in members {
+        // SAFETY: members are live (IN_SET).
+        let h = unsafe { header(member.ptr) };
+        h.meta.set((h.meta.get() & FLAGS) | DEAD);
+    }
+}
+
+/// Phase 3 after a rescue: live members leave the set; the rest are marked `DEAD`, keep
+/// `IN_SET`, and are listed in `garbage`.
+fn kill_unmarked(scan: &mut Scan) {
+    for &member in &scan.members {
         // SAFETY: members are live (IN_SET).
         let h = unsafe { header(member.ptr) };
         let meta = h.meta.get();
@@ -238,11 +256,9 @@ fn kill(scan: &mut Scan) {
             h.meta.set(meta & FLAGS & !(MARK | IN_SET));
         } else {
             h.meta.set((meta & FLAGS) | DEAD);
-            scan.members[garbage] = member;
-            garbage += 1;
+            scan.garbage.push(member);
         }
     }
-    scan.members.truncate(garbage);
 }
 
 /// Phase 4: drops each garbage value once, in order; each member leaves the set right

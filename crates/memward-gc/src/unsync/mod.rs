@@ -293,7 +293,7 @@ impl<T: Trace + 'static> Drop for Gc<T> {
 
 // SAFETY: reports this one owned handle.
 unsafe impl<T: Trace + 'static> Trace for Gc<T> {
-    #[inline]
+    #[inline(always)]
     fn trace(&self, tracer: &mut Tracer) {
         if tracer.counting {
             tracer.scan.count_edge(self.edge(), self.header());
