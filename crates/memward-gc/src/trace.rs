@@ -3,7 +3,9 @@
 //! Tracing is how the collector learns which `Gc`s a value owns. A value reports each
 //! owned `Gc` once by calling `trace` on it; the `Gc` appends an [`Edge`] (a type-erased
 //! pointer to its allocation plus the static table of functions for its type) to the
-//! tracer. The collector only ever *counts* these edges: it never drops or frees anything
+//! tracer, or, for the thread-local collector's count, hands it straight to that
+//! collector's scan (`Tracer::counting`: no list written and read back, no call per
+//! edge). The collector only ever *counts* these edges: it never drops or frees anything
 //! because of them, it only concludes that an object is unreachable when every one of its
 //! strong references was reported from inside other unreachable objects. Hence the
 //! contract in [`Trace`]'s `# Safety`: reporting fewer edges than there are is harmless

@@ -3,13 +3,15 @@
 //! `strong` and `weak` count handles exactly like `Rc`'s (but `weak` has no implicit +1:
 //! the allocation is freed when both are zero and neither the candidate buffer nor a
 //! running collection refers to it). `meta` packs the collector's flags in its low bits
-//! and, during a collection, the object's index in the collection's tables above them.
+//! and, during a collection, the member's count of outside references (then its index)
+//! above them.
 //!
 //! The value's life and the memory's life are separate. The value is dropped exactly
 //! once, by whoever first sets `DEAD`: the last strong handle, or the collector for a
 //! garbage cycle. Once `DEAD` is set no `&T` can be made again (`Gc`'s deref checks it).
 //! The memory is freed by [`try_free`] only when no handle, no buffer entry and no
-//! collection can still read the header.
+//! collection can still read the header. Boxes of up to 256 bytes come from and go back
+//! to the thread's `box_cache`; larger ones use `Box`.
 use super::box_cache;
 use crate::trace::{Edge, Trace, Tracer, VTable};
 use core::alloc::Layout;

@@ -1,29 +1,22 @@
-//! The thread's heap state: the candidate buffer, allocation pacing, and the collector.
+//! The thread's heap state: the candidate buffer, allocation pacing, and the entry to
+//! the collector.
 //!
 //! Reference counting frees everything that is not part of a cycle. A cycle can only
 //! become garbage when a strong count drops to a value above zero, so such drops put the
 //! object in the candidate buffer (once: the `BUFFERED` flag). A collection examines the
-//! subgraph reachable from the candidates, trial-deletion style:
-//!
-//! 1. *count*: each object in the set gets `refs = strong`; every edge between two
-//!    set members, as reported by `Trace`, subtracts one from its target. An object left
-//!    with `refs > 0` is referenced from outside the set.
-//! 2. *rescue*: everything reachable (over the recorded edges) from such an object, or
-//!    from an object whose contents could not be traced right now, is live.
-//! 3. *kill*: the rest is garbage. All of it is marked `DEAD` before any destructor runs,
-//!    so a destructor that reaches another member finds it dead (`Gc::try_deref` says
-//!    `None`, deref panics) instead of finding freed memory.
-//! 4. *drop*: each garbage value is dropped once; memory is kept (`IN_SET`).
-//! 5. *free*: only now is memory freed, and only where no handle is left (a destructor
-//!    may have stored a clone somewhere: that object stays allocated, dead, until the
-//!    clone goes).
+//! subgraph reachable from the candidates, trial-deletion style: count the references
+//! each member gets from other members, keep what is referenced from outside and what it
+//! reaches, mark the rest `DEAD`, then run each destructor once and free (the phases and
+//! their costs are in `collector`).
 //!
 //! The collector never changes a count itself: counts only change when real handles are
 //! dropped by real destructors. That is why a `Trace` that reports too few edges can only
 //! leak. Pacing: every `Gc::new` counts an allocation; when the count reaches the
 //! threshold a collection runs, and the next threshold is the number of objects the
 //! collection found live (at least [`MIN_THRESHOLD`]), so the work of examining live
-//! objects is paid for by as many allocations: amortised O(1) per allocation.
+//! objects is paid for by as many allocations: amortised O(1) per allocation. An explicit
+//! `collect()` restarts the count, so a program that collects after building and dropping
+//! each structure (a list of N nodes, a tree) gets one collection per structure.
 use super::box_cache;
 use super::collector;
 use super::gc_box::{header, try_free, BUFFERED, DEAD};
