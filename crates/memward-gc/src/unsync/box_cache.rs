@@ -13,9 +13,10 @@
 //! (the heap's destructor calls [`close`]; later frees go straight to the global
 //! allocator). Blocks never cross threads: a thread-local `Gc`, and so its allocation,
 //! is `!Send`, so the thread that frees a block is the one that allocated it. Classes
-//! are multiples of 16 bytes up to 256, aligned to 16; larger or more aligned boxes do
-//! not use the cache. A block is always allocated from and returned to the global
-//! allocator with its class's layout.
+//! are multiples of 8 bytes up to 256, aligned to 8 (the size rounded up to 8 costs no
+//! memory: glibc rounds requests to 16-byte chunks with an 8-byte header anyway); larger
+//! or more aligned boxes do not use the cache. A block is always allocated from and
+//! returned to the global allocator with its class's layout.
 //!
 //! Setting `MEMWARD_GC_BOX_CACHE=0` in the environment turns the cache off for threads
 //! that start freeing afterwards (read once per thread), so that memory checkers see
@@ -25,10 +26,11 @@ use core::alloc::Layout;
 use core::cell::Cell;
 use core::ptr::{self, NonNull};
 
-/// Size classes are multiples of this, which is also their alignment.
-const GRANULE: usize = 16;
-/// Number of classes: 16 to 256 bytes.
-const CLASSES: usize = 16;
+/// Size classes are multiples of this, which is also their alignment (and the size of
+/// the free list's link).
+const GRANULE: usize = 8;
+/// Number of classes: 8 to 256 bytes.
+const CLASSES: usize = 32;
 /// Bytes of free blocks kept per class and thread.
 pub(crate) const KEEP_BYTES: usize = 256 << 10;
 
@@ -37,6 +39,8 @@ const UNDECIDED: u8 = 0;
 const ON: u8 = 1;
 /// Turned off by the environment, or closed at thread exit.
 const OFF: u8 = 2;
+/// `free`'s outcome when it kept the block.
+const KEPT: u8 = 3;
 
 /// A free block's first word.
 struct FreeBlock {
@@ -72,7 +76,7 @@ pub(crate) const fn class_of(layout: Layout) -> Option<usize> {
 
 /// The layout every block of `class` has.
 fn class_layout(class: usize) -> Layout {
-    // A multiple of 16 up to 256, aligned to 16: always a valid layout.
+    // A multiple of 8 up to 256, aligned to 8: always a valid layout.
     match Layout::from_size_align((class + 1) * GRANULE, GRANULE) {
         Ok(layout) => layout,
         Err(_) => unreachable!("size classes are valid layouts"),
@@ -119,14 +123,15 @@ fn alloc_fresh(class: usize) -> NonNull<u8> {
 /// it any more.
 #[inline]
 pub(crate) unsafe fn free(block: NonNull<u8>, class: usize) {
-    let kept = CACHE.with(|cache| {
+    let state = CACHE.with(|cache| {
+        let state = cache.state.get();
         let len = cache.lens[class].get();
-        if cache.state.get() != ON || len >= KEEP_BYTES / ((class + 1) * GRANULE) {
-            return false;
+        if state != ON || len >= KEEP_BYTES / ((class + 1) * GRANULE) {
+            return state;
         }
         let block = block.cast::<FreeBlock>().as_ptr();
-        // SAFETY: the block is ours (the caller's contract) and at least 16 bytes,
-        // aligned to 16: room for a pointer.
+        // SAFETY: the block is ours (the caller's contract) and at least 8 bytes,
+        // aligned to 8: room for a pointer.
         unsafe {
             block.write(FreeBlock {
                 next: cache.heads[class].get(),
@@ -134,11 +139,14 @@ pub(crate) unsafe fn free(block: NonNull<u8>, class: usize) {
         };
         cache.heads[class].set(block);
         cache.lens[class].set(len + 1);
-        true
+        KEPT
     });
-    if !kept {
+    match state {
+        KEPT => {}
         // SAFETY: forwarded.
-        unsafe { free_slow(block, class) }
+        UNDECIDED => unsafe { free_slow(block, class) },
+        // SAFETY: allocated by the global allocator with this layout (`alloc_fresh`).
+        _ => unsafe { std::alloc::dealloc(block.as_ptr(), class_layout(class)) },
     }
 }
 
@@ -198,11 +206,12 @@ mod tests {
     fn classes_cover_small_boxes_aligned_to_16_at_most() {
         let layout = |size, align| Layout::from_size_align(size, align).unwrap();
         assert_eq!(class_of(layout(1, 1)), Some(0));
-        assert_eq!(class_of(layout(16, 8)), Some(0));
-        assert_eq!(class_of(layout(17, 8)), Some(1));
-        assert_eq!(class_of(layout(256, 16)), Some(15));
+        assert_eq!(class_of(layout(8, 8)), Some(0));
+        assert_eq!(class_of(layout(9, 8)), Some(1));
+        assert_eq!(class_of(layout(40, 8)), Some(4));
+        assert_eq!(class_of(layout(256, 8)), Some(31));
         assert_eq!(class_of(layout(257, 8)), None);
-        assert_eq!(class_of(layout(64, 32)), None);
+        assert_eq!(class_of(layout(32, 16)), None);
         assert_eq!(class_of(layout(0, 1)), None);
         for class in 0..CLASSES {
             assert_eq!(class_of(class_layout(class)), Some(class));
