@@ -19,7 +19,8 @@
 //!    (the usual case for a collection that finds a dropped cycle, tree or list) this
 //!    phase does nothing at all.
 //! 3. *kill*: live members leave the set; every other member is marked `DEAD` (and keeps
-//!    `IN_SET`) before any destructor runs, and is moved to the front of `members`.
+//!    `IN_SET`) before any destructor runs. Without a rescue that is every member, in
+//!    place; after one the garbage is listed apart (it is usually the small part then).
 //! 4. *drop and free*, one pass: each garbage value is dropped once; right after its own
 //!    destructor the member leaves the set and its memory is freed if no handle is left.
 //!    A member not yet reached by this pass keeps `IN_SET`, so a destructor that drops
@@ -35,7 +36,7 @@ use crate::trace::{Edge, Tracer};
 use core::ptr::NonNull;
 
 /// Set while a collection runs on members known to be live (rescued, or not traceable).
-pub(crate) const MARK: usize = 8;
+const MARK: usize = 8;
 /// The flag bits of `meta`; above them a member's outside count (count phase) or its
 /// index (rescue phase).
 const FLAGS: usize = (1 << SHIFT) - 1;
