@@ -420,9 +420,18 @@ impl<T: Trace + 'static> From<T> for Gc<T> {
     }
 }
 
-/// Frees the buffers this thread's collector keeps between collections (for tests that
-/// count bytes).
-#[doc(hidden)]
+/// Returns to the global allocator what this thread's collector keeps for reuse: freed
+/// boxes waiting in its free lists (at most 256 KiB per size class) and the buffers it
+/// keeps between collections. Thread exit does the same. Does nothing inside a
+/// destructor that a collection is running.
+///
+/// ```
+/// use memward_gc::{collect, trim, Gc};
+/// let list: Vec<Gc<u64>> = (0..10_000).map(Gc::new).collect();
+/// drop(list); // the boxes go to this thread's free lists...
+/// collect();
+/// trim(); // ...and from there back to the allocator
+/// ```
 pub fn trim() {
     heap::trim()
 }
