@@ -163,6 +163,17 @@ impl Trie {
         self.mask = mask;
     }
 
+    /// The return address and parent of node `id` (`None` for 0, the empty stack, and
+    /// for ids not handed out): walking parents from a stack id gives its frames,
+    /// innermost first.
+    pub fn node(&mut self, id: u32) -> Option<(u64, u32)> {
+        if id == 0 || id > self.count {
+            return None;
+        }
+        let n = self.nodes.slice_of::<Node>()[id as usize];
+        Some((n.address, n.parent))
+    }
+
     /// Every node in id order, for a forked child's new file.
     pub fn for_each(&mut self, mut f: impl FnMut(u32, u32, u64)) {
         let count = self.count as usize;
