@@ -69,3 +69,11 @@ impl Stacks {
         n
     }
 }
+
+/// Kept here, beside the other addition for memward-check, so that `unwind.rs` (whose
+/// capture path is being tuned separately) changes by one line only.
+impl Default for Stacks {
+    fn default() -> Self {
+        Stacks::new()
+    }
+}
