@@ -128,11 +128,7 @@ pub unsafe fn alloc(
         );
         core::ptr::write_bytes((user - LEFT_CANARY) as *mut u8, CANARY, LEFT_CANARY);
         core::ptr::write_bytes(user as *mut u8, if zeroed { 0 } else { FILL_NEW }, size);
-        core::ptr::write_bytes(
-            (user + size) as *mut u8,
-            CANARY,
-            right_end(size) - size,
-        );
+        core::ptr::write_bytes((user + size) as *mut u8, CANARY, right_end(size) - size);
     }
     registry::insert(user, h);
     user as *mut u8
@@ -151,7 +147,10 @@ fn damaged_red_zones(user: usize, h: &Header) -> Option<Damage> {
         let (data_start, data_end, _) = guard::regions(user, h);
         ((data_start, user), (user + size, data_end))
     } else {
-        ((user - LEFT_CANARY, user), (user + size, user + right_end(size)))
+        (
+            (user - LEFT_CANARY, user),
+            (user + size, user + right_end(size)),
+        )
     };
     let bytes = |(a, b): (usize, usize)| {
         // SAFETY: red zones of a registered block: inside its backing block, readable
@@ -238,7 +237,10 @@ fn report_red_zone(user: usize, h: &Header, d: &Damage, at: Found, stack: Option
             r.line(&format!("freed by thread T{ft} here:"));
             r.stack_id(fs);
         }
-        r.line(&format!("previously allocated by thread T{} here:", h.alloc_tid));
+        r.line(&format!(
+            "previously allocated by thread T{} here:",
+            h.alloc_tid
+        ));
     } else {
         r.line(&format!("allocated by thread T{} here:", h.alloc_tid));
     }
@@ -264,7 +266,10 @@ fn report_freed_write(user: usize, h: &Header, d: &Damage, at: Found) {
     let (fs, ft) = h.freed_by();
     r.line(&format!("freed by thread T{ft} here:"));
     r.stack_id(fs);
-    r.line(&format!("previously allocated by thread T{} here:", h.alloc_tid));
+    r.line(&format!(
+        "previously allocated by thread T{} here:",
+        h.alloc_tid
+    ));
     r.stack_id(h.alloc_stack);
     r.emit();
 }
@@ -299,7 +304,10 @@ fn describe_interior(r: &mut Report, p: usize) {
             let (fs, ft) = h.freed_by();
             r.line(&format!("freed by thread T{ft} here:"));
             r.stack_id(fs);
-            r.line(&format!("previously allocated by thread T{} here:", h.alloc_tid));
+            r.line(&format!(
+                "previously allocated by thread T{} here:",
+                h.alloc_tid
+            ));
         }
         r.stack_id(h.alloc_stack);
     }
@@ -316,7 +324,10 @@ fn report_double_free(p: usize, h: &Header, stack: u32) {
     let (fs, ft) = h.freed_by();
     r.line(&format!("freed by thread T{ft} here:"));
     r.stack_id(fs);
-    r.line(&format!("previously allocated by thread T{} here:", h.alloc_tid));
+    r.line(&format!(
+        "previously allocated by thread T{} here:",
+        h.alloc_tid
+    ));
     r.stack_id(h.alloc_stack);
     r.emit();
 }
@@ -384,7 +395,10 @@ fn finish_free(
                 ),
             );
             r.line("  object passed to delete has wrong type:");
-            r.line(&format!("  size of the allocated type:   {} bytes;", h.len()));
+            r.line(&format!(
+                "  size of the allocated type:   {} bytes;",
+                h.len()
+            ));
             r.line(&format!("  size of the deallocated type: {size} bytes."));
             r.stack_id(stack);
             r.location(user, user, h.len());

@@ -164,11 +164,7 @@ pub unsafe fn alloc(
     unsafe {
         core::ptr::write(base as *mut Header, header);
         core::ptr::write_bytes(data_start as *mut u8, CANARY, user - data_start);
-        core::ptr::write_bytes(
-            user as *mut u8,
-            if zeroed { 0 } else { FILL_NEW },
-            size,
-        );
+        core::ptr::write_bytes(user as *mut u8, if zeroed { 0 } else { FILL_NEW }, size);
         core::ptr::write_bytes((user + size) as *mut u8, CANARY, data_end - user - size);
     }
     GUARDS.lock().insert(data_start, (data_end + page, user));

@@ -138,7 +138,14 @@ pub unsafe fn alloc(size: usize, align: usize, zeroed: bool, kind: Kind) -> *mut
 /// As [`alloc`]; `p` is not null.
 pub unsafe fn free(p: *mut u8, kind: Kind, size: usize) {
     let stack = stacks::capture();
-    checker::free(p as usize, kind, size, stack, threads::current_u16(), "free");
+    checker::free(
+        p as usize,
+        kind,
+        size,
+        stack,
+        threads::current_u16(),
+        "free",
+    );
 }
 
 /// Resizes the block at `p` (non-null) to `size` (> 0) bytes aligned to `align`: always a

@@ -101,7 +101,10 @@ pub fn parse(
             Some("1") => true,
             Some("0") => false,
             Some(v) => {
-                warn(format!("{name}={v}: expected 0 or 1; using {}", default as u8));
+                warn(format!(
+                    "{name}={v}: expected 0 or 1; using {}",
+                    default as u8
+                ));
                 default
             }
         }
@@ -199,6 +202,9 @@ mod tests {
     fn an_unreadable_suppressions_file_is_an_error() {
         let (o, _) = with(&[("MEMWARD_CHECK_SUPPRESSIONS", "/nonexistent/supp.txt")]);
         let e = o.unwrap_err();
-        assert!(e.contains("cannot read the suppressions file /nonexistent/supp.txt"), "{e}");
+        assert!(
+            e.contains("cannot read the suppressions file /nonexistent/supp.txt"),
+            "{e}"
+        );
     }
 }

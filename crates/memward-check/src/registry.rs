@@ -60,7 +60,10 @@ pub fn header_of(user: usize) -> Option<usize> {
 /// The block whose bytes (or red zones) contain `addr`: its user address and header.
 /// Scans every block; for error reports only. `extent(user, header)` gives the range of
 /// addresses that count as the block's.
-pub fn containing(addr: usize, extent: impl Fn(usize, &Header) -> (usize, usize)) -> Option<(usize, usize)> {
+pub fn containing(
+    addr: usize,
+    extent: impl Fn(usize, &Header) -> (usize, usize),
+) -> Option<(usize, usize)> {
     let mut best: Option<(usize, usize)> = None;
     for s in &SHARD {
         let map = s.lock();

@@ -5,8 +5,11 @@
 //!
 //! The handler is installed with `SA_SIGINFO | SA_ONSTACK`: it runs on the thread's
 //! alternate signal stack when it has one (the main thread gets a 64 KiB one at
-//! configuration if it has none, so a fault from a deep stack can still be reported);
-//! other threads run it on their own stack, which a heap fault leaves usable. Its work
+//! configuration if it has none); other threads run it on their own stack, which a heap
+//! fault leaves usable. Alternate stacks can be small (Rust's runtime gives each thread
+//! one of a few KiB), and unwinding plus formatting needs tens of KiB, so the handler
+//! itself only decides whether the fault is ours; the report runs on a 1 MiB stack of the
+//! checker's own (`swapcontext`), mapped at installation, one report at a time. That work
 //! (unwinding, formatting, writing) runs inside the backing's `unchecked`, so what it
 //! allocates is served by the backing and not checked.
 //!
@@ -25,6 +28,8 @@ use crate::block::{Header, LIVE};
 use crate::checker::{backing, fault_stack, options};
 use crate::report::Report;
 use crate::{guard, threads};
+use memward_profile::shared::SpinLock;
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::OnceLock;
 
 /// The handler found at installation.
@@ -39,6 +44,39 @@ unsafe impl Send for Previous {}
 static PREVIOUS: OnceLock<Previous> = OnceLock::new();
 
 const ALT_STACK: usize = 64 * 1024;
+const REPORT_STACK: usize = 1 << 20;
+
+/// The report stack's base (0: none), taken by one report at a time.
+static REPORT_STACK_BASE: SpinLock<usize> = SpinLock::new(0);
+
+/// The fault being reported, for the function that runs on the report stack.
+struct Job {
+    addr: usize,
+    user: usize,
+    header: usize,
+    ctx: *mut libc::c_void,
+}
+
+static JOB: AtomicPtr<Job> = AtomicPtr::new(core::ptr::null_mut());
+
+fn map_stack(len: usize) -> usize {
+    // SAFETY: an anonymous private mapping; the result is checked.
+    let mem = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if mem == libc::MAP_FAILED {
+        0
+    } else {
+        mem as usize
+    }
+}
 
 /// Installs the handler (once) and an alternate stack for the calling thread.
 pub fn install() {
@@ -57,6 +95,7 @@ pub fn install() {
         }
         let _ = PREVIOUS.set(Previous(old));
     }
+    *REPORT_STACK_BASE.lock() = map_stack(REPORT_STACK);
     install_alt_stack();
 }
 
@@ -70,22 +109,12 @@ fn install_alt_stack() {
     {
         return;
     }
-    // SAFETY: an anonymous private mapping; the result is checked.
-    let mem = unsafe {
-        libc::mmap(
-            core::ptr::null_mut(),
-            ALT_STACK,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if mem == libc::MAP_FAILED {
+    let mem = map_stack(ALT_STACK);
+    if mem == 0 {
         return;
     }
     let st = libc::stack_t {
-        ss_sp: mem,
+        ss_sp: mem as *mut libc::c_void,
         ss_flags: 0,
         ss_size: ALT_STACK,
     };
@@ -96,19 +125,53 @@ fn install_alt_stack() {
 extern "C" fn on_segv(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
     let addr = unsafe { (*info).si_addr() } as usize;
-    if let Some((user, h)) = guard::find(addr) {
+    if let Some((user, header)) = guard::find(addr) {
         // SAFETY: errno is the thread's; saved and restored around the report.
         let errno = unsafe { *libc::__errno_location() };
-        (backing().unchecked)(&mut || {
-            // SAFETY: `ctx` is the kernel's ucontext for this signal; `h` a registered
-            // guarded block's header (on its own readable page).
-            unsafe { report_fault(addr, user, &*(h as *const Header), ctx) }
-        });
+        let job = Job {
+            addr,
+            user,
+            header,
+            ctx,
+        };
+        let base = REPORT_STACK_BASE.lock();
+        JOB.store(&job as *const Job as *mut Job, Ordering::Release);
+        if *base == 0 {
+            on_report_stack();
+        } else {
+            // SAFETY: `there` is initialised by getcontext, then given the report stack
+            // (mapped, unused by anyone else while `base` is locked) and a return context
+            // `here`, which swapcontext fills before switching; `on_report_stack` takes
+            // no arguments. When it returns, uc_link resumes `here`.
+            unsafe {
+                let mut here: libc::ucontext_t = core::mem::zeroed();
+                let mut there: libc::ucontext_t = core::mem::zeroed();
+                libc::getcontext(&mut there);
+                there.uc_stack.ss_sp = *base as *mut libc::c_void;
+                there.uc_stack.ss_size = REPORT_STACK;
+                there.uc_link = &mut here;
+                libc::makecontext(&mut there, on_report_stack, 0);
+                libc::swapcontext(&mut here, &there);
+            }
+        }
+        drop(base);
         // SAFETY: as above.
         unsafe { *libc::__errno_location() = errno };
         return;
     }
     chain(sig, info, ctx);
+}
+
+/// Reports the fault in `JOB` (on the report stack).
+extern "C" fn on_report_stack() {
+    // SAFETY: the handler stored a pointer to its `Job`, which outlives this call (the
+    // handler waits in swapcontext, or calls this directly).
+    let job = unsafe { &*JOB.load(Ordering::Acquire) };
+    (backing().unchecked)(&mut || {
+        // SAFETY: `ctx` is the kernel's ucontext for this signal; `header` a registered
+        // guarded block's header (on its own readable page).
+        unsafe { report_fault(job.addr, job.user, &*(job.header as *const Header), job.ctx) }
+    });
 }
 
 /// Passes a fault that is not ours to the previous handler, or to the default action.
@@ -174,7 +237,10 @@ unsafe fn report_fault(addr: usize, user: usize, h: &Header, ctx: *mut libc::c_v
         let (fs, ft) = h.freed_by();
         r.line(&format!("freed by thread T{ft} here:"));
         r.stack_id(fs);
-        r.line(&format!("previously allocated by thread T{} here:", h.alloc_tid));
+        r.line(&format!(
+            "previously allocated by thread T{} here:",
+            h.alloc_tid
+        ));
     } else {
         r.line(&format!("allocated by thread T{} here:", h.alloc_tid));
     }

@@ -72,7 +72,7 @@ impl Suppressions {
 
     /// The first suppression of `kind` matching one of `names` (function names, files,
     /// module paths of the report's frames).
-    pub fn find<'a>(&self, kind: &str, names: &[&str]) -> Option<&Suppression> {
+    pub fn find(&self, kind: &str, names: &[&str]) -> Option<&Suppression> {
         self.list.iter().find(|s| {
             (s.kind == "*" || s.kind == kind) && names.iter().any(|n| matches(&s.pattern, n))
         })
