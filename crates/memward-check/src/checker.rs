@@ -153,10 +153,9 @@ fn damaged_red_zones(user: usize, h: &Header) -> Option<Damage> {
         )
     };
     let bytes = |(a, b): (usize, usize)| {
-        // SAFETY: red zones of a registered block: inside its backing block, readable
-        // (a guarded block's data pages are readable while it is live, and callers check
-        // a freed guarded block only after lifting its protection or while it is armed
-        // they skip it).
+        // Callers check a freed guarded block only once its protection is lifted.
+        // SAFETY: red zones of a registered block lie inside its backing block and are
+        // readable (a live guarded block's data pages are not protected).
         unsafe { core::slice::from_raw_parts(a as *const u8, b - a) }
     };
     let l = bytes(left);

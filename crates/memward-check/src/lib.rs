@@ -109,6 +109,7 @@ pub fn configure_from_env(backing: &'static Backing) -> bool {
 ///
 /// ```no_run
 /// // The engine calls it (after configure_from_env returned true):
+/// // SAFETY: checking is configured; called outside re-entry.
 /// let p = unsafe { memward_check::alloc(13, 16, false, memward_check::Kind::Malloc) };
 /// ```
 ///
@@ -130,6 +131,7 @@ pub unsafe fn alloc(size: usize, align: usize, zeroed: bool, kind: Kind) -> *mut
 /// and red-zone damage.
 ///
 /// ```no_run
+/// // SAFETY: checking is configured; called outside re-entry; `p` is live.
 /// let p = unsafe { memward_check::alloc(13, 16, false, memward_check::Kind::New) };
 /// unsafe { memward_check::free(p, memward_check::Kind::New, 13) };
 /// ```
@@ -153,6 +155,7 @@ pub unsafe fn free(p: *mut u8, kind: Kind, size: usize) {
 /// untouched. `realloc` of a freed or invalid pointer is reported.
 ///
 /// ```no_run
+/// // SAFETY: checking is configured; called outside re-entry; `p` is live.
 /// let p = unsafe { memward_check::alloc(13, 16, false, memward_check::Kind::Malloc) };
 /// let q = unsafe { memward_check::realloc(p, 100, 16) };
 /// ```
@@ -174,6 +177,7 @@ pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
 /// block's start, and returns 0 for it.
 ///
 /// ```no_run
+/// // SAFETY: checking is configured; called outside re-entry.
 /// let p = unsafe { memward_check::alloc(13, 16, false, memward_check::Kind::Malloc) };
 /// assert_eq!(unsafe { memward_check::usable_size(p) }, 13);
 /// ```
@@ -190,6 +194,7 @@ pub unsafe fn usable_size(p: *const u8) -> usize {
 ///
 /// ```no_run
 /// let x = 0u64;
+/// // SAFETY: checking is configured; called outside re-entry.
 /// unsafe { memward_check::foreign_free(&x as *const u64 as *mut u8, "free") };
 /// ```
 ///

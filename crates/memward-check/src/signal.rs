@@ -139,10 +139,11 @@ extern "C" fn on_segv(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
         if *base == 0 {
             on_report_stack();
         } else {
-            // SAFETY: `there` is initialised by getcontext, then given the report stack
-            // (mapped, unused by anyone else while `base` is locked) and a return context
-            // `here`, which swapcontext fills before switching; `on_report_stack` takes
-            // no arguments. When it returns, uc_link resumes `here`.
+            // `there` gets the report stack (mapped, used by no one else while `base` is
+            // locked) and a return context `here`; when `on_report_stack` returns,
+            // uc_link resumes `here`.
+            // SAFETY: getcontext initialises `there`, swapcontext fills `here` before
+            // switching; `on_report_stack` takes no arguments, as makecontext is told.
             unsafe {
                 let mut here: libc::ucontext_t = core::mem::zeroed();
                 let mut there: libc::ucontext_t = core::mem::zeroed();
