@@ -15,10 +15,13 @@
 //! The header keeps a page of its own, so a freed block's data pages can be protected
 //! while its header stays readable (double frees of it are still recognised). The user's
 //! bytes end against the guard page, up to the block's alignment: for `malloc`'s default
-//! alignment (16) a block is aligned to the largest power of two dividing its size, as a
-//! C object's alignment divides its size (GWP-ASan's rule), so a 13-byte block ends
-//! exactly at the guard page and a one-byte overflow faults. Explicit larger alignments are
-//! honoured, and the slack is canary-checked at free.
+//! alignment (16) a block is aligned to the smallest power of two at least its size, up
+//! to 16 (GWP-ASan's default rule): a C object that fits in N bytes needs no more, while
+//! a structure with a flexible array member may need more than the largest power of two
+//! dividing its size (CPython's bytes objects do). So a block whose size is a multiple of
+//! 16 ends exactly at the guard page, and otherwise up to 15 bytes of slack lie between:
+//! reads there are not caught, writes there are (canaries, checked at free). Explicit
+//! larger alignments are honoured the same way.
 //!
 //! `MEMWARD_CHECK_GUARD=all` guards every block, `sample` one allocation in
 //! `MEMWARD_CHECK_GUARD_RATE` (64) on average, chosen by a per-thread countdown drawn
@@ -105,12 +108,14 @@ pub fn wanted(size: usize, align: usize) -> bool {
         && COUNT.load(Ordering::Relaxed) < limit(o.guard)
 }
 
-/// The alignment a guarded block of `size` bytes gets for a requested `align`.
+/// The alignment a guarded block of `size` bytes gets for a requested `align`: the
+/// request if it is above 16, else the smallest power of two that is at least `size`,
+/// up to 16 (any C object that fits in `size` bytes needs no more).
 pub fn alignment(size: usize, align: usize) -> usize {
     if align > 16 {
         align
     } else {
-        (1usize << size.trailing_zeros().min(4)).max(1)
+        size.max(1).next_power_of_two().min(16)
     }
 }
 
@@ -240,8 +245,11 @@ mod tests {
 
     #[test]
     fn malloc_alignment_follows_the_size() {
-        assert_eq!(alignment(13, 16), 1);
-        assert_eq!(alignment(24, 16), 8);
+        assert_eq!(alignment(13, 16), 16);
+        assert_eq!(alignment(7, 16), 8);
+        assert_eq!(alignment(1, 16), 1);
+        assert_eq!(alignment(0, 16), 1);
+        assert_eq!(alignment(24, 16), 16);
         assert_eq!(alignment(48, 16), 16);
         assert_eq!(alignment(4096, 16), 16);
         assert_eq!(alignment(13, 64), 64);

@@ -329,20 +329,37 @@ fn guard_pages_catch_reads_past_the_end_at_the_access() {
     let p = o.addr("P");
     assert_report(
         &o,
-        &format!("heap-buffer-overflow on address {} at pc 0x", hex(p + 13)),
+        &format!("heap-buffer-overflow on address {} at pc 0x", hex(p + 32)),
         "heap-buffer-overflow",
     );
     o.has(&format!(
         "READ of unknown size at {} thread T1",
-        hex(p + 13)
+        hex(p + 32)
     ))
     .has(&format!(
-        "{} is located 0 bytes after 13-byte region [{},{})",
-        hex(p + 13),
+        "{} is located 0 bytes after 32-byte region [{},{})",
+        hex(p + 32),
         hex(p),
-        hex(p + 13)
+        hex(p + 32)
     ))
     .has("allocated by thread T1 here:");
+    // A block whose size is not a multiple of its alignment keeps a slack before the
+    // guard page; a write there is found at free.
+    let o = run("write_into_guard_slack", &[("MEMWARD_CHECK_GUARD", "all")]);
+    let p = o.addr("P");
+    assert_eq!(
+        (p + 16) % 4096,
+        0,
+        "a 13-byte block ends 3 bytes before the guard page"
+    );
+    assert_report(
+        &o,
+        &format!(
+            "heap-buffer-overflow on address {} in thread T1 (found at free",
+            hex(p + 13)
+        ),
+        "heap-buffer-overflow",
+    );
 }
 
 #[test]
@@ -728,11 +745,25 @@ mod scenarios {
         if !child() {
             return;
         }
-        let p = alloc(13, Kind::Malloc);
+        let p = alloc(32, Kind::Malloc);
         show("P", p);
         // SAFETY: deliberately reads the byte after the block: the guard page faults.
-        let v = unsafe { p.add(13).read_volatile() };
+        let v = unsafe { p.add(32).read_volatile() };
         println!("\nREAD={v}");
+    }
+
+    #[test]
+    #[ignore = "run in a child process"]
+    fn write_into_guard_slack() {
+        if !child() {
+            return;
+        }
+        let p = alloc(13, Kind::Malloc);
+        show("P", p);
+        // SAFETY: deliberately writes the byte after the block (the slack before the
+        // guard page, canary bytes of the checker's).
+        unsafe { p.add(13).write_volatile(1) };
+        free(p, Kind::Malloc);
     }
 
     #[test]
@@ -785,9 +816,9 @@ mod scenarios {
         let q = alloc(13, Kind::Malloc);
         free(q.wrapping_add(1), Kind::Malloc);
         free(q, Kind::New);
-        let r = alloc(13, Kind::Malloc);
+        let r = alloc(16, Kind::Malloc);
         // SAFETY: deliberately reads past the guarded block; keep-going lifts the guard.
-        let v = unsafe { r.add(13).read_volatile() };
+        let v = unsafe { r.add(16).read_volatile() };
         println!("\nREAD={v}");
         // SAFETY: configured.
         let n = unsafe { memward_check::usable_size(p) };
