@@ -5,8 +5,9 @@
 //! user's bytes, and a right zone of canary bytes from the requested end up to the next
 //! 16-byte boundary plus 16 (so 16 to 31 bytes). The header lives just before the user's
 //! bytes so that the block describes itself (magic word, requested size, kind, state,
-//! threads and stack ids); the live-block registry maps user addresses to headers, so a
-//! header is only ever read for an address the checker handed out.
+//! threads and stack ids, its slot in the registry's table): a free finds it at a fixed
+//! offset from the pointer, without a table lookup (the registry checks first that the
+//! address can be read; see `registry.rs`).
 //!
 //! ```text
 //! base            user-48     user-16   user          user+size        user+round16(size)+16
@@ -96,11 +97,12 @@ pub struct Header {
     state: AtomicU8,
     /// `GUARDED`, `ARMED`, `POISONED`.
     pub flags: AtomicU8,
-    _pad: u8,
+    /// log2 of the block's alignment (ordinary blocks: where the backing block starts).
+    pub align_log2: u8,
     /// Requested size in bytes.
     pub size: u64,
-    /// `user - base`: where the backing block starts.
-    pub left: u32,
+    /// The block's slot in the registry's table.
+    pub slot: u32,
     /// Stack id of the allocation.
     pub alloc_stack: u32,
     /// Stack id of the free (0 until freed).
@@ -122,11 +124,11 @@ pub const POISONED: u8 = 4;
 
 impl Header {
     /// A live header for a block of `size` bytes at `user`.
-    pub fn new(user: usize, size: usize, left: usize, kind: Kind, stack: u32, tid: u16) -> Header {
+    pub fn new(user: usize, size: usize, align: usize, kind: Kind, stack: u32, tid: u16) -> Header {
         Header {
             magic: magic(user),
             size: size as u64,
-            left: left as u32,
+            slot: 0,
             alloc_stack: stack,
             free_stack: AtomicU32::new(0),
             alloc_tid: tid,
@@ -134,7 +136,7 @@ impl Header {
             kind: kind as u8,
             state: AtomicU8::new(LIVE),
             flags: AtomicU8::new(0),
-            _pad: 0,
+            align_log2: align.trailing_zeros() as u8,
         }
     }
 
@@ -156,6 +158,19 @@ impl Header {
     /// Sets the state.
     pub fn set_state(&self, s: u8) {
         self.state.store(s, Ordering::Release);
+    }
+
+    /// Moves the state from `from` to `to` if it is `from`; false otherwise.
+    pub fn change_state(&self, from: u8, to: u8) -> bool {
+        self.state
+            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Makes the header invalid (before its memory goes back to the backing), so a stale
+    /// pointer to the block is not taken for it.
+    pub fn invalidate(&mut self) {
+        self.magic = 0;
     }
 
     /// The flags (`GUARDED`, `ARMED`).
@@ -266,7 +281,8 @@ mod tests {
 
     #[test]
     fn headers_validate_only_for_their_block() {
-        let h = Header::new(0x1000, 13, 48, Kind::New, 7, 2);
+        let h = Header::new(0x1000, 13, 16, Kind::New, 7, 2);
+        assert_eq!(h.align_log2, 4);
         assert!(h.valid_for(0x1000));
         assert!(!h.valid_for(0x1010));
         assert_eq!(h.kind(), Kind::New);

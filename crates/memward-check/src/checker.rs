@@ -53,22 +53,16 @@ enum Claim {
     Mine(usize),
     /// A block already freed (being freed, or in quarantine).
     Freed(usize),
-    /// A registered block whose header was overwritten (an underflow).
-    Smashed,
     /// Not a block's start.
     Unknown,
 }
 
 fn claim(user: usize) -> Claim {
-    registry::with_block(user, |h| match h {
+    match registry::lookup(user) {
         None => Claim::Unknown,
-        Some(h) if !h.valid_for(user) => Claim::Smashed,
-        Some(h) if h.state() == LIVE => {
-            h.set_state(FREEING);
-            Claim::Mine(h as *const Header as usize)
-        }
+        Some(h) if h.change_state(LIVE, FREEING) => Claim::Mine(h as *const Header as usize),
         Some(h) => Claim::Freed(h as *const Header as usize),
-    })
+    }
 }
 
 fn header<'a>(h: usize) -> &'a Header {
@@ -117,20 +111,21 @@ pub unsafe fn alloc(
         return core::ptr::null_mut();
     }
     let user = base + left;
-    let h = user - LEFT_CANARY - HEADER;
+    let h = user - registry::HEADER_AT;
     // SAFETY: `[base, base + total)` is the backing block just allocated, writable and
     // ours; the header, the canaries and the user's bytes lie inside it (block::layout),
     // and the header's address is 8-aligned (user is 16-aligned, 48 bytes before it).
     unsafe {
         core::ptr::write(
             h as *mut Header,
-            Header::new(user, size, left, kind, stack, tid),
+            Header::new(user, size, align, kind, stack, tid),
         );
         core::ptr::write_bytes((user - LEFT_CANARY) as *mut u8, CANARY, LEFT_CANARY);
         core::ptr::write_bytes(user as *mut u8, if zeroed { 0 } else { FILL_NEW }, size);
         core::ptr::write_bytes((user + size) as *mut u8, CANARY, right_end(size) - size);
     }
-    registry::insert(user, h);
+    // SAFETY: the header just written, not otherwise referenced yet.
+    registry::insert(user, unsafe { &mut *(h as *mut Header) });
     user as *mut u8
 }
 
@@ -273,22 +268,6 @@ fn report_freed_write(user: usize, h: &Header, d: &Damage, at: Found) {
     r.emit();
 }
 
-fn report_smashed_header(user: usize, stack: u32, api: &str) {
-    let tid = threads::current();
-    let mut r = Report::new(
-        "heap-buffer-overflow",
-        &format!(
-            "heap-buffer-overflow on address {:#x} in thread T{tid} (found at {api}: the block's header before {user:#x} was overwritten)",
-            user - LEFT_CANARY - HEADER,
-        ),
-    );
-    r.line(&format!(
-        "WRITE before the block at {user:#x} (the write itself happened earlier; the block's size and allocation stack are lost with its header, and it is not freed)"
-    ));
-    r.stack_id(stack);
-    r.emit();
-}
-
 /// Describes an address that is no block's start: a block containing it, if any.
 fn describe_interior(r: &mut Report, p: usize) {
     if let Some((user, h)) = registry::containing(p, extent) {
@@ -354,7 +333,6 @@ pub fn free(p: usize, kind: Kind, size: usize, stack: u32, tid: u16, api: &'stat
     match claim(p) {
         Claim::Mine(h) => finish_free(p, header(h), Some(kind), size, stack, tid, api),
         Claim::Freed(h) => report_double_free(p, header(h), stack),
-        Claim::Smashed => report_smashed_header(p, stack, api),
         Claim::Unknown => report_bad_free(p, stack, None),
     }
 }
@@ -420,21 +398,27 @@ fn finish_free(
     h.set_state(QUARANTINED);
     let cost = if guarded {
         let (_, _, end) = guard::regions(user, h);
-        end - (user - h.left as usize)
+        end - guard::base(user, h)
     } else {
-        h.left as usize + right_end(h.len())
+        user - base_of(user, h) + right_end(h.len())
     };
-    for u in quarantine::push(user, cost, options().quarantine_bytes) {
-        release(u, Found::Quarantine);
+    let hp = h as *const Header as usize;
+    for (u, hq) in quarantine::push(user, hp, cost, options().quarantine_bytes) {
+        release(u, header(hq), Found::Quarantine);
+    }
+}
+
+/// Where the backing block of the block at `user` starts.
+fn base_of(user: usize, h: &Header) -> usize {
+    if h.flags() & GUARDED != 0 {
+        guard::base(user, h)
+    } else {
+        user - block::round_up(HEADER + LEFT_CANARY, 1 << h.align_log2)
     }
 }
 
 /// Checks a block leaving quarantine and gives its memory back.
-fn release(user: usize, at: Found) {
-    let Some(h) = registry::header_of(user) else {
-        return;
-    };
-    let h = header(h);
+fn release(user: usize, h: &Header, at: Found) {
     let guarded = h.flags() & GUARDED != 0;
     if guarded {
         guard::disarm(user, h);
@@ -447,8 +431,11 @@ fn release(user: usize, at: Found) {
             report_freed_write(user, h, &d, at);
         }
     }
-    registry::remove(user);
-    let base = user - h.left as usize;
+    registry::remove(h);
+    let base = base_of(user, h);
+    // SAFETY: the header is ours (the block is out of the registry and the quarantine);
+    // invalidating it keeps stale pointers from being taken for the block.
+    unsafe { (*(h as *const Header as *mut Header)).invalidate() };
     // SAFETY: `base` is the backing block this block was cut from; nothing refers to it
     // any more (the registry forgot it, its protections are lifted).
     unsafe { (backing().free)(base as *mut u8) };
@@ -476,7 +463,6 @@ pub unsafe fn realloc(p: usize, size: usize, align: usize, stack: u32, tid: u16)
         other => {
             match other {
                 Claim::Freed(h) => report_double_free(p, header(h), stack),
-                Claim::Smashed => report_smashed_header(p, stack, "realloc"),
                 _ => report_bad_free(p, stack, None),
             }
             // Keeping going: the old block is left alone, a new one is made.
@@ -489,10 +475,9 @@ pub unsafe fn realloc(p: usize, size: usize, align: usize, stack: u32, tid: u16)
 /// `malloc_usable_size` (the entry point's body): the requested size, so that programs
 /// that use the whole usable size stay inside the block.
 pub fn usable_size(p: usize) -> usize {
-    let size = registry::with_block(p, |h| match h {
-        Some(h) if h.valid_for(p) && h.state() == LIVE => Some(h.len()),
-        _ => None,
-    });
+    let size = registry::lookup(p)
+        .filter(|h| h.state() == LIVE)
+        .map(|h| h.len());
     if let Some(size) = size {
         return size;
     }

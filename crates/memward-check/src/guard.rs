@@ -39,12 +39,43 @@ use crate::registry;
 use core::cell::Cell;
 use memward_profile::shared::SpinLock;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 
 static PAGE: AtomicUsize = AtomicUsize::new(4096);
 /// data_start -> (guard_end, user).
 static GUARDS: SpinLock<BTreeMap<usize, (usize, usize)>> = SpinLock::new(BTreeMap::new());
 static COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// The counting filter over pages: how many guarded blocks' pages hash to each entry.
+/// Zero means no page of any guarded block hashes there.
+const FILTER_BITS: u32 = 18;
+static FILTER: [AtomicU16; 1 << FILTER_BITS] = [const { AtomicU16::new(0) }; 1 << FILTER_BITS];
+
+fn filter_slot(addr: usize) -> usize {
+    let page = (addr / page()) as u64;
+    (page.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - FILTER_BITS)) as usize
+}
+
+/// Adds (`+1`) or removes (`-1`) the pages of `[start, end)` in the filter.
+fn filter_pages(start: usize, end: usize, add: bool) {
+    let page = page();
+    let mut a = start;
+    while a < end {
+        let slot = &FILTER[filter_slot(a)];
+        if add {
+            slot.fetch_add(1, Ordering::AcqRel);
+        } else {
+            slot.fetch_sub(1, Ordering::AcqRel);
+        }
+        a += page;
+    }
+}
+
+/// Whether `addr` may lie in a page of a guarded block (false: it certainly does not).
+#[inline]
+pub fn maybe_guarded(addr: usize) -> bool {
+    COUNT.load(Ordering::Relaxed) != 0 && FILTER[filter_slot(addr)].load(Ordering::Acquire) != 0
+}
 static WARNED: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
@@ -162,7 +193,7 @@ pub unsafe fn alloc(
         }
         return None;
     }
-    let header = Header::new(user, size, user - base, kind, stack, tid);
+    let header = Header::new(user, size, a, kind, stack, tid);
     header.flags.store(GUARDED | ARMED, Ordering::Release);
     // SAFETY: `[base, data_end)` is writable memory of the backing block just allocated
     // (only the guard page after it is protected); the header fits in the first page.
@@ -172,20 +203,27 @@ pub unsafe fn alloc(
         core::ptr::write_bytes(user as *mut u8, if zeroed { 0 } else { FILL_NEW }, size);
         core::ptr::write_bytes((user + size) as *mut u8, CANARY, data_end - user - size);
     }
+    filter_pages(data_start, data_end + page, true);
     GUARDS.lock().insert(data_start, (data_end + page, user));
     COUNT.fetch_add(1, Ordering::Relaxed);
-    registry::insert(user, base);
+    // SAFETY: the header just written at `base`, not otherwise referenced yet.
+    registry::insert(user, unsafe { &mut *(base as *mut Header) });
     Some(user)
 }
 
 /// The guarded block's regions: (data_start, data_end, guard_end).
 pub fn regions(user: usize, header: &Header) -> (usize, usize, usize) {
     let page = page();
-    let base = user - header.left as usize;
-    let data_start = base + page;
-    let data_end = (user + header.len() + page - 1) & !(page - 1);
-    let data_end = data_end.max(data_start + page);
+    let a = 1usize << header.align_log2;
+    let rsize = (header.len() + a - 1) & !(a - 1);
+    let data_end = user + rsize;
+    let data_start = data_end - ((rsize + page - 1) & !(page - 1));
     (data_start, data_end, data_end + page)
+}
+
+/// Where a guarded block's backing block starts (its header page).
+pub fn base(user: usize, header: &Header) -> usize {
+    regions(user, header).0 - page()
 }
 
 /// Protects a freed guarded block's data pages; false if the kernel refused (then the
@@ -210,6 +248,7 @@ pub fn disarm(user: usize, header: &Header) {
     );
     header.flags.fetch_and(!ARMED, Ordering::AcqRel);
     if GUARDS.lock().remove(&data_start).is_some() {
+        filter_pages(data_start, guard_end, false);
         COUNT.fetch_sub(1, Ordering::Relaxed);
     }
 }

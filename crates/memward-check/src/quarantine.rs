@@ -12,7 +12,8 @@ use memward_profile::shared::SpinLock;
 use std::collections::VecDeque;
 
 struct Fifo {
-    blocks: VecDeque<(usize, usize)>,
+    /// (user, header, bytes).
+    blocks: VecDeque<(usize, usize, usize)>,
     bytes: usize,
 }
 
@@ -21,22 +22,23 @@ static Q: SpinLock<Fifo> = SpinLock::new(Fifo {
     bytes: 0,
 });
 
-/// Puts the block at `user` (costing `bytes`) in quarantine with bound `limit`; returns
-/// the blocks to release now (possibly `user` itself, if it alone exceeds the bound).
-pub fn push(user: usize, bytes: usize, limit: usize) -> Vec<usize> {
+/// Puts the block at `user` (header at `header`, costing `bytes`) in quarantine with
+/// bound `limit`; returns the blocks (user, header) to release now (possibly this one, if
+/// it alone exceeds the bound).
+pub fn push(user: usize, header: usize, bytes: usize, limit: usize) -> Vec<(usize, usize)> {
     if bytes > limit {
-        return vec![user];
+        return vec![(user, header)];
     }
     let mut q = Q.lock();
-    q.blocks.push_back((user, bytes));
+    q.blocks.push_back((user, header, bytes));
     q.bytes += bytes;
     let mut out = Vec::new();
     while q.bytes > limit {
-        let Some((u, b)) = q.blocks.pop_front() else {
+        let Some((u, h, b)) = q.blocks.pop_front() else {
             break;
         };
         q.bytes -= b;
-        out.push(u);
+        out.push((u, h));
     }
     out
 }
@@ -68,13 +70,13 @@ mod tests {
     #[test]
     fn evicts_oldest_first_within_the_bound() {
         // One test owns the global queue (the others in this crate do not use it).
-        assert!(push(1, 40, 100).is_empty());
-        assert!(push(2, 40, 100).is_empty());
-        assert_eq!(push(3, 40, 100), vec![1]);
+        assert!(push(1, 11, 40, 100).is_empty());
+        assert!(push(2, 12, 40, 100).is_empty());
+        assert_eq!(push(3, 13, 40, 100), vec![(1, 11)]);
         assert_eq!(bytes(), 80);
-        assert_eq!(push(4, 500, 100), vec![4]);
-        assert_eq!(push(5, 100, 100), vec![2, 3]);
+        assert_eq!(push(4, 14, 500, 100), vec![(4, 14)]);
+        assert_eq!(push(5, 15, 100, 100), vec![(2, 12), (3, 13)]);
         assert_eq!(bytes(), 100);
-        assert_eq!(push(6, 1, 0), vec![6]);
+        assert_eq!(push(6, 16, 1, 0), vec![(6, 16)]);
     }
 }
