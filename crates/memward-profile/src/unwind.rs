@@ -171,16 +171,44 @@ impl Stacks {
         // This function's own frame is unwound like a caller's: `ip` is past its
         // prologue, so the rule looked up at `ip` (return address `ip + 1`) is the one
         // in force.
+        let sp0 = sp;
         let (mut sp, mut bp) = (sp, bp);
-        let mut next = self.step(ip + 1, &mut sp, &mut bp, &mut read);
+        cur.chain = 0;
+        let mut track = Track {
+            sp0,
+            chain: true,
+            bp_from: BP_INITIAL,
+        };
+        // Inner frames are taken from the previous capture while they are the same: each
+        // of its leading frames that stands at a fixed distance from the capture's stack
+        // pointer (every step up to it used a stack-pointer rule) is checked with one read
+        // at that distance, and a match means the same rules, so the same next frame.
+        let mut prefix = true;
+        let mut ra = ip + 1;
         // Raw frames: each return address and the stack slot it was read from.
         let mut raw = 0;
         let mut j = 0;
         // (current raw index, previous raw index) where reused frames start.
         let mut reused = None;
-        while let Some(ra) = next {
-            if raw == MAX_RAW || ra == 0 {
-                break;
+        while raw < MAX_RAW {
+            if prefix && raw < prev.chain && read(sp0 + prev.rel[raw]) == Ok(prev.ras[raw]) {
+                ra = prev.ras[raw];
+                sp = sp0 + prev.rel[raw] + 8;
+                track.bp_from = prev.bp_from[raw];
+            } else {
+                if prefix {
+                    prefix = false;
+                    if track.bp_from != BP_INITIAL {
+                        match read(sp0 + track.bp_from) {
+                            Ok(v) => bp = v,
+                            Err(()) => break,
+                        }
+                    }
+                }
+                match self.step(ra, &mut sp, &mut bp, &mut read, &mut track) {
+                    Some(next) if next != 0 => ra = next,
+                    _ => break,
+                }
             }
             // After a step, the stack pointer is the caller's: the return address sat
             // just below it. Slots only grow outwards (the checks below rely on it).
@@ -190,7 +218,12 @@ impl Stacks {
             }
             cur.ras[raw] = ra;
             cur.slots[raw] = slot;
+            cur.rel[raw] = slot - sp0;
+            cur.bp_from[raw] = track.bp_from;
             raw += 1;
+            if track.chain {
+                cur.chain = raw;
+            }
             // The previous capture's frames further out are reused when this frame is
             // one of them (same return address in the same slot) and every slot further
             // out still holds the return address it held then.
@@ -205,12 +238,19 @@ impl Stacks {
                 raw += more;
                 break;
             }
-            next = self.step(ra, &mut sp, &mut bp, &mut read);
         }
-        let skip = if own_count > 0 {
-            cur.ras[..raw].iter().take_while(|ra| is_own(**ra)).count()
-        } else {
+        if let Some((now, _)) = reused {
+            cur.chain = cur.chain.min(now);
+        }
+        // The allocator's own frames: the same as last time when the frames taken from
+        // the previous capture cover them and the frame after them.
+        let same_inner = prev.chain.min(cur.chain);
+        let skip = if own_count == 0 {
             0
+        } else if prev.skip < same_inner && cur.ras[..=prev.skip] == prev.ras[..=prev.skip] {
+            prev.skip
+        } else {
+            cur.ras[..raw].iter().take_while(|ra| is_own(**ra)).count()
         };
         let truncated = raw - skip > MAX_FRAMES || raw == MAX_RAW;
         let n = (raw - skip).min(MAX_FRAMES);
@@ -243,6 +283,7 @@ impl Stacks {
         sp: &mut u64,
         bp: &mut u64,
         read: &mut impl FnMut(u64) -> Result<u64, ()>,
+        track: &mut Track,
     ) -> Option<u64> {
         let mut shape = self.rules.get(ra);
         if shape == Shape::Unknown {
@@ -259,9 +300,19 @@ impl Stacks {
                 let (next, new_sp, new_bp) =
                     rules::apply(from_bp, cfa_offset, bp_from_cfa, *sp, *bp, read)?;
                 (*sp, *bp) = (new_sp, new_bp);
+                if from_bp {
+                    track.chain = false;
+                } else if let Some(o) = bp_from_cfa {
+                    track.bp_from = new_sp
+                        .wrapping_add_signed(i64::from(o))
+                        .wrapping_sub(track.sp0);
+                }
                 Some(next)
             }
-            Shape::General | Shape::Unknown => self.framehop_step(ra, sp, bp, read),
+            Shape::General | Shape::Unknown => {
+                track.chain = false;
+                self.framehop_step(ra, sp, bp, read)
+            }
         }
     }
 
@@ -353,11 +404,31 @@ impl Stacks {
 /// Most raw frames kept per capture: the recorded ones plus the allocator's own.
 const MAX_RAW: usize = MAX_FRAMES + 32;
 
+/// What the walk knows about how the current frame was reached.
+struct Track {
+    /// The capture's stack pointer.
+    sp0: u64,
+    /// Every step so far used a stack-pointer rule: the frame stands at a fixed distance
+    /// from `sp0`.
+    chain: bool,
+    /// Where the frame pointer was last loaded from (distance from `sp0`), or
+    /// `BP_INITIAL` if it is still the capture's own.
+    bp_from: u64,
+}
+
+const BP_INITIAL: u64 = u64::MAX;
+
 /// One capture, kept for reusing the frames the next one shares with it.
 struct Capture {
     len: usize,
     ras: [u64; MAX_RAW],
     slots: [u64; MAX_RAW],
+    /// Per frame: its slot's distance from the capture's stack pointer, and where the
+    /// frame pointer came from (see `Track`); meaningful for the first `chain` frames.
+    rel: [u64; MAX_RAW],
+    bp_from: [u64; MAX_RAW],
+    /// Leading frames reached by stack-pointer rules only.
+    chain: usize,
     /// Stack ids per raw frame (from `skip` on), valid after `Stacks::remember`.
     ids: [u32; MAX_RAW],
     skip: usize,
@@ -377,6 +448,9 @@ const EMPTY_CAPTURE: Capture = Capture {
     len: 0,
     ras: [0; MAX_RAW],
     slots: [0; MAX_RAW],
+    rel: [0; MAX_RAW],
+    bp_from: [0; MAX_RAW],
+    chain: 0,
     ids: [0; MAX_RAW],
     skip: 0,
     truncated: false,
