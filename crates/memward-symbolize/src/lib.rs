@@ -11,5 +11,5 @@ mod symbolizer;
 
 pub use demangle::demangle;
 pub use module::{ModuleInfo, Unusable};
-pub use process::{parse_maps, process_mappings, process_modules, Mapping};
+pub use process::{parse_maps, process_modules, Mapping};
 pub use symbolizer::{Frame, Location, Symbolizer};

@@ -19,13 +19,15 @@
 use crate::module::ModuleInfo;
 use crate::Symbolizer;
 use object::{Object, ObjectSegment};
+use std::ffi::OsStr;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-/// One line of `/proc/self/maps`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mapping {
+/// One line of `/proc/self/maps`, borrowed from the text it was parsed from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mapping<'a> {
     /// Run-time range `[start, end)`.
     pub start: u64,
     /// End of the range (exclusive).
@@ -39,10 +41,10 @@ pub struct Mapping {
     /// Inode of the mapped file (0 for anonymous memory).
     pub inode: u64,
     /// The path or pseudo-name (`[stack]`, `[heap]`, `[vdso]`); empty when anonymous.
-    pub path: String,
+    pub path: &'a [u8],
 }
 
-impl Mapping {
+impl Mapping<'_> {
     /// Readable?
     pub fn readable(&self) -> bool {
         self.perms[0] == b'r'
@@ -59,51 +61,50 @@ impl Mapping {
     }
 }
 
-/// Parses the text of a `/proc/PID/maps` file; lines that do not parse are skipped.
+/// Parses the text of a `/proc/PID/maps` file, line by line, without allocating (the
+/// leak scan parses it while other threads are stopped); lines that do not parse are
+/// skipped.
 ///
 /// ```
-/// let text = "55d0c0a00000-55d0c0a01000 r--p 00000000 fd:01 1234  /usr/bin/true\n\
-///             7ffd1c000000-7ffd1c021000 rw-p 00000000 00:00 0    [stack]\n";
-/// let maps = memward_symbolize::parse_maps(text);
+/// let text = b"55d0c0a00000-55d0c0a01000 r--p 00000000 fd:01 1234  /usr/bin/true\n\
+///              7ffd1c000000-7ffd1c021000 rw-p 00000000 00:00 0    [stack]\n";
+/// let maps: Vec<_> = memward_symbolize::parse_maps(text).collect();
 /// assert_eq!(maps.len(), 2);
 /// assert_eq!((maps[0].start, maps[0].device, maps[0].inode), (0x55d0c0a00000, (0xfd, 1), 1234));
-/// assert_eq!(maps[0].path, "/usr/bin/true");
+/// assert_eq!(maps[0].path, b"/usr/bin/true");
 /// assert!(maps[1].writable() && maps[1].private());
 /// ```
-pub fn parse_maps(text: &str) -> Vec<Mapping> {
-    text.lines().filter_map(parse_line).collect()
+pub fn parse_maps(text: &[u8]) -> impl Iterator<Item = Mapping<'_>> {
+    text.split(|&b| b == b'\n').filter_map(parse_line)
 }
 
-fn parse_line(line: &str) -> Option<Mapping> {
-    let mut fields = line.splitn(6, ' ');
-    let (start, end) = fields.next()?.split_once('-')?;
-    let perms: [u8; 4] = fields.next()?.as_bytes().try_into().ok()?;
-    let offset = u64::from_str_radix(fields.next()?, 16).ok()?;
-    let (major, minor) = fields.next()?.split_once(':')?;
-    let inode = fields.next()?.parse().ok()?;
+fn parse_line(line: &[u8]) -> Option<Mapping<'_>> {
+    let mut fields = line.splitn(6, |&b| b == b' ');
+    let range = fields.next()?;
+    let dash = range.iter().position(|&b| b == b'-')?;
+    let perms: [u8; 4] = fields.next()?.try_into().ok()?;
+    let offset = hex(fields.next()?)?;
+    let device = fields.next()?;
+    let colon = device.iter().position(|&b| b == b':')?;
+    let inode = std::str::from_utf8(fields.next()?).ok()?.parse().ok()?;
+    let path = fields.next().unwrap_or(b"");
+    let blank = path.iter().take_while(|&&b| b == b' ').count();
     Some(Mapping {
-        start: u64::from_str_radix(start, 16).ok()?,
-        end: u64::from_str_radix(end, 16).ok()?,
+        start: hex(&range[..dash])?,
+        end: hex(&range[dash + 1..])?,
         perms,
         offset,
         device: (
-            u32::from_str_radix(major, 16).ok()?,
-            u32::from_str_radix(minor, 16).ok()?,
+            u32::try_from(hex(&device[..colon])?).ok()?,
+            u32::try_from(hex(&device[colon + 1..])?).ok()?,
         ),
         inode,
-        path: fields.next().unwrap_or("").trim_start().to_owned(),
+        path: &path[blank..],
     })
 }
 
-/// The mappings of the running process, from `/proc/self/maps`.
-///
-/// ```
-/// let maps = memward_symbolize::process_mappings().unwrap();
-/// let here = memward_symbolize::process_mappings as fn() -> _ as usize as u64;
-/// assert!(maps.iter().any(|m| m.start <= here && here < m.end && m.perms[2] == b'x'));
-/// ```
-pub fn process_mappings() -> io::Result<Vec<Mapping>> {
-    Ok(parse_maps(&std::fs::read_to_string("/proc/self/maps")?))
+fn hex(digits: &[u8]) -> Option<u64> {
+    u64::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
 }
 
 /// The modules (executable, shared libraries, vDSO) loaded in the running process, built
@@ -117,7 +118,9 @@ pub fn process_mappings() -> io::Result<Vec<Mapping>> {
 /// assert!(me.path.is_file());
 /// ```
 pub fn process_modules() -> io::Result<Vec<ModuleInfo>> {
-    Ok(modules_of(&process_mappings()?))
+    let text = std::fs::read("/proc/self/maps")?;
+    let maps: Vec<Mapping<'_>> = parse_maps(&text).collect();
+    Ok(modules_of(&maps))
 }
 
 impl Symbolizer {
@@ -153,16 +156,16 @@ impl Symbolizer {
 }
 
 /// Groups file mappings into modules (see [`process_modules`]).
-pub(crate) fn modules_of(maps: &[Mapping]) -> Vec<ModuleInfo> {
+pub(crate) fn modules_of(maps: &[Mapping<'_>]) -> Vec<ModuleInfo> {
     let mut modules: Vec<ModuleInfo> = Vec::new();
-    // (device, inode) or pseudo-name of each module, parallel to `modules`.
-    let mut keys: Vec<((u32, u32), u64, &str)> = Vec::new();
+    // (device, inode, path) of each module, parallel to `modules`.
+    let mut keys: Vec<((u32, u32), u64, &[u8])> = Vec::new();
     for m in maps {
-        let named = m.path.starts_with('/') || m.path == "[vdso]";
+        let named = m.path.starts_with(b"/") || m.path == b"[vdso]";
         if !named || !m.readable() {
             continue;
         }
-        let key = (m.device, m.inode, m.path.as_str());
+        let key = (m.device, m.inode, m.path);
         if let Some(i) = keys.iter().rposition(|k| *k == key) {
             modules[i].ranges.push((m.start, m.end));
             continue;
@@ -179,25 +182,30 @@ pub(crate) fn modules_of(maps: &[Mapping]) -> Vec<ModuleInfo> {
 }
 
 /// The module that starts with mapping `m`.
-fn describe(m: &Mapping) -> ModuleInfo {
-    let unusable = |path: &str| ModuleInfo {
+fn describe(m: &Mapping<'_>) -> ModuleInfo {
+    let path = Path::new(OsStr::from_bytes(m.path));
+    let unusable = |path: PathBuf| ModuleInfo {
         // A path that names nothing: its frames show `name+0xoffset`.
-        path: PathBuf::from(path),
+        path,
         build_id: Vec::new(),
         load_bias: m.start,
         ranges: vec![(m.start, m.end)],
     };
-    if m.path == "[vdso]" || m.path.ends_with(" (deleted)") {
-        return unusable(&m.path);
+    if m.path == b"[vdso]" || m.path.ends_with(b" (deleted)") {
+        return unusable(path.to_owned());
     }
-    match std::fs::metadata(&m.path) {
+    match std::fs::metadata(path) {
         Ok(meta) if split_dev(meta.dev()) == m.device && meta.ino() == m.inode => {}
         // Replaced since it was loaded: the file on disk describes other code.
-        _ => return unusable(&format!("{} (replaced)", m.path)),
+        _ => {
+            let mut replaced = path.as_os_str().to_owned();
+            replaced.push(" (replaced)");
+            return unusable(replaced.into());
+        }
     }
-    let (bias, build_id) = headers(&m.path, m.start).unwrap_or((m.start, Vec::new()));
+    let (bias, build_id) = headers(path, m.start).unwrap_or((m.start, Vec::new()));
     ModuleInfo {
-        path: PathBuf::from(&m.path),
+        path: path.to_owned(),
         build_id,
         load_bias: bias,
         ranges: vec![(m.start, m.end)],
@@ -206,7 +214,7 @@ fn describe(m: &Mapping) -> ModuleInfo {
 
 /// Load bias and build id of the file at `path`, whose first page is mapped at `start`:
 /// the loadable segment at file offset 0 lies at `bias + page_down(p_vaddr)`.
-fn headers(path: &str, start: u64) -> Option<(u64, Vec<u8>)> {
+fn headers(path: &Path, start: u64) -> Option<(u64, Vec<u8>)> {
     let cache = object::ReadCache::new(std::fs::File::open(path).ok()?);
     let file = object::File::parse(&cache).ok()?;
     let first = file.segments().find(|s| s.file_range().0 < PAGE)?.address();
@@ -232,14 +240,15 @@ mod tests {
 
     #[test]
     fn parses_anonymous_and_odd_lines() {
-        let maps = parse_maps(
-            "7f00-7f10 rw-p 00000000 00:00 0 \n\
-             garbage\n\
-             7f10-7f20 r-xp 00001000 08:02 99 /opt/a b/lib x.so (deleted)\n",
-        );
+        let maps: Vec<_> = parse_maps(
+            b"7f00-7f10 rw-p 00000000 00:00 0 \n\
+              garbage\n\
+              7f10-7f20 r-xp 00001000 08:02 99 /opt/a b/lib x.so (deleted)\n",
+        )
+        .collect();
         assert_eq!(maps.len(), 2);
-        assert_eq!(maps[0].path, "");
-        assert_eq!(maps[1].path, "/opt/a b/lib x.so (deleted)");
+        assert_eq!(maps[0].path, b"");
+        assert_eq!(maps[1].path, b"/opt/a b/lib x.so (deleted)");
         assert_eq!((maps[1].offset, maps[1].device), (0x1000, (8, 2)));
     }
 
@@ -247,16 +256,16 @@ mod tests {
     fn groups_mappings_by_file_and_skips_replaced_ones() {
         let exe = std::env::current_exe().unwrap();
         let meta = std::fs::metadata(&exe).unwrap();
-        let line = |start: u64, off: u64, ino: u64, path: &str| Mapping {
+        let line = |start: u64, off: u64, ino: u64, path: &'static str| Mapping {
             start,
             end: start + 0x1000,
             perms: *b"r--p",
             offset: off,
             device: split_dev(meta.dev()),
             inode: ino,
-            path: path.to_owned(),
+            path: path.as_bytes(),
         };
-        let p = exe.to_str().unwrap();
+        let p: &'static str = exe.to_str().unwrap().to_owned().leak();
         let maps = [
             line(0x10000, 0, meta.ino(), p),
             line(0x11000, 0x1000, meta.ino(), p),
