@@ -15,7 +15,7 @@
 //! below the test's frame is cleared before the scan, so that a stale copy of an address
 //! cannot keep a control block alive.
 
-use memward_check::leaks::{find_leaks, LiveBlock};
+use memward_check::leaks::{find_leaks, LeakKind, LiveBlock, LiveBlocks};
 use std::alloc::{GlobalAlloc, Layout};
 use std::hint::black_box;
 use std::process::Command;
@@ -150,7 +150,7 @@ fn scan_and_print() {
     let blocks = BLOCKS.lock().unwrap().clone();
     // SAFETY: the blocks are live memory of the region, never freed; no block is made
     // or dropped while the scan runs.
-    let leaks = unsafe { find_leaks(blocks, &owns) }.unwrap();
+    let leaks = unsafe { find_leaks(&blocks, &owns) }.unwrap();
     let mut lines: Vec<String> = leaks
         .leaked()
         .map(|(b, k)| format!("LEAK {} {k:?}", b.stack))
@@ -511,6 +511,59 @@ fn a_thread_that_blocks_the_stop_signal_is_named_and_its_stack_still_scanned() {
     );
 }
 
+/// Lists the blocks but says there are none beforehand.
+struct Understated(Vec<LiveBlock>);
+
+impl LiveBlocks for Understated {
+    fn estimate(&self) -> usize {
+        0
+    }
+
+    fn for_each(&self, f: &mut dyn FnMut(LiveBlock)) {
+        self.0.for_each(f)
+    }
+}
+
+#[test]
+fn more_blocks_than_estimated_start_the_scan_over_with_more_room() {
+    expect(
+        in_child(
+            "more_blocks_than_estimated_start_the_scan_over_with_more_room",
+            || {
+                // 5000 blocks, the first 2500 a chain from GLOBAL; the room for 1024,
+                // then 2048, then 4096 blocks runs out.
+                let first = block(16, 0);
+                let mut prev = first;
+                for i in 1..5000 {
+                    let b = block(16, i);
+                    if i < 2500 {
+                        link(prev, 0, b, 0);
+                    }
+                    prev = b;
+                }
+                GLOBAL.store(unmask(first), Ordering::Relaxed);
+                clear_stack_below();
+                let blocks = Understated(BLOCKS.lock().unwrap().clone());
+                // SAFETY: as in `scan_and_print`.
+                let leaks = unsafe { find_leaks(&blocks, &owns) }.unwrap();
+                let direct: Vec<u64> = leaks
+                    .leaked()
+                    .filter(|l| l.1 == LeakKind::Direct)
+                    .map(|l| l.0.stack)
+                    .collect();
+                println!(
+                    "LEAK {} blocks, {} direct, tags {:?}..{:?}",
+                    leaks.leaked().count(),
+                    direct.len(),
+                    direct.iter().min(),
+                    direct.iter().max()
+                );
+            },
+        ),
+        &["LEAK 2500 blocks, 2500 direct, tags Some(2500)..Some(4999)"],
+    );
+}
+
 // ---- the report -----------------------------------------------------------------------
 
 /// A function to name in a stack: its first instruction.
@@ -529,7 +582,7 @@ fn the_report_has_leak_sanitizers_layout_with_symbolised_stacks() {
             clear_stack_below();
             let blocks = BLOCKS.lock().unwrap().clone();
             // SAFETY: as in `scan_and_print`.
-            let leaks = unsafe { find_leaks(blocks, &owns) }.unwrap();
+            let leaks = unsafe { find_leaks(&blocks, &owns) }.unwrap();
             let mut sym = memward_symbolize::Symbolizer::for_this_process().unwrap();
             // Both stacks: one "return address" just past the first byte of
             // `allocation_site` (stacks are looked up at address - 1).

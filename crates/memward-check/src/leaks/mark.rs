@@ -46,12 +46,27 @@ pub(crate) struct Marker<'a> {
 }
 
 impl<'a> Marker<'a> {
-    /// Allocates the state for every block of `index` (before the threads stop).
+    /// The state for every block of `index`, in new buffers.
+    #[cfg(test)]
     pub(crate) fn new(index: &'a BlockIndex) -> Marker<'a> {
+        Marker::with_buffers(index, Vec::new(), Vec::new())
+    }
+
+    /// The state for every block of `index`, in buffers reserved before the threads
+    /// stopped: with room for as many entries as blocks, nothing is allocated.
+    pub(crate) fn with_buffers(
+        index: &'a BlockIndex,
+        mut reached: Vec<bool>,
+        mut pending: Vec<u32>,
+    ) -> Marker<'a> {
+        reached.clear();
+        reached.resize(index.len(), false);
+        pending.clear();
+        pending.reserve(index.len());
         Marker {
             index,
-            reached: vec![false; index.len()],
-            pending: Vec::with_capacity(index.len()),
+            reached,
+            pending,
         }
     }
 

@@ -114,18 +114,52 @@ impl fmt::Display for ScanError {
 
 impl std::error::Error for ScanError {}
 
-/// Finds the blocks of `blocks` that nothing reachable points to. `owns` says whether an
+/// Where the scan takes the live blocks from: the checker's block table.
+///
+/// ```
+/// use memward_check::leaks::{LiveBlock, LiveBlocks};
+/// let blocks = vec![LiveBlock { start: 0x1000, size: 16, stack: 1 }];
+/// let mut n = 0;
+/// blocks.for_each(&mut |_| n += 1);
+/// assert_eq!((blocks.estimate(), n), (1, 1));
+/// ```
+pub trait LiveBlocks {
+    /// About how many blocks there are. Asked before the other threads stop; the scan
+    /// reserves room for twice as many, and starts over with more room if
+    /// [`LiveBlocks::for_each`] gives more.
+    fn estimate(&self) -> usize;
+
+    /// Calls `f` with every live block (not freed, not in quarantine). Runs while every
+    /// other thread is stopped, so that no block can change meanwhile: it must not
+    /// allocate, nor wait for a lock that another thread may hold.
+    fn for_each(&self, f: &mut dyn FnMut(LiveBlock));
+}
+
+impl LiveBlocks for Vec<LiveBlock> {
+    fn estimate(&self) -> usize {
+        self.len()
+    }
+
+    fn for_each(&self, f: &mut dyn FnMut(LiveBlock)) {
+        self.iter().for_each(|&b| f(b));
+    }
+}
+
+/// Finds the live blocks that nothing reachable points to. `owns` says whether an
 /// address is memory of the backing allocator (the heap and the checker's tables), which
 /// is never a root.
 ///
-/// Stops every other thread of the process while it scans (see the module docs); the
-/// calling thread's roots are its registers and the frames of its callers.
+/// Stops every other thread of the process while it lists the blocks and scans (see the
+/// module docs); the calling thread's roots are its registers and the frames of its
+/// callers. Allocates before and after the stop, through the global allocator and C
+/// `malloc`, which the caller routes to the backing (the checker's unchecked section).
 ///
 /// # Safety
-/// Every block is memory the checker handed out and still owns, readable for its size;
-/// the set stays the same until the call returns (no checked allocation or free
-/// completes meanwhile); `owns` is callable while other threads are stopped (it takes no
-/// lock).
+/// Every block `blocks` lists is memory the checker handed out and still owns, readable
+/// for its size; a thread that was stopped in the middle of an allocation, free or
+/// reallocation leaves the listed blocks readable and every pointer the program holds in
+/// a listed block or in root memory (a reallocation lists the new block before it frees
+/// the old one); `owns` is callable while other threads are stopped (it takes no lock).
 ///
 /// ```
 /// use memward_check::leaks::{find_leaks, LiveBlock};
@@ -135,12 +169,12 @@ impl std::error::Error for ScanError {}
 /// // C heap is root memory too.
 /// let owns = |_: usize| false;
 /// // SAFETY: the block is a leaked Box, readable, and nobody frees it meanwhile.
-/// let leaks = unsafe { find_leaks(blocks, &owns) }.unwrap();
+/// let leaks = unsafe { find_leaks(&blocks, &owns) }.unwrap();
 /// assert!(leaks.is_empty(), "`kept` is on this stack");
 /// ```
 #[inline(never)]
 pub unsafe fn find_leaks(
-    blocks: Vec<LiveBlock>,
+    blocks: &dyn LiveBlocks,
     owns: &dyn Fn(usize) -> bool,
 ) -> Result<Leaks, ScanError> {
     // This frame's stack pointer: the callers' frames above it are this thread's stack
@@ -155,10 +189,9 @@ pub unsafe fn find_leaks(
 #[inline(never)]
 unsafe fn scan(
     here: Registers,
-    blocks: Vec<LiveBlock>,
+    source: &dyn LiveBlocks,
     owns: &dyn Fn(usize) -> bool,
 ) -> Result<Leaks, ScanError> {
-    let index = BlockIndex::new(blocks);
     let mut reader = RootReader::new();
     let mut maps = Vec::with_capacity(64 << 10);
     loop {
@@ -171,17 +204,22 @@ unsafe fn scan(
     // Room for mappings created before the threads stop.
     maps.reserve(maps.len() + (16 << 10));
     let mut task_buf = Vec::with_capacity(64 << 10);
-    let mut capacity = 64;
-    memory::list_threads(&mut task_buf, |_| capacity += 2)
-        .map_err(|_| ScanError::Threads(libc::EIO))?;
+    let mut threads = 64;
+    memory::list_threads(&mut task_buf, |_| threads += 2).map_err(|e| match e {
+        ReadError::Os(e) => ScanError::Threads(e),
+        ReadError::Full => ScanError::Threads(libc::ENOBUFS),
+    })?;
+    let mut room = source.estimate().saturating_mul(2).max(1024);
     loop {
-        let mut marker = Marker::new(&index);
-        let mut floors: Vec<usize> = Vec::with_capacity(capacity + 1);
-        let mut unsuspended: Vec<i32> = Vec::with_capacity(capacity);
-        let world = match World::stop(capacity, &mut task_buf) {
+        let mut blocks: Vec<LiveBlock> = Vec::with_capacity(room);
+        let reached: Vec<bool> = Vec::with_capacity(room);
+        let pending: Vec<u32> = Vec::with_capacity(room);
+        let mut floors: Vec<usize> = Vec::with_capacity(threads + 1);
+        let mut unsuspended: Vec<i32> = Vec::with_capacity(threads);
+        let world = match World::stop(threads, &mut task_buf) {
             Ok(world) => world,
             Err(StopError::TooManyThreads) => {
-                capacity *= 2;
+                threads *= 2;
                 continue;
             }
             Err(StopError::Busy) => return Err(ScanError::Busy),
@@ -197,6 +235,21 @@ unsafe fn scan(
             }
             Err(ReadError::Os(e)) => return Err(ScanError::Maps(e)),
         }
+        let mut overflow = false;
+        source.for_each(&mut |b| {
+            if blocks.len() < blocks.capacity() {
+                blocks.push(b);
+            } else {
+                overflow = true;
+            }
+        });
+        if overflow {
+            drop(world);
+            room = room.saturating_mul(2);
+            continue;
+        }
+        let index = BlockIndex::new(blocks);
+        let mut marker = Marker::with_buffers(&index, reached, pending);
         floors.push(here.sp());
         for t in world.stopped() {
             floors.push(t.sp().saturating_sub(roots::RED_ZONE));
@@ -213,12 +266,12 @@ unsafe fn scan(
                 marker.visit(floor.saturating_add(roots::RED_ZONE));
             }
         }
-        // SAFETY: the caller's guarantee: the blocks are readable and fixed.
+        // SAFETY: the caller's guarantee: the blocks are readable, and no thread runs.
         unsafe { marker.propagate() };
         unsuspended.extend(world.unresponsive());
         drop(world);
         let reached = marker.into_reached();
-        // SAFETY: as above.
+        // SAFETY: as above; the blocks were live when listed and the caller keeps them.
         let kinds = unsafe { mark::classify(&index, &reached) };
         return Ok(Leaks {
             blocks: index.into_blocks(),
