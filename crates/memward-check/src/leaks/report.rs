@@ -55,7 +55,7 @@ pub(crate) fn group(leaked: impl Iterator<Item = (LiveBlock, LeakKind)>) -> Vec<
 /// use memward_check::leaks::{write_report, LeakKind, LeakRecord};
 /// let records = [LeakRecord { kind: LeakKind::Direct, stack: 1, bytes: 100, objects: 1 }];
 /// let mut sym = memward_symbolize::Symbolizer::new(vec![]);
-/// let text = write_report(&records, &[], &mut |_| vec![0x10], &mut sym);
+/// let text = write_report(&records, &[], &mut |_| vec![0x11], &mut sym);
 /// assert!(text.contains("ERROR: memward: detected memory leaks\n\n\
 ///     Direct leak of 100 byte(s) in 1 object(s) allocated from:\n    #0 0x10  (<unknown module>)\n\n\
 ///     SUMMARY: memward: 100 byte(s) leaked in 1 allocation(s).\n"));
@@ -161,7 +161,7 @@ mod tests {
             },
         ];
         let mut sym = Symbolizer::new(vec![]);
-        let text = write_report(&recs, &[77], &mut |s| vec![0x1000 * s], &mut sym);
+        let text = write_report(&recs, &[77], &mut |s| vec![0x1000 * s + 1], &mut sym);
         let pid = std::process::id();
         let want = format!(
             "\n{eq}\n=={pid}==ERROR: memward: detected memory leaks\n\
