@@ -92,10 +92,10 @@ pub fn lookup(user: usize) -> Option<&'static Header> {
     if at % 8 != 0 || (page_of(at) != page_of(user) && !(backing().owns)(at as *const u8)) {
         return None;
     }
-    // SAFETY: `at` is engine memory (the engine routes only its own addresses here, and
-    // `owns` vouched for the page before), not in a page the checker protected (the
-    // filter above), so it is mapped and readable; a `Header` is plain data, and the
-    // magic word tells a header from other bytes.
+    // The engine routes only its own addresses here, and `owns` vouched for the page
+    // before; the filter above ruled out pages the checker protected.
+    // SAFETY: so `at` is mapped and readable; a `Header` is plain data, and the magic
+    // word tells a header from other bytes.
     let h = unsafe { &*(at as *const Header) };
     (h.valid_for(user) && h.flags() & GUARDED == 0).then_some(h)
 }
