@@ -20,7 +20,7 @@
 //! first out, so the table stays as long as the most blocks that existed at once and its
 //! hot end stays in cache.
 
-use crate::block::{Header, Kind, GUARDED, HEADER, LEFT_CANARY, LIVE};
+use crate::block::{Header, Kind, FREEING, GUARDED, HEADER, LEFT_CANARY, LIVE};
 use crate::checker::backing;
 use crate::guard;
 use memward_profile::shared::SpinLock;
@@ -162,7 +162,10 @@ pub fn slot_count() -> usize {
 }
 
 /// Calls `f` with every live block, reading the table without taking its lock, and
-/// without allocating: for the leak scan, while every other thread is stopped.
+/// without allocating: for the leak scan, while every other thread is stopped. A block
+/// being freed or reallocated by a stopped thread (`FREEING`) is listed too unless it is
+/// guarded (its pages may be protected already): a reallocation copies from it, and the
+/// pointers not yet copied must still be found.
 ///
 /// # Safety
 /// The caller holds the table's lock ([`lock_all`]), so no block is registered or
@@ -174,7 +177,9 @@ pub unsafe fn for_each_live_unlocked(f: &mut dyn FnMut(LiveBlock)) {
         // SAFETY: registered headers stay readable until their block is released, which
         // needs the lock the caller holds.
         let header = unsafe { &*(h as *const Header) };
-        if header.valid_for(user) && header.state() == LIVE {
+        let state = header.state();
+        let readable = state == LIVE || (state == FREEING && header.flags() & GUARDED == 0);
+        if header.valid_for(user) && readable {
             f(LiveBlock {
                 start: user,
                 size: header.len(),

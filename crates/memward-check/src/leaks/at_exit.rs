@@ -71,10 +71,9 @@ fn check_on_clean_stack() -> bool {
     let estimate = registry::slot_count();
     registry::lock_all();
     let owns_address = move |p: usize| owns(p as *const u8);
-    // SAFETY: the blocks the table lists as live are readable memory the checker owns;
-    // with its lock held, none is registered or released until the lock is let go; a
-    // reallocation registers the new block before releasing the old; `owns` takes no
-    // lock.
+    // SAFETY: the table lists readable blocks only; with its lock held none is added or
+    // released; a block being reallocated stays listed (FREEING) until its copy is done;
+    // `owns` takes no lock.
     let result = unsafe { find_leaks(&Table { estimate }, &owns_address) };
     // SAFETY: taken above with `lock_all` on this thread; no guard exists.
     unsafe { registry::unlock_all() };
