@@ -564,6 +564,84 @@ fn more_blocks_than_estimated_start_the_scan_over_with_more_room() {
     );
 }
 
+// ---- blocks of memward's engine -------------------------------------------------------
+
+static ENGINE_BLOCKS: Mutex<Vec<LiveBlock>> = Mutex::new(Vec::new());
+
+/// Where the checker's user bytes start in the engine block it takes (its header and
+/// left red zone come first).
+const HEADER: usize = 32;
+
+/// A block of `size` user bytes laid out as the checker lays them out in memward's
+/// engine (after a header), tagged `tag`; its user address masked.
+#[inline(never)]
+fn engine_block(size: usize, tag: u64) -> usize {
+    let p = memward::raw::malloc(HEADER + size) as usize;
+    assert_ne!(p, 0);
+    // SAFETY: a fresh block of `HEADER + size` bytes.
+    unsafe { core::ptr::write_bytes(p as *mut u8, 0, HEADER + size) };
+    ENGINE_BLOCKS.lock().unwrap().push(LiveBlock {
+        start: p + HEADER,
+        size,
+        stack: tag,
+    });
+    black_box((p + HEADER) ^ MASK)
+}
+
+#[inline(never)]
+fn engine_free(masked: usize) {
+    let user = unmask(masked);
+    ENGINE_BLOCKS.lock().unwrap().retain(|b| b.start != user);
+    // SAFETY: a live block of the engine, freed once.
+    unsafe { memward::raw::free((user - HEADER) as *mut u8) };
+}
+
+#[test]
+fn blocks_of_memwards_engine_are_judged_by_reachability_alone() {
+    expect(
+        in_child(
+            "blocks_of_memwards_engine_are_judged_by_reachability_alone",
+            || {
+                // The engine's own state must neither hide a leak nor count as a root.
+                // Its thread heaps live in mappings outside its segments (root memory
+                // for the scan) and point at the start of engine blocks (a page's first
+                // block, a huge block): the checker's user bytes start after its header,
+                // so those pointers do not point into checker blocks. Small, medium,
+                // large (1 MiB) and huge (3 MiB) blocks.
+                engine_block(3 << 20, 5);
+                engine_block(1 << 20, 6);
+                let kept = engine_block(200, 1);
+                GLOBAL.store(unmask(kept), Ordering::Relaxed);
+                let lost = engine_block(100, 2);
+                link(lost, 0, engine_block(48, 3), 0);
+                // Neighbours freed after the leaked ones: free lists point near them.
+                for i in 0..50 {
+                    engine_free(engine_block(100, 100 + i));
+                }
+                let big = engine_block(1 << 20, 4);
+                link(kept, 8, big, 4096);
+                clear_stack_below();
+                let blocks = ENGINE_BLOCKS.lock().unwrap().clone();
+                let owns_either = |p: usize| owns(p) || memward::raw::owns(p as *const u8);
+                // SAFETY: the blocks are live blocks of the engine, not freed meanwhile.
+                let leaks = unsafe { find_leaks(&blocks, &owns_either) }.unwrap();
+                let mut lines: Vec<String> = leaks
+                    .leaked()
+                    .map(|(b, k)| format!("LEAK {} {k:?}", b.stack))
+                    .collect();
+                lines.sort();
+                lines.iter().for_each(|l| println!("{l}"));
+            },
+        ),
+        &[
+            "LEAK 2 Direct",
+            "LEAK 3 Indirect",
+            "LEAK 5 Direct",
+            "LEAK 6 Direct",
+        ],
+    );
+}
+
 // ---- the report -----------------------------------------------------------------------
 
 /// A function to name in a stack: its first instruction.
