@@ -4,12 +4,14 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
+/// Leak detection at exit by reachability (LeakSanitizer's method).
+pub mod leaks;
+
 mod block;
 mod checker;
 mod exit;
 mod fork;
 mod guard;
-pub mod leaks;
 mod options;
 mod quarantine;
 mod registry;

@@ -23,7 +23,6 @@
 //! what it points to. The design, with its limits and cost, is in
 //! `docs/memward-check-leaks.md`.
 
-pub(crate) mod at_exit;
 mod blocks;
 mod mark;
 mod memory;
