@@ -59,6 +59,15 @@ impl RootReader {
         reader
     }
 
+    /// A reader that copies directly, as where `process_vm_readv` is refused.
+    #[cfg(test)]
+    pub(crate) fn direct() -> RootReader {
+        RootReader {
+            buf: vec![0; CHUNK_WORDS],
+            remote: false,
+        }
+    }
+
     /// Whether unreadable pages are detected (else the caller must only pass memory that
     /// is known to be readable).
     pub(crate) fn detects_faults(&self) -> bool {
