@@ -21,7 +21,7 @@
 //! first out, so the table stays as long as the most blocks that existed at once and its
 //! hot end stays in cache.
 
-use crate::block::{Header, GUARDED, HEADER, LEFT_CANARY, LIVE};
+use crate::block::{Header, FREEING, GUARDED, HEADER, LEFT_CANARY, LIVE};
 use crate::checker::backing;
 use crate::guard;
 use memward_profile::shared::SpinLock;
@@ -179,7 +179,12 @@ impl crate::leaks::LiveBlocks for LockedLiveBlocks {
             // SAFETY: registered headers stay readable until their block is released,
             // which needs this lock.
             let header = unsafe { &*(h as *const Header) };
-            if header.valid_for(user) && header.state() == LIVE {
+            // A block a stopped thread is freeing or reallocating (unless guarded: its
+            // pages may be protected already) is listed too: a reallocation copies from
+            // it, and the pointers it has not copied yet must still be found.
+            let state = header.state();
+            let readable = state == LIVE || (state == FREEING && header.flags() & GUARDED == 0);
+            if header.valid_for(user) && readable {
                 f(crate::leaks::LiveBlock {
                     start: user,
                     size: header.len(),
