@@ -482,6 +482,22 @@ fn guarded_blocks_are_recognised_while_protected() {
 }
 
 #[test]
+fn a_wild_free_after_an_inaccessible_page_is_a_bad_free() {
+    // The header's place (48 bytes before) is in a PROT_NONE page of backing memory, as
+    // the engine's reservations are: reported, not a fault in the checker.
+    let o = run("free_after_protected_page", &[]);
+    let p = o.addr("P");
+    assert_report(
+        &o,
+        &format!(
+            "attempting free on address which was not malloc()-ed: {}",
+            hex(p)
+        ),
+        "bad-free",
+    );
+}
+
+#[test]
 fn faults_that_are_not_the_checkers_keep_their_default_action() {
     let o = run("wild_read", &[("MEMWARD_CHECK_GUARD", "all")]);
     assert_eq!(o.signal, Some(libc::SIGSEGV), "stderr:\n{}", o.stderr);
@@ -744,6 +760,23 @@ mod scenarios {
         show("P", p);
         free(p, Kind::Malloc);
         free(p.wrapping_add(8), Kind::Malloc);
+    }
+
+    #[test]
+    #[ignore = "run in a child process"]
+    fn free_after_protected_page() {
+        if !child() {
+            return;
+        }
+        let q = arena_alloc(3 * 4096, 4096);
+        // SAFETY: the first page of a region this scenario owns.
+        assert_eq!(
+            unsafe { libc::mprotect(q.cast(), 4096, libc::PROT_NONE) },
+            0
+        );
+        let p = q.wrapping_add(4096 + 16);
+        show("P", p);
+        free(p, Kind::Malloc);
     }
 
     #[test]

@@ -4,10 +4,8 @@
 //! the program's source line (symbolised in-process), and end the process with status 1.
 //! A correct program must run silently with status 0.
 //!
-//! Ignored until the engine's glue (`memward`'s feature `check`, enabled by libmemward.so)
-//! is on this branch: without it the library does not check, and these tests would fail.
-//! They pass against a prototype of that glue; run them with `cargo test -p memward-check
-//! --test preload -- --ignored` after `cargo build --release`.
+//! They use the release build of `libmemward.so` (`cargo build --release` first, as CI's
+//! `scripts/test` does), or `$MEMWARD_LIB`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -75,7 +73,6 @@ fn assert_has(o: &Output, needles: &[&str]) {
 }
 
 #[test]
-#[ignore = "needs the engine's check glue in libmemward.so (memward feature `check`)"]
 fn c_programs_errors_are_reported_at_their_source_line() {
     let wrong = build("gcc", "wrong.c");
 
@@ -175,7 +172,6 @@ fn c_programs_errors_are_reported_at_their_source_line() {
 }
 
 #[test]
-#[ignore = "needs the engine's check glue in libmemward.so (memward feature `check`)"]
 fn cxx_new_array_freed_with_delete_is_a_mismatch() {
     let program = build("g++", "mismatch.cpp");
     let o = check(&program, &[], &[]);
