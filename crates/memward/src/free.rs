@@ -115,8 +115,10 @@ pub(crate) fn reporting_heap() -> *mut Heap {
 /// already: then the engine serves the operation itself.
 #[cold]
 pub(crate) fn through_interposer<R>(op: impl FnOnce(&'static Interposer) -> R) -> Option<R> {
-    let i = hooks::interposer()?;
+    // The heap first: creating it runs the process setup that installs the interposer,
+    // which a program whose first call is a `free` of a foreign pointer has not run yet.
     let me = reporting_heap();
+    let i = hooks::interposer()?;
     if me.is_null() {
         return None;
     }

@@ -84,7 +84,10 @@ pub fn unchecked<R>(f: impl FnOnce() -> R) -> R {
 /// unsafe { free(p, Kind::New, 24) };
 /// ```
 pub fn alloc(size: usize, align: usize, kind: Kind) -> *mut u8 {
-    if hook_table::installed() {
+    // A thread without a heap yet may be the process's first allocation: creating the
+    // heap (in `through_interposer`) runs the setup that installs the interposer, which
+    // must see this block's kind.
+    if hook_table::installed() || thread::is_empty(thread::current()) {
         if let Some(p) = through_interposer(|i| {
             // SAFETY: the interposer's contract; align is a power of two by ours.
             unsafe { (i.alloc)(size, align, false, kind) }
