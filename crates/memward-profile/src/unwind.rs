@@ -1,20 +1,31 @@
-//! Stack capture for programs built without frame pointers: `.eh_frame` CFI unwinding
-//! with `framehop`, whose rule cache makes a frame seen before cost a table lookup, and
-//! whose `MustNotAllocateDuringUnwind` policy keeps the unwind step allocation-free.
+//! Stack capture for programs built without frame pointers: `.eh_frame` CFI unwinding.
+//! `framehop` reads the CFI (its `MustNotAllocateDuringUnwind` policy keeps that
+//! allocation-free); the walk itself applies rules from a flat table keyed by return
+//! address (`rules`), learned from framehop once per return address, so a frame seen
+//! before costs a table slot and one or two reads instead of framehop's module search and
+//! general rule.
 //!
 //! The unwinder knows only the modules the recorder gave it (from the module scans); a
 //! return address in a module loaded since the last scan ends the stack there. Stack
 //! memory is read only between the capture's own stack pointer and the top of the
 //! calling thread's stack, so a corrupt frame cannot make the recorder fault.
 //!
-//! Consecutive allocations mostly share the outer part of their stacks, so each thread
-//! keeps its last capture (return addresses and the stack slots they were read from).
-//! When the unwinder reaches a frame of that capture (the same return address in the
-//! same slot) and every slot further out still holds the return address it held, the
-//! rest is taken from the last capture instead of being unwound again: a few reads
-//! instead of a rule lookup per frame. (A different chain with the same return addresses
-//! in the same slots would be read as the old one; the check makes that implausible, not
-//! impossible.)
+//! Consecutive allocations share most of their stacks, so each thread keeps its last
+//! capture (return addresses, the stack slots they were read from, and how each frame
+//! was reached), and a capture takes what it can from it at both ends:
+//!
+//! - **Inner frames.** A frame reached from the capture's own frame by stack-pointer
+//!   rules only stands at a fixed distance from the capture's stack pointer. While the
+//!   last capture's frames hold the same return address at the same distance, they are
+//!   the same frames (the same return addresses mean the same rules): one read each
+//!   instead of a step. This covers the allocator's own frames and the program's
+//!   allocation wrappers.
+//! - **Outer frames.** Once, from the outermost inwards, the capture finds how far the
+//!   last capture's slots still hold their return addresses. When the walk reaches one of
+//!   those frames (the same return address in the same slot), the rest, and its stack
+//!   ids, is taken from the last capture. (A different chain with the same return
+//!   addresses in the same slots would be read as the old one; the check makes that
+//!   implausible, not impossible.)
 //!
 //! Frames of the allocator itself are dropped when it is a shared library (libmemward.so):
 //! every leading frame inside the recorder's own module. A program that links memward
@@ -31,10 +42,9 @@ use framehop::{
 /// Deepest stack recorded (heaptrack records 64 as well).
 pub const MAX_FRAMES: usize = 64;
 
-/// framehop's rule cache is direct-mapped with 509 slots (address % 509); programs with
-/// deep stacks (sqlite3's are about 50 frames) miss it often, and a miss costs a DWARF
-/// CFI evaluation, tens of times a hit. A bank of caches chosen by `address / 509` makes
-/// it direct-mapped over `509 * CACHE_BANKS` slots.
+/// framehop's rule cache is direct-mapped with 509 slots (address % 509); it is used when
+/// a rule is learned and for frames the rule table cannot describe. A bank of caches
+/// chosen by `address / 509` makes it direct-mapped over `509 * CACHE_BANKS` slots.
 const CACHE_BANKS: usize = 32;
 
 type Data = &'static [u8];
