@@ -3,22 +3,26 @@
 //!
 //! The recorder has to write addresses: it cannot tell, inside `free`, which allocation a
 //! pointer came from without a table it would have to keep for every live block. Once
-//! the program has exited, the addresses have done their job. Every figure a report
-//! computes is per allocation site (stack and size) or for the whole heap, so a free only
-//! needs to say which site its block came from, plus one bit the reports do need per
-//! block: whether the block is the latest allocation, with nothing allocated since (a
-//! "temporary"). heaptrack's trace works the same way (an allocation names an
-//! (size, trace) index; a free names the index of its block). Addresses are most of a
-//! recorded file, and they differ from run to run and from block to block; sites repeat
+//! the program has exited, the addresses have done their job: a block can be named by its
+//! allocation site (stack and size) and its place among the site's live blocks, counted
+//! from the most recent (almost always 0 or 1). heaptrack's trace works in the same
+//! spirit (an allocation names an (size, trace) index). Addresses are most of a recorded
+//! file, and they differ from run to run and from block to block; sites and places repeat
 //! in the program's own rhythm, which a general-purpose compressor turns into very
-//! little.
+//! little. Naming the very block (not just any block of its site) keeps everything a
+//! report derives from a block exact: its allocation time, its sampling weight, whether
+//! it was the latest allocation. A site's list loses a block by moving its last block into
+//! the gap (`swap_remove`), so each step costs the same however many blocks are live;
+//! sites whose blocks are freed oldest first name places far from the end, which
+//! compress less well than the usual most-recent-first frees.
 //!
 //! The rewrite applies exactly the rules the reports replay a profile with (see
 //! `docs/profile-format.md`): a free or realloc of an address the file never allocated
 //! becomes an explicit "unknown" free; an allocation at an address still live first frees
 //! the block there (the recorder's one race, a realloc recorded late). In that race the
-//! late realloc's free, which the reports skip, is written as an unknown free: the only
-//! figure that differs is the count of frees of unknown blocks, by one per race.
+//! late realloc's free, which the reports skip, is written as an unknown free (one more
+//! in that count per race), and a realloc onto an address still live frees that block
+//! before the old one instead of after (which can move a massif snapshot between them).
 //!
 //! The compacted file is version 2 (`MWPROF\x02\n`); the [`Reader`] reads it into the same
 //! records as the original, with made-up addresses.
@@ -32,14 +36,14 @@ use std::path::Path;
 
 type Out = Writer<Vec<u8>, IoSink<flate2::write::GzEncoder<BufWriter<File>>>>;
 
-/// The rewrite's state: what the reports' replay keeps, with site numbers.
+/// The rewrite's state: what the reports' replay keeps, with sites and places.
 #[derive(Default)]
 struct Compactor {
     sites: HashMap<(u64, u32), u64>,
-    /// Live blocks: address to site.
-    live: HashMap<u64, u64>,
-    /// The latest allocation while it is live.
-    latest: Option<u64>,
+    /// Live blocks per site (index `site - 1`), in the order the reader keeps them.
+    lists: Vec<Vec<u64>>,
+    /// Live blocks: address to (site, index in its list).
+    live: HashMap<u64, (u64, usize)>,
     /// Addresses an allocation took over before the realloc that freed them was written.
     displaced: HashSet<u64>,
 }
@@ -47,26 +51,41 @@ struct Compactor {
 impl Compactor {
     fn site(&mut self, w: &mut Out, size: u64, stack: u32) -> u64 {
         let next = self.sites.len() as u64 + 1;
-        *self.sites.entry((size, stack)).or_insert_with(|| {
+        let site = *self.sites.entry((size, stack)).or_insert_with(|| {
             w.site(size, stack);
             next
-        })
-    }
-
-    /// Writes the free of the live block at `ptr` (from `site`) by `thread`.
-    fn free_block(&mut self, w: &mut Out, thread: u32, ptr: u64, site: u64) {
-        if self.latest == Some(ptr) {
-            self.latest = None;
-            w.compact_event(thread, tag::FREE_LATEST, &[]);
-        } else {
-            w.compact_event(thread, tag::FREE_OF, &[site]);
+        });
+        if site == next {
+            self.lists.push(Vec::new());
         }
+        site
     }
 
-    /// Makes `ptr` a live block of `site`; a block still live there is freed first.
+    fn insert(&mut self, ptr: u64, site: u64) {
+        let list = &mut self.lists[site as usize - 1];
+        list.push(ptr);
+        self.live.insert(ptr, (site, list.len() - 1));
+    }
+
+    /// Removes the live block at `ptr` as the reader will (`swap_remove`): its site and
+    /// its place from the end of the site's list.
+    fn remove(&mut self, ptr: u64) -> Option<(u64, u64)> {
+        let (site, i) = self.live.remove(&ptr)?;
+        let list = &mut self.lists[site as usize - 1];
+        let back = (list.len() - 1 - i) as u64;
+        list.swap_remove(i);
+        if let Some(&moved) = list.get(i) {
+            if let Some(e) = self.live.get_mut(&moved) {
+                e.1 = i;
+            }
+        }
+        Some((site, back))
+    }
+
+    /// Makes room for a block at `ptr`: a block still live there is freed first.
     fn take_address(&mut self, w: &mut Out, thread: u32, ptr: u64) {
-        if let Some(old) = self.live.remove(&ptr) {
-            self.free_block(w, thread, ptr, old);
+        if let Some((site, back)) = self.remove(ptr) {
+            w.compact_event(thread, tag::FREE_OF, &[site, back]);
             self.displaced.insert(ptr);
         }
     }
@@ -94,16 +113,15 @@ impl Compactor {
             } => {
                 let site = self.site(w, size, stack);
                 self.take_address(w, thread, ptr);
-                self.live.insert(ptr, site);
-                self.latest = Some(ptr);
+                self.insert(ptr, site);
                 w.compact_event(thread, tag::ALLOC_AT, &[site]);
             }
             Record::Free { thread, ptr } => {
                 if !self.displaced.is_empty() {
                     self.displaced.remove(&ptr);
                 }
-                match self.live.remove(&ptr) {
-                    Some(site) => self.free_block(w, thread, ptr, site),
+                match self.remove(ptr) {
+                    Some((site, back)) => w.compact_event(thread, tag::FREE_OF, &[site, back]),
                     None => w.compact_event(thread, tag::FREE_UNKNOWN, &[]),
                 }
             }
@@ -116,27 +134,25 @@ impl Compactor {
             } => {
                 let site = self.site(w, size, stack);
                 let skipped = !self.displaced.is_empty() && self.displaced.remove(&old);
-                let freed = if skipped {
-                    None
+                // A block still live at `new` (other than the one this realloc frees) is
+                // freed in a record before the realloc, and before the old block as the
+                // reader will (the reports free it after the old block).
+                let freed = if !skipped && old == new {
+                    self.remove(old)
                 } else {
-                    self.live.remove(&old)
-                };
-                let (old_tag, old_site) = match freed {
-                    Some(_) if self.latest == Some(old) => {
-                        self.latest = None;
-                        (tag::REALLOC_LATEST, None)
+                    self.take_address(w, thread, new);
+                    if skipped {
+                        None
+                    } else {
+                        self.remove(old)
                     }
-                    Some(s) => (tag::REALLOC_OF, Some(s)),
-                    None => (tag::REALLOC_UNKNOWN, None),
                 };
-                // A block still live at `new` is freed before the realloc record (the
-                // reports free it after the old block; the order changes no figure).
-                self.take_address(w, thread, new);
-                self.live.insert(new, site);
-                self.latest = Some(new);
-                match old_site {
-                    Some(o) => w.compact_event(thread, old_tag, &[o, site]),
-                    None => w.compact_event(thread, old_tag, &[site]),
+                self.insert(new, site);
+                match freed {
+                    Some((old_site, back)) => {
+                        w.compact_event(thread, tag::REALLOC_OF, &[old_site, back, site])
+                    }
+                    None => w.compact_event(thread, tag::REALLOC_UNKNOWN, &[site]),
                 }
             }
         }
@@ -159,9 +175,8 @@ impl Compactor {
 /// let mut w = Writer::new(vec![0u8; 4096], IoSink(std::fs::File::create(&path)?));
 /// w.header(1, 0, 0, 0, b"/bin/x", [&b"x"[..]]);
 /// for i in 0..1000 {
+///     // A block allocated and freed, at an address that wanders through the heap.
 ///     w.alloc(1, 0x10_0000 + i * 48, 40, 0);
-/// }
-/// for i in 0..1000 {
 ///     w.free(1, 0x10_0000 + i * 48);
 /// }
 /// w.flush();

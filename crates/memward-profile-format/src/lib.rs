@@ -46,20 +46,16 @@ pub(crate) mod tag {
     pub const SITE: u8 = 0x0b;
     /// Version 2: an allocation from site `varint site`.
     pub const ALLOC_AT: u8 = 0x0c;
-    /// Version 2: the free of a block from site `varint site` that is not the latest
-    /// allocation.
+    /// Version 2: the free of a live block of site `varint site`, `varint back` places
+    /// from the end of the site's list of live blocks.
     pub const FREE_OF: u8 = 0x0d;
-    /// Version 2: the free of the latest allocation, with no allocation since.
-    pub const FREE_LATEST: u8 = 0x0e;
     /// Version 2: the free of a block the profile does not hold.
-    pub const FREE_UNKNOWN: u8 = 0x0f;
-    /// Version 2: a realloc of a block from site `varint old` (not the latest
-    /// allocation) into a block from site `varint new`.
-    pub const REALLOC_OF: u8 = 0x10;
-    /// Version 2: a realloc of the latest allocation into a block from `varint new`.
-    pub const REALLOC_LATEST: u8 = 0x11;
-    /// Version 2: a realloc of a block the profile does not hold into `varint new`.
-    pub const REALLOC_UNKNOWN: u8 = 0x12;
+    pub const FREE_UNKNOWN: u8 = 0x0e;
+    /// Version 2: a realloc of a live block (`varint old_site, varint back` as for
+    /// `FREE_OF`) into a block from site `varint site`.
+    pub const REALLOC_OF: u8 = 0x0f;
+    /// Version 2: a realloc of a block the profile does not hold into `varint site`.
+    pub const REALLOC_UNKNOWN: u8 = 0x10;
     /// Tags from here on are followed by a varint length: readers skip the unknown ones.
     pub const FIRST_EXTENSION: u8 = 0x80;
 }

@@ -314,7 +314,7 @@ impl<R: Read> Reader<R> {
     /// Whether the file is a compacted one (version 2, written by
     /// [`compact_file`](crate::compact_file)). Its records read as those of the original,
     /// except that block addresses are made up: each block gets an address of its own,
-    /// never reused, and a free names a block from the right allocation site.
+    /// never reused, and a free names the same block as in the original.
     ///
     /// ```
     /// # use memward_profile_format::{IoSink, Reader, Writer};
@@ -606,39 +606,42 @@ fn decode(c: &mut Cursor<'_>, d: &mut Deltas) -> Result<Step, Short> {
             let stack = c.u32()?;
             return Ok(Step::Compact(Op::Site { size, stack }));
         }
-        tag::ALLOC_AT | tag::FREE_OF | tag::REALLOC_LATEST | tag::REALLOC_UNKNOWN => {
+        tag::ALLOC_AT => {
             let site = c.u64()?;
-            let thread = d.thread;
-            return Ok(Step::Compact(match t {
-                tag::ALLOC_AT => Op::Alloc { thread, site },
-                tag::FREE_OF => Op::Free {
-                    thread,
-                    site: Some(site),
-                },
-                _ => Op::Realloc {
-                    thread,
-                    old: if t == tag::REALLOC_LATEST {
-                        Old::Latest
-                    } else {
-                        Old::Unknown
-                    },
-                    site,
-                },
+            return Ok(Step::Compact(Op::Alloc {
+                thread: d.thread,
+                site,
             }));
         }
-        tag::FREE_LATEST => {
+        tag::FREE_OF => {
+            let site = c.u64()?;
+            let back = c.u64()?;
             return Ok(Step::Compact(Op::Free {
                 thread: d.thread,
-                site: None,
+                old: Some((site, back)),
+            }));
+        }
+        tag::FREE_UNKNOWN => {
+            return Ok(Step::Compact(Op::Free {
+                thread: d.thread,
+                old: None,
             }))
         }
-        tag::FREE_UNKNOWN => return Ok(Step::Compact(Op::FreeUnknown { thread: d.thread })),
         tag::REALLOC_OF => {
-            let old = c.u64()?;
+            let old_site = c.u64()?;
+            let back = c.u64()?;
             let site = c.u64()?;
             return Ok(Step::Compact(Op::Realloc {
                 thread: d.thread,
-                old: Old::Of(old),
+                old: Some((old_site, back)),
+                site,
+            }));
+        }
+        tag::REALLOC_UNKNOWN => {
+            let site = c.u64()?;
+            return Ok(Step::Compact(Op::Realloc {
+                thread: d.thread,
+                old: None,
                 site,
             }));
         }
@@ -652,7 +655,9 @@ fn decode(c: &mut Cursor<'_>, d: &mut Deltas) -> Result<Step, Short> {
     Ok(Step::Record(rec))
 }
 
-/// An event of a compacted file, as decoded (applied to `Synth` only once complete).
+/// An event of a compacted file, as decoded (applied to `Synth` only once complete). A
+/// block is named by its site and its place from the end of the site's live blocks;
+/// `None`: a block the profile does not hold.
 #[derive(Debug, Clone, Copy)]
 enum Op {
     Site {
@@ -663,44 +668,30 @@ enum Op {
         thread: u32,
         site: u64,
     },
-    /// `site: None`: the latest allocation.
     Free {
         thread: u32,
-        site: Option<u64>,
-    },
-    FreeUnknown {
-        thread: u32,
+        old: Option<(u64, u64)>,
     },
     Realloc {
         thread: u32,
-        old: Old,
+        old: Option<(u64, u64)>,
         site: u64,
     },
 }
 
-/// The block a compacted realloc resizes.
-#[derive(Debug, Clone, Copy)]
-enum Old {
-    Of(u64),
-    Latest,
-    Unknown,
-}
-
 /// Turns a compacted file's events back into records with addresses: each allocation
-/// gets a new made-up address (16, 32, 48, ...; never reused, never 0), and a free takes
-/// a live block of its site. Which block of the site does not change any figure a report
-/// computes per site; the one distinction that needs the block itself, whether it is the
-/// latest allocation (a temporary), is written in the file (`FREE_LATEST`), so a
-/// `FREE_OF` never takes the latest allocation.
+/// gets a new made-up address (16, 32, 48, ...; never reused, never 0) at the end of its
+/// site's list of live blocks, and a free names its block by site and place in that list
+/// (removed as by `Vec::swap_remove`, which the writer mirrors), so every block is the
+/// same block as in the original file: its size, stack, time and sampling weight, and
+/// whether it was the latest allocation. A block the profile does not hold reads as
+/// address 0, which no allocation has.
 #[derive(Debug, Default)]
 struct Synth {
     /// Size and stack per site (site `n` is `sites[n - 1]`).
     sites: Vec<(u64, u32)>,
     /// Made-up addresses of the live blocks, per site.
     live: Vec<Vec<u64>>,
-    /// The latest allocation while it is live: address and site index. It is always
-    /// the last entry of its site's list.
-    latest: Option<(u64, usize)>,
     next: u64,
 }
 
@@ -717,33 +708,20 @@ impl Synth {
     fn alloc(&mut self, i: usize) -> u64 {
         self.next += 16;
         self.live[i].push(self.next);
-        self.latest = Some((self.next, i));
         self.next
     }
 
-    /// Takes a live block of site `i` other than the latest allocation.
-    fn take(&mut self, i: usize) -> Result<u64, &'static str> {
+    fn take(&mut self, old: Option<(u64, u64)>) -> Result<u64, &'static str> {
+        let Some((site, back)) = old else {
+            return Ok(0);
+        };
+        let i = self.site(site)?;
         let pool = &mut self.live[i];
-        let n = pool.len();
-        match self.latest {
-            Some((p, l)) if l == i && n > 0 && pool[n - 1] == p => {
-                if n < 2 {
-                    return Err("a free of a block its site does not hold");
-                }
-                // The latest allocation moves into the taken slot's place at the end.
-                Ok(pool.swap_remove(n - 2))
-            }
-            _ => pool.pop().ok_or("a free of a block its site does not hold"),
+        let n = pool.len() as u64;
+        if back >= n {
+            return Err("a free of a block its site does not hold");
         }
-    }
-
-    fn take_latest(&mut self) -> Result<u64, &'static str> {
-        let (p, i) = self
-            .latest
-            .take()
-            .ok_or("a free of the latest allocation, which is not live")?;
-        self.live[i].pop();
-        Ok(p)
+        Ok(pool.swap_remove((n - 1 - back) as usize))
     }
 
     fn apply(&mut self, op: Op) -> Result<Option<Record>, &'static str> {
@@ -763,28 +741,13 @@ impl Synth {
                     stack,
                 }
             }
-            Op::Free { thread, site } => {
-                let ptr = match site {
-                    Some(s) => {
-                        let i = self.site(s)?;
-                        self.take(i)?
-                    }
-                    None => self.take_latest()?,
-                };
-                Record::Free { thread, ptr }
-            }
-            // Address 0 is never allocated: the reader of the record ignores the free.
-            Op::FreeUnknown { thread } => Record::Free { thread, ptr: 0 },
+            Op::Free { thread, old } => Record::Free {
+                thread,
+                ptr: self.take(old)?,
+            },
             Op::Realloc { thread, old, site } => {
                 let i = self.site(site)?;
-                let old = match old {
-                    Old::Of(s) => {
-                        let o = self.site(s)?;
-                        self.take(o)?
-                    }
-                    Old::Latest => self.take_latest()?,
-                    Old::Unknown => 0,
-                };
+                let old = self.take(old)?;
                 let (size, stack) = self.sites[i];
                 Record::Realloc {
                     thread,

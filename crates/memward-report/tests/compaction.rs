@@ -59,10 +59,40 @@ fn scratch(name: &str) -> PathBuf {
     dir.join(name)
 }
 
+/// How the reports' replay sees addresses (docs/profile-format.md): an allocation at a
+/// live address frees the block there and marks the address, and a later realloc of a
+/// marked address skips its free. Counts those allocations (races).
+#[derive(Default)]
+struct ReplayModel {
+    live: std::collections::HashSet<u64>,
+    displaced: std::collections::HashSet<u64>,
+    races: u64,
+}
+
+impl ReplayModel {
+    fn alloc(&mut self, p: u64) {
+        if !self.live.insert(p) {
+            self.races += 1;
+            self.displaced.insert(p);
+        }
+    }
+    fn free(&mut self, p: u64) {
+        self.displaced.remove(&p);
+        self.live.remove(&p);
+    }
+    fn realloc(&mut self, old: u64, new: u64) {
+        if !self.displaced.remove(&old) {
+            self.live.remove(&old);
+        }
+        self.alloc(new);
+    }
+}
+
 /// Writes the stream as the recorder would (version 1, addresses), with or without the
-/// end marker, to `path`; returns how many allocations hit a live address (races).
+/// end marker, to `path`; returns how many allocations hit an address live in the
+/// replay's view (races).
 fn write(path: &Path, ops: &[Op], sample_rate: u64, end: bool) -> u64 {
-    let mut races = 0;
+    let mut model = ReplayModel::default();
     let mut w = Writer::new(vec![0u8; 1 << 12], IoSink(Vec::new()));
     w.header(77, 1, 5, sample_rate, b"/bin/prog", [&b"prog"[..]]);
     for s in 1..6u32 {
@@ -82,12 +112,13 @@ fn write(path: &Path, ops: &[Op], sample_rate: u64, end: bool) -> u64 {
                 race,
             } => {
                 if !live[at as usize] || race {
-                    races += u64::from(live[at as usize]);
+                    model.alloc(addr(at));
                     w.alloc(thread, addr(at), u64::from(size), u32::from(site));
                     live[at as usize] = true;
                 }
             }
             Op::Free { at } => {
+                model.free(addr(at));
                 w.free(thread, addr(at));
                 live[at as usize] = false;
             }
@@ -100,6 +131,7 @@ fn write(path: &Path, ops: &[Op], sample_rate: u64, end: bool) -> u64 {
                 if from != to && live[to as usize] {
                     continue;
                 }
+                model.realloc(addr(from), addr(to));
                 w.realloc(
                     thread,
                     addr(from),
@@ -122,7 +154,7 @@ fn write(path: &Path, ops: &[Op], sample_rate: u64, end: bool) -> u64 {
     }
     w.flush();
     std::fs::write(path, w.into_sink().0).unwrap();
-    races
+    model.races
 }
 
 fn analysis(path: &Path) -> String {
