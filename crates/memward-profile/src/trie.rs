@@ -73,6 +73,7 @@ impl Trie {
 
     /// Number of nodes.
     #[cfg(test)]
+    #[allow(clippy::len_without_is_empty)] // a test helper; a trie always has its root
     pub fn len(&self) -> u32 {
         self.count
     }
@@ -182,6 +183,27 @@ impl Trie {
         }
         self.table = table;
         self.mask = mask;
+    }
+
+    /// The address ranges of the trie's own mappings (its nodes, its index, its front
+    /// cache), for a leak scan that must not take them for roots: they are reserved for
+    /// the worst case, and reading their untouched pages costs a page fault each.
+    pub fn mappings(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        [Some(&self.nodes), Some(&self.table), self.front.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(Region::range)
+    }
+
+    /// The return address and parent of node `id` (`None` for 0, the empty stack, and
+    /// for ids not handed out): walking parents from a stack id gives its frames,
+    /// innermost first.
+    pub fn node(&mut self, id: u32) -> Option<(u64, u32)> {
+        if id == 0 || id > self.count {
+            return None;
+        }
+        let n = self.nodes.slice_of::<Node>()[id as usize];
+        Some((n.address, n.parent))
     }
 
     /// Every node in id order, for a forked child's new file.
