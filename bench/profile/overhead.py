@@ -5,9 +5,11 @@ interleaved (round robin over tools within each repetition), medians with min an
 
     cargo build --release -p memward-cli -p memward-preload
     python3 bench/profile/overhead.py [--reps N] [--quick]
+    MEMWARD_BENCH_BEFORE_LIB=old/libmemward.so python3 bench/profile/overhead.py  # + before columns
 
 Prints a Markdown table (wall seconds and ratio to `memward run`) and the profile sizes
-per million allocations (memward's profile against heaptrack's trace of the same run).
+per million allocations (memward's profile as recorded and as `memward profile` leaves it,
+compacted and gzipped, against heaptrack's trace of the same run).
 The profiler's own report step (`memward profile` writing FILE.html and the summary) is
 timed apart: the recording overhead is LD_PRELOAD + MEMWARD_PROFILE, as `memward profile`
 sets them.
@@ -28,6 +30,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # Overridable, to benchmark copies while the tree is rebuilt.
 LIB = os.environ.get("MEMWARD_BENCH_LIB", os.path.join(ROOT, "target/release/libmemward.so"))
 MEMWARD = os.environ.get("MEMWARD_BENCH_BIN", os.path.join(ROOT, "target/release/memward"))
+# Another build of the library (say, main's) whose recording runs are timed in the same
+# interleaved rounds, for before/after ratios.
+BEFORE = os.environ.get("MEMWARD_BENCH_BEFORE_LIB")
 
 SQL = """
 CREATE TABLE t(a INTEGER, b TEXT, c TEXT);
@@ -66,6 +71,14 @@ def tools(tmp):
             "memward profile --sample-rate 512KiB",
             lambda cmd, out: (cmd, dict(pre, MEMWARD_PROFILE=out, MEMWARD_PROFILE_SAMPLE_RATE="524288")),
         ),
+    ] + ([
+        ("before: memward profile", lambda cmd, out: (cmd, {"LD_PRELOAD": BEFORE, "MEMWARD_PROFILE": out})),
+        (
+            "before: memward profile --sample-rate 512KiB",
+            lambda cmd, out: (cmd, {"LD_PRELOAD": BEFORE, "MEMWARD_PROFILE": out,
+                                    "MEMWARD_PROFILE_SAMPLE_RATE": "524288"}),
+        ),
+    ] if BEFORE else []) + [
         ("heaptrack", lambda cmd, out: (["heaptrack", "-o", out] + cmd, {})),
         ("valgrind massif", lambda cmd, out: (["valgrind", "-q", "--tool=massif", "--massif-out-file=" + out] + cmd, {})),
         ("valgrind DHAT", lambda cmd, out: (["valgrind", "-q", "--tool=dhat", "--dhat-out-file=" + out] + cmd, {})),
@@ -130,6 +143,8 @@ def main():
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True, env={
                                        k: v for k, v in os.environ.items() if k != "LD_PRELOAD"})
                     sizes[(wname, "memward profile (whole command)")] = time.perf_counter() - t0
+                    # What `memward profile` leaves: compacted and gzipped.
+                    sizes[(wname, "memward final")] = os.path.getsize(prof)
         print("rep %d/%d done" % (rep + 1, a.reps), file=sys.stderr)
     names = [t for t, _ in tools(tmp)]
     for title, table in (("Wall time", times), ("CPU time (user + system, all processes)", cpus)):
@@ -145,14 +160,16 @@ def main():
                 cells.append("%.2f s (%.2f-%.2f) **%.2fx**" % (med, min(v), max(v), med / base))
             print("| %s | %s |" % (wname, " | ".join(cells)))
         print()
-    print("| workload | allocations | memward profile | per million allocations | heaptrack trace | per million allocations | `memward profile` whole command (with report) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| workload | allocations | memward as recorded | per million allocations | memward as `memward profile` leaves it (compacted, gzipped) | per million allocations | heaptrack trace | per million allocations | `memward profile` whole command (with report) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for wname, _, _ in workloads(a.quick):
         msize, allocs = sizes[(wname, "memward")]
+        fsize = sizes[(wname, "memward final")]
         hsize = sizes[(wname, "heaptrack")]
-        per = lambda s: "%.1f MB" % (s / max(allocs, 1) * 1e6 / 1e6)
-        print("| %s | %d | %.1f MB | %s | %.1f MB | %s | %.2f s |" % (
-            wname, allocs, msize / 1e6, per(msize), hsize / 1e6, per(hsize),
+        size = lambda s: "%.1f KB" % (s / 1e3)
+        per = lambda s: size(s / max(allocs, 1) * 1e6)
+        print("| %s | %d | %s | %s | %s | %s | %s | %s | %.2f s |" % (
+            wname, allocs, size(msize), per(msize), size(fsize), per(fsize), size(hsize), per(hsize),
             sizes[(wname, "memward profile (whole command)")]))
     shutil.rmtree(tmp)
 

@@ -1,8 +1,9 @@
 //! `memward profile`: runs a command with libmemward.so preloaded and the heap profiler
 //! recording (`MEMWARD_PROFILE`), passes its stdio and exit status through, then writes
 //! `FILE.html` beside the profile and prints the text summary to stderr (both from
-//! `memward-report`). The profiles are gzipped once the command has exited (the recorder
-//! writes plain records, which stay readable if the program is killed).
+//! `memward-report`). The profiles are compacted (events name allocation sites instead of
+//! addresses) and gzipped once the command has exited (the recorder writes plain records
+//! with addresses, which stay readable if the program is killed).
 //!
 //! The profile is named after the command's own pid (`memward-profile.<cmd>.<pid>`, as
 //! heaptrack and memray name theirs), which is known only after `fork`: the pid is put
@@ -109,20 +110,21 @@ fn outcome(main: &Path, started: SystemTime) -> String {
         ));
         return out;
     }
-    // The recorder writes plain records (readable if the program is killed); they
-    // compress very well once it is done (the reader decompresses transparently).
+    // The recorder writes plain records with addresses (readable if the program is
+    // killed); once it is done they are rewritten to name allocation sites instead and
+    // gzipped (the reader reads both forms).
     let raw = std::fs::metadata(main).map_or(0, |m| m.len());
     for p in std::iter::once(main).chain(others.iter().map(PathBuf::as_path)) {
-        if let Err(e) = memward_profile_format::compress_file(p) {
+        if let Err(e) = memward_profile_format::compact_file(p) {
             out.push_str(&format!(
-                "memward profile: cannot compress {} (left as it is): {e}\n",
+                "memward profile: cannot compact {} (left as it is): {e}\n",
                 p.display()
             ));
         }
     }
     let size = std::fs::metadata(main).map_or(0, |m| m.len());
     out.push_str(&format!(
-        "memward profile: wrote {} ({} gzipped, {} as recorded)\n",
+        "memward profile: wrote {} ({} compacted and gzipped, {} as recorded)\n",
         main.display(),
         crate::summary::bytes(Some(size)),
         crate::summary::bytes(Some(raw))

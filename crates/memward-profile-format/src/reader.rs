@@ -11,7 +11,7 @@
 use crate::record::{End, Header, Module, Record, Segment, StackNode, TimeSample};
 use crate::varint::{get_u64, unzigzag};
 use crate::writer::Deltas;
-use crate::{tag, MAGIC};
+use crate::{tag, MAGIC, MAGIC_COMPACT};
 use std::fmt;
 use std::io::{self, Read};
 
@@ -195,6 +195,8 @@ impl<R: Read> Source<R> {
 enum Step {
     Record(Record),
     Header(Header),
+    /// An event or site of a compacted file, turned into a record by `Synth`.
+    Compact(Op),
     /// A thread switch or an extension record: nothing for the caller.
     Nothing,
 }
@@ -218,6 +220,8 @@ enum Step {
 /// assert!(matches!(r.ending(), Ending::Truncated { .. })); // no end marker
 /// ```
 pub struct Reader<R> {
+    /// For a compacted (version 2) file: the sites and the made-up addresses of live blocks.
+    synth: Option<Synth>,
     src: Source<R>,
     buf: Vec<u8>,
     start: usize,
@@ -250,6 +254,7 @@ impl<R: Read> Reader<R> {
     /// ```
     pub fn new(src: R) -> Result<Self, ReadError> {
         let mut r = Reader {
+            synth: None,
             src: Source::open(src)?,
             buf: vec![0; 64 * 1024],
             start: 0,
@@ -264,13 +269,17 @@ impl<R: Read> Reader<R> {
             r.fill()?;
         }
         if r.end < MAGIC.len() {
-            return Err(if r.buf[..r.end] == MAGIC[..r.end] {
-                ReadError::NoHeader
-            } else {
-                ReadError::NotAProfile
-            });
+            return Err(
+                if r.buf[..r.end] == MAGIC[..r.end] || r.buf[..r.end] == MAGIC_COMPACT[..r.end] {
+                    ReadError::NoHeader
+                } else {
+                    ReadError::NotAProfile
+                },
+            );
         }
-        if r.buf[..MAGIC.len()] != MAGIC[..] {
+        if r.buf[..MAGIC.len()] == MAGIC_COMPACT[..] {
+            r.synth = Some(Synth::default());
+        } else if r.buf[..MAGIC.len()] != MAGIC[..] {
             return Err(ReadError::NotAProfile);
         }
         r.start = MAGIC.len();
@@ -300,6 +309,23 @@ impl<R: Read> Reader<R> {
     /// ```
     pub fn header(&self) -> &Header {
         &self.header
+    }
+
+    /// Whether the file is a compacted one (version 2, written by
+    /// [`compact_file`](crate::compact_file)). Its records read as those of the original,
+    /// except that block addresses are made up: each block gets an address of its own,
+    /// never reused, and a free names the same block as in the original.
+    ///
+    /// ```
+    /// # use memward_profile_format::{IoSink, Reader, Writer};
+    /// let mut w = Writer::new(vec![0u8; 256], IoSink(Vec::new()));
+    /// w.header(1, 0, 0, 0, b"", [&b""[..]; 0]);
+    /// w.flush();
+    /// let bytes = w.into_sink().0;
+    /// assert!(!Reader::new(&bytes[..]).unwrap().compacted());
+    /// ```
+    pub fn compacted(&self) -> bool {
+        self.synth.is_some()
     }
 
     /// How the file ended; [`Ending::Reading`] until `next_record` returned `None`.
@@ -352,6 +378,18 @@ impl<R: Read> Reader<R> {
                     })
                 }
                 Some(Step::Nothing) => {}
+                Some(Step::Compact(op)) => {
+                    let offset = self.offset;
+                    let synth = self.synth.as_mut().ok_or(ReadError::Corrupt {
+                        offset,
+                        what: "a compacted record in an uncompacted profile",
+                    })?;
+                    match synth.apply(op) {
+                        Ok(Some(r)) => return Ok(Some(r)),
+                        Ok(None) => {}
+                        Err(what) => return Err(ReadError::Corrupt { offset, what }),
+                    }
+                }
                 None => {
                     self.ending = Ending::Truncated {
                         offset: self.offset,
@@ -563,6 +601,50 @@ fn decode(c: &mut Cursor<'_>, d: &mut Deltas) -> Result<Step, Short> {
                 frees,
             })
         }
+        tag::SITE => {
+            let size = c.u64()?;
+            let stack = c.u32()?;
+            return Ok(Step::Compact(Op::Site { size, stack }));
+        }
+        tag::ALLOC_AT => {
+            let site = c.u64()?;
+            return Ok(Step::Compact(Op::Alloc {
+                thread: d.thread,
+                site,
+            }));
+        }
+        tag::FREE_OF => {
+            let site = c.u64()?;
+            let back = c.u64()?;
+            return Ok(Step::Compact(Op::Free {
+                thread: d.thread,
+                old: Some((site, back)),
+            }));
+        }
+        tag::FREE_UNKNOWN => {
+            return Ok(Step::Compact(Op::Free {
+                thread: d.thread,
+                old: None,
+            }))
+        }
+        tag::REALLOC_OF => {
+            let old_site = c.u64()?;
+            let back = c.u64()?;
+            let site = c.u64()?;
+            return Ok(Step::Compact(Op::Realloc {
+                thread: d.thread,
+                old: Some((old_site, back)),
+                site,
+            }));
+        }
+        tag::REALLOC_UNKNOWN => {
+            let site = c.u64()?;
+            return Ok(Step::Compact(Op::Realloc {
+                thread: d.thread,
+                old: None,
+                site,
+            }));
+        }
         t if t >= tag::FIRST_EXTENSION => {
             let n = c.u64()?;
             c.skip(n)?;
@@ -571,4 +653,110 @@ fn decode(c: &mut Cursor<'_>, d: &mut Deltas) -> Result<Step, Short> {
         _ => return Err(Short::Bad("unknown record tag")),
     };
     Ok(Step::Record(rec))
+}
+
+/// An event of a compacted file, as decoded (applied to `Synth` only once complete). A
+/// block is named by its site and its place from the end of the site's live blocks;
+/// `None`: a block the profile does not hold.
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Site {
+        size: u64,
+        stack: u32,
+    },
+    Alloc {
+        thread: u32,
+        site: u64,
+    },
+    Free {
+        thread: u32,
+        old: Option<(u64, u64)>,
+    },
+    Realloc {
+        thread: u32,
+        old: Option<(u64, u64)>,
+        site: u64,
+    },
+}
+
+/// Turns a compacted file's events back into records with addresses: each allocation
+/// gets a new made-up address (16, 32, 48, ...; never reused, never 0) at the end of its
+/// site's list of live blocks, and a free names its block by site and place in that list
+/// (removed as by `Vec::swap_remove`, which the writer mirrors), so every block is the
+/// same block as in the original file: its size, stack, time and sampling weight, and
+/// whether it was the latest allocation. A block the profile does not hold reads as
+/// address 0, which no allocation has.
+#[derive(Debug, Default)]
+struct Synth {
+    /// Size and stack per site (site `n` is `sites[n - 1]`).
+    sites: Vec<(u64, u32)>,
+    /// Made-up addresses of the live blocks, per site.
+    live: Vec<Vec<u64>>,
+    next: u64,
+}
+
+impl Synth {
+    fn site(&self, site: u64) -> Result<usize, &'static str> {
+        let i = (site as usize).wrapping_sub(1);
+        if i < self.sites.len() {
+            Ok(i)
+        } else {
+            Err("an event names an undefined allocation site")
+        }
+    }
+
+    fn alloc(&mut self, i: usize) -> u64 {
+        self.next += 16;
+        self.live[i].push(self.next);
+        self.next
+    }
+
+    fn take(&mut self, old: Option<(u64, u64)>) -> Result<u64, &'static str> {
+        let Some((site, back)) = old else {
+            return Ok(0);
+        };
+        let i = self.site(site)?;
+        let pool = &mut self.live[i];
+        let n = pool.len() as u64;
+        if back >= n {
+            return Err("a free of a block its site does not hold");
+        }
+        Ok(pool.swap_remove((n - 1 - back) as usize))
+    }
+
+    fn apply(&mut self, op: Op) -> Result<Option<Record>, &'static str> {
+        Ok(Some(match op {
+            Op::Site { size, stack } => {
+                self.sites.push((size, stack));
+                self.live.push(Vec::new());
+                return Ok(None);
+            }
+            Op::Alloc { thread, site } => {
+                let i = self.site(site)?;
+                let (size, stack) = self.sites[i];
+                Record::Alloc {
+                    thread,
+                    ptr: self.alloc(i),
+                    size,
+                    stack,
+                }
+            }
+            Op::Free { thread, old } => Record::Free {
+                thread,
+                ptr: self.take(old)?,
+            },
+            Op::Realloc { thread, old, site } => {
+                let i = self.site(site)?;
+                let old = self.take(old)?;
+                let (size, stack) = self.sites[i];
+                Record::Realloc {
+                    thread,
+                    old,
+                    new: self.alloc(i),
+                    size,
+                    stack,
+                }
+            }
+        }))
+    }
 }

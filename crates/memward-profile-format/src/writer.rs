@@ -13,7 +13,7 @@
 //! (a forked child's).
 
 use crate::varint::{put_u64, zigzag, MAX_VARINT_LEN};
-use crate::{tag, MAGIC};
+use crate::{tag, MAGIC, MAGIC_COMPACT};
 
 /// Where encoded bytes go. Implementations must not allocate from the profiled heap if
 /// the writer runs inside an allocator; `write(2)` on a file descriptor is the intended
@@ -106,6 +106,8 @@ pub struct Writer<B, S> {
     deltas: Deltas,
     error: Option<SinkError>,
     bytes_written: u64,
+    /// Writes a compacted (version 2) file: see `compact.rs`.
+    compact: bool,
 }
 
 impl<B: AsMut<[u8]>, S: Sink> Writer<B, S> {
@@ -129,7 +131,38 @@ impl<B: AsMut<[u8]>, S: Sink> Writer<B, S> {
             deltas: Deltas::default(),
             error: None,
             bytes_written: 0,
+            compact: false,
         }
+    }
+
+    /// A writer of a compacted (version 2) file, whose events are written with
+    /// [`Writer::compact_event`] instead of `alloc`, `free` and `realloc`.
+    #[cfg(feature = "gzip")]
+    pub(crate) fn new_compact(buf: B, sink: S) -> Self {
+        let mut w = Writer::new(buf, sink);
+        w.compact = true;
+        w
+    }
+
+    /// A compacted event: `tag` (one of the version 2 event tags) by `thread`, with its
+    /// site numbers.
+    #[cfg(feature = "gzip")]
+    pub(crate) fn compact_event(&mut self, thread: u32, tag: u8, sites: &[u64]) {
+        self.reserve(2 * MAX_EVENT);
+        self.thread(thread);
+        self.byte(tag);
+        for &s in sites {
+            self.varint(s);
+        }
+    }
+
+    /// Defines the next allocation site of a compacted file.
+    #[cfg(feature = "gzip")]
+    pub(crate) fn site(&mut self, size: u64, stack: u32) {
+        self.reserve(MAX_EVENT);
+        self.byte(tag::SITE);
+        self.varint(size);
+        self.varint(u64::from(stack));
     }
 
     /// Starts a new file on `sink`: drops unflushed bytes (they belong to the old file),
@@ -308,7 +341,8 @@ impl<B: AsMut<[u8]>, S: Sink> Writer<B, S> {
     ) {
         self.reserve(MAGIC.len());
         let len = self.len;
-        self.buf.as_mut()[len..len + MAGIC.len()].copy_from_slice(MAGIC);
+        let magic = if self.compact { MAGIC_COMPACT } else { MAGIC };
+        self.buf.as_mut()[len..len + MAGIC.len()].copy_from_slice(magic);
         self.len += MAGIC.len();
         self.byte(tag::HEADER);
         self.varint(u64::from(pid));

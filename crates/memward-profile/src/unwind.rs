@@ -1,20 +1,31 @@
-//! Stack capture for programs built without frame pointers: `.eh_frame` CFI unwinding
-//! with `framehop`, whose rule cache makes a frame seen before cost a table lookup, and
-//! whose `MustNotAllocateDuringUnwind` policy keeps the unwind step allocation-free.
+//! Stack capture for programs built without frame pointers: `.eh_frame` CFI unwinding.
+//! `framehop` reads the CFI (its `MustNotAllocateDuringUnwind` policy keeps that
+//! allocation-free); the walk itself applies rules from a flat table keyed by return
+//! address (`rules`), learned from framehop once per return address, so a frame seen
+//! before costs a table slot and one or two reads instead of framehop's module search and
+//! general rule.
 //!
 //! The unwinder knows only the modules the recorder gave it (from the module scans); a
 //! return address in a module loaded since the last scan ends the stack there. Stack
 //! memory is read only between the capture's own stack pointer and the top of the
 //! calling thread's stack, so a corrupt frame cannot make the recorder fault.
 //!
-//! Consecutive allocations mostly share the outer part of their stacks, so each thread
-//! keeps its last capture (return addresses and the stack slots they were read from).
-//! When the unwinder reaches a frame of that capture (the same return address in the
-//! same slot) and every slot further out still holds the return address it held, the
-//! rest is taken from the last capture instead of being unwound again: a few reads
-//! instead of a rule lookup per frame. (A different chain with the same return addresses
-//! in the same slots would be read as the old one; the check makes that implausible, not
-//! impossible.)
+//! Consecutive allocations share most of their stacks, so each thread keeps its last
+//! capture (return addresses, the stack slots they were read from, and how each frame
+//! was reached), and a capture takes what it can from it at both ends:
+//!
+//! - **Inner frames.** A frame reached from the capture's own frame by stack-pointer
+//!   rules only stands at a fixed distance from the capture's stack pointer. While the
+//!   last capture's frames hold the same return address at the same distance, they are
+//!   the same frames (the same return addresses mean the same rules): one read each
+//!   instead of a step. This covers the allocator's own frames and the program's
+//!   allocation wrappers.
+//! - **Outer frames.** Once, from the outermost inwards, the capture finds how far the
+//!   last capture's slots still hold their return addresses. When the walk reaches one of
+//!   those frames (the same return address in the same slot), the rest, and its stack
+//!   ids, is taken from the last capture. (A different chain with the same return
+//!   addresses in the same slots would be read as the old one; the check makes that
+//!   implausible, not impossible.)
 //!
 //! Frames of the allocator itself are dropped when it is a shared library (libmemward.so):
 //! every leading frame inside the recorder's own module. A program that links memward
@@ -33,10 +44,9 @@ use framehop::{
 /// Deepest stack recorded (heaptrack records 64 as well).
 pub const MAX_FRAMES: usize = 64;
 
-/// framehop's rule cache is direct-mapped with 509 slots (address % 509); programs with
-/// deep stacks (sqlite3's are about 50 frames) miss it often, and a miss costs a DWARF
-/// CFI evaluation, tens of times a hit. A bank of caches chosen by `address / 509` makes
-/// it direct-mapped over `509 * CACHE_BANKS` slots.
+/// framehop's rule cache is direct-mapped with 509 slots (address % 509); it is used when
+/// a rule is learned and for frames the rule table cannot describe. A bank of caches
+/// chosen by `address / 509` makes it direct-mapped over `509 * CACHE_BANKS` slots.
 const CACHE_BANKS: usize = 32;
 
 type Data = &'static [u8];
@@ -157,9 +167,24 @@ impl Stacks {
         // SAFETY: the thread's own capture records; `capture` is not re-entered on a
         // thread (hooks are not) and nothing else borrows them.
         let captures = CAPTURES.with(|p| unsafe { &mut *p.get() });
-        let last = captures.last;
-        let [a, b] = &mut captures.bufs;
-        let (prev, cur) = if last == 0 { (&*a, b) } else { (&*b, a) };
+        // The capture to compare with: the latest one made from the same stack pointer
+        // (the same call depth into the allocator, likely the same path), else the
+        // latest one.
+        let cur_i = captures.next;
+        let mut prev_i = captures.last;
+        let mut best = 0;
+        for (i, c) in captures.bufs.iter().enumerate() {
+            if i != cur_i && c.len > 0 && c.sp0 == sp && c.stamp > best {
+                (prev_i, best) = (i, c.stamp);
+            }
+        }
+        let (prev, cur) = if prev_i < cur_i {
+            let (lo, hi) = captures.bufs.split_at_mut(cur_i);
+            (&lo[prev_i], &mut hi[0])
+        } else {
+            let (lo, hi) = captures.bufs.split_at_mut(prev_i);
+            (&hi[0], &mut lo[cur_i])
+        };
         // The previous capture's frames from `unchanged` outwards still hold the return
         // addresses they held (found once, from the outermost inwards, stopping at the
         // first difference or at the current stack pointer).
@@ -260,18 +285,42 @@ impl Stacks {
         // Ids of a stack suffix carry over only when neither capture was cut: a cut
         // counts from the innermost frame, so the same outer frames would be a different
         // stack.
+        // Raw frame `r >= now` is the previous capture's frame `r - now + old`; ids exist
+        // for its recorded frames (from its own `skip` on).
         let mut known = n;
         if let Some((now, old)) = reused {
-            if prev.ids_valid && !prev.truncated && !truncated && now >= skip && old >= prev.skip {
-                known = now - skip;
-                ids[known..n].copy_from_slice(&prev.ids[old..old + (n - known)]);
+            if prev.ids_valid && !prev.truncated && !truncated {
+                let first = now.max(skip);
+                let from = first - now + old;
+                if from >= prev.skip {
+                    known = first - skip;
+                    ids[known..n].copy_from_slice(&prev.ids[from..from + (n - known)]);
+                }
             }
         }
         cur.len = raw;
         cur.skip = skip;
         cur.truncated = truncated;
         cur.ids_valid = false;
-        captures.last = 1 - last;
+        cur.sp0 = sp0;
+        let same = reused == Some((1, 1)) && prev.sp0 == sp0 && prev.len == raw;
+        captures.clock += 1;
+        if same {
+            // The same stack as `prev`: keep the history as it is (the buffer just
+            // written is reused next time) and mark `prev` as the latest.
+            captures.bufs[prev_i].stamp = captures.clock;
+            captures.last = prev_i;
+        } else {
+            captures.bufs[cur_i].stamp = captures.clock;
+            captures.last = cur_i;
+            // The next capture overwrites the least recently used one.
+            let mut oldest = u64::MAX;
+            for (i, c) in captures.bufs.iter().enumerate() {
+                if i != cur_i && c.stamp < oldest {
+                    (captures.next, oldest) = (i, c.stamp);
+                }
+            }
+        }
         (n, known)
     }
 
@@ -431,6 +480,10 @@ struct Capture {
     bp_from: [u64; MAX_RAW],
     /// Leading frames reached by stack-pointer rules only.
     chain: usize,
+    /// The capturing function's stack pointer.
+    sp0: u64,
+    /// When it was last the latest capture (`Captures::clock`; 0: never).
+    stamp: u64,
     /// Stack ids per raw frame (from `skip` on), valid after `Stacks::remember`.
     ids: [u32; MAX_RAW],
     skip: usize,
@@ -438,12 +491,20 @@ struct Capture {
     ids_valid: bool,
 }
 
-/// A thread's last capture and the buffer the next one is written into (they swap
-/// roles, so a capture is never copied as a whole).
+/// Captures a thread keeps: the programs's hot allocation paths alternate, and a capture
+/// compared with the latest one from the same call depth shares more with it.
+const HISTORY: usize = 8;
+
+/// A thread's recent captures and the buffer the next one is written into (buffers
+/// change roles, so a capture is never copied as a whole).
 struct Captures {
-    bufs: [Capture; 2],
-    /// Which of `bufs` holds the last capture.
+    bufs: [Capture; HISTORY + 1],
+    /// Which of `bufs` holds the latest capture (`Stacks::remember` completes it).
     last: usize,
+    /// Which of `bufs` the next capture is written into.
+    next: usize,
+    /// Counts captures, for `Capture::stamp`.
+    clock: u64,
 }
 
 const EMPTY_CAPTURE: Capture = Capture {
@@ -453,6 +514,8 @@ const EMPTY_CAPTURE: Capture = Capture {
     rel: [0; MAX_RAW],
     bp_from: [0; MAX_RAW],
     chain: 0,
+    sp0: 0,
+    stamp: 0,
     ids: [0; MAX_RAW],
     skip: 0,
     truncated: false,
@@ -462,8 +525,10 @@ const EMPTY_CAPTURE: Capture = Capture {
 thread_local! {
     static CAPTURES: core::cell::UnsafeCell<Captures> = const {
         core::cell::UnsafeCell::new(Captures {
-            bufs: [EMPTY_CAPTURE, EMPTY_CAPTURE],
+            bufs: [EMPTY_CAPTURE; HISTORY + 1],
             last: 0,
+            next: 1,
+            clock: 0,
         })
     };
 }
