@@ -21,7 +21,7 @@ use crate::list::Block;
 use crate::page::{Page, FLAG_HOOKED};
 use crate::segment::Segment;
 use crate::hook_table as hooks;
-use crate::{os, thread};
+use crate::{hardening, os, thread};
 
 /// Frees `p` from any thread: a push onto the page's local list when the calling thread owns
 /// it, else a remote free.
@@ -42,15 +42,20 @@ pub unsafe fn free_any(p: *mut u8) {
     }
 }
 
-/// Owner-thread free into `page` (fast path inline, the rest out of line).
+/// Owner-thread free into `page` (fast path inline, the rest out of line). Aborts on an
+/// interior pointer or a double free (`hardening.rs`).
 ///
 /// # Safety
-/// The calling thread owns `page`'s segment and `p` is a live block or aligned pointer in it.
+/// The calling thread owns `page`'s segment and `p` points into it.
 #[inline(always)]
 pub unsafe fn free_owned(page: *mut Page, p: *mut u8) {
-    // SAFETY: the page belongs to this thread; with no flags set, p is a block start.
+    // SAFETY: the page belongs to this thread; with no flags set it is a page in use with
+    // no aligned pointers, so p must be a block start, which is checked.
     unsafe {
         if (*page).flags() == 0 {
+            if !(*page).is_block_start(p) {
+                hardening::invalid_pointer();
+            }
             let used = Page::push_local(page, p.cast::<Block>());
             // The first page of a class queue is kept when it empties, which is the
             // common case of a block allocated and freed in turn: no call.

@@ -1,7 +1,23 @@
 //! `GlobalAlloc` for `#[global_allocator]`.
+//!
+//! `dealloc` and `realloc` check that the pointer lies in memward's memory (one load from
+//! the segment map), as the C `free` does, and abort with `memward: free(): invalid
+//! pointer` otherwise; the engine checks the rest (interior pointers, double frees,
+//! `hardening.rs`). Safe Rust never passes such a pointer; `unsafe` code that does gets
+//! glibc's answer instead of a corrupted heap.
 
-use crate::{alloc, thread};
+use crate::free::free_any;
+use crate::segment::Segment;
+use crate::{alloc, hardening, segment_map, thread};
 use core::alloc::{GlobalAlloc, Layout};
+
+/// Aborts unless `ptr` lies in a memward segment (null does not).
+#[inline(always)]
+fn check_owned(ptr: *mut u8, function: &'static str) {
+    if !segment_map::contains(Segment::of(ptr) as usize) {
+        hardening::fatal(function);
+    }
+}
 
 /// memward as the process's global allocator.
 ///
@@ -29,8 +45,10 @@ unsafe impl GlobalAlloc for Memward {
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
-        // SAFETY: std passes a pointer this allocator returned.
-        unsafe { alloc::free(ptr) }
+        check_owned(ptr, "free(): invalid pointer");
+        // SAFETY: std passes a pointer this allocator returned (not null); it is in
+        // memward's memory (checked), and the engine checks that it is a live block start.
+        unsafe { free_any(ptr) }
     }
 
     #[inline]
@@ -41,6 +59,7 @@ unsafe impl GlobalAlloc for Memward {
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        check_owned(ptr, "realloc(): invalid pointer");
         // SAFETY: std passes a live pointer with this layout's alignment.
         unsafe { alloc::heap_realloc(thread::current(), ptr, new_size, layout.align()) }
     }
