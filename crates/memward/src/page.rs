@@ -29,7 +29,7 @@
 //! them changes while a block lives.
 
 use crate::hardening;
-use crate::list::{Block, LinkKey, Linked, Links, REGION_SHIFT};
+use crate::list::{region_mask, Block, LinkKey, Linked, Links, REGION_SHIFT};
 use core::ptr;
 use core::sync::atomic::{AtomicU8, Ordering};
 
@@ -57,16 +57,45 @@ const _: () = assert!(REGION_SHIFT as usize == crate::layout::SEGMENT_SHIFT);
 /// Bytes of blocks added to `free` by one extension.
 const EXTEND_BYTES: usize = 4096;
 
+/// Fields are ordered for the fast paths (the words they touch come first) and packed
+/// (8-byte fields, then 4-byte, then 1-byte), which keeps a page at 120 bytes.
 #[repr(C)]
 pub struct Page {
     /// Blocks ready to allocate (fast path).
     free: *mut Block,
     /// Encodes the links of `free` and `local_free`; new at every `init`.
     key: LinkKey,
+    /// `list::region_mask` of the page's segment: a decoded link is plausible when it has
+    /// none of these bits (null, or an address in the segment).
+    link_mask: usize,
+    /// Blocks freed by the owning thread, waiting to be moved to `free`.
+    local_free: *mut Block,
+    /// First block.
+    start: *mut u8,
+    /// `ceil(2^64 / block_size)`: `offset * block_inverse < block_inverse` exactly when
+    /// `offset` (below 2^32) is a multiple of `block_size` (Lemire, Kaser and Kurz, "Faster
+    /// remainder by direct computation", 2019).
+    block_inverse: u64,
+    /// Links in the heap's page queue (`prev` is read by every free that empties a page).
+    links: Links<Page>,
+    block_size: usize,
+    heap: *mut OwnerHeap,
+    /// When the slot became free (ms), for delayed purging.
+    freed_at: u64,
     /// Blocks handed out and not yet freed back to this page's lists.
     used: u32,
     /// Blocks carved so far.
     capacity: u32,
+    /// Bytes of the slot touched since it was mapped or purged (page-rounded estimate,
+    /// kept across reuse of the slot; summed in the segment's `touched`).
+    touched: u32,
+    /// Blocks that fit in the page.
+    reserved: u32,
+    /// Blocks put on `free` by the last refill (statistics: they are allocated once `free`
+    /// runs dry again).
+    batch: u32,
+    /// `used` as last reported to the heap's statistics.
+    used_synced: u32,
     /// Free-path flags; zero means the free fast path applies.
     flags: AtomicU8,
     /// The slot holds a live page.
@@ -77,32 +106,10 @@ pub struct Page {
     free_is_zero: bool,
     /// The slot's memory has been returned to the OS since it was last used.
     purged: bool,
-    /// Bytes of the slot touched since it was mapped or purged (page-rounded estimate,
-    /// kept across reuse of the slot; summed in the segment's `touched`).
-    touched: u32,
     bin: u8,
-    /// Blocks freed by the owning thread, waiting to be moved to `free`.
-    local_free: *mut Block,
-    block_size: usize,
-    /// First block.
-    start: *mut u8,
-    /// `ceil(2^64 / block_size)`: `offset * block_inverse < block_inverse` exactly when
-    /// `offset` (below 2^32) is a multiple of `block_size` (Lemire, Kaser and Kurz, "Faster
-    /// remainder by direct computation", 2019).
-    block_inverse: u64,
-    /// Blocks that fit in the page.
-    reserved: u32,
-    /// Blocks put on `free` by the last refill (statistics: they are allocated once `free`
-    /// runs dry again).
-    batch: u32,
-    /// `used` as last reported to the heap's statistics.
-    used_synced: u32,
-    heap: *mut OwnerHeap,
-    /// Links in the heap's page queue.
-    links: Links<Page>,
-    /// When the slot became free (ms), for delayed purging.
-    freed_at: u64,
 }
+
+const _: () = assert!(size_of::<Page>() == 120);
 
 // SAFETY: returns the page's own links, without creating a reference.
 unsafe impl Linked for Page {
@@ -118,6 +125,7 @@ impl Page {
     pub const EMPTY: Page = Page {
         free: ptr::null_mut(),
         key: LinkKey::from_bits(0),
+        link_mask: usize::MAX,
         used: 0,
         capacity: 0,
         flags: AtomicU8::new(FLAG_UNUSED),
@@ -168,6 +176,7 @@ impl Page {
         self.start = start;
         self.block_inverse = u64::MAX / block_size as u64 + 1;
         self.key = hardening::page_key(start, self.key);
+        self.link_mask = region_mask(start);
         self.reserved = ((end - start as usize) / block_size).min(u32::MAX as usize) as u32;
         self.heap = heap;
         self.links = Links::new();
@@ -201,7 +210,7 @@ impl Page {
             let b = (*page).free;
             if !b.is_null() {
                 let next = Block::next(b, (*page).key);
-                if !Block::is_plausible_next(b, next) {
+                if !(*page).is_link(next) {
                     hardening::corrupted_free_list();
                 }
                 Block::clear(b);
@@ -220,20 +229,48 @@ impl Page {
     /// (live, unless this is the double free it detects).
     #[inline(always)]
     pub unsafe fn push_local(page: *mut Page, b: *mut Block) -> u32 {
-        // SAFETY: per the contract; the block is ours to link.
+        // SAFETY: per the contract.
         unsafe {
-            let key = (*page).key;
-            // A live block's first word is zero (cleared by `pop`) or the program's data;
-            // a free block's decodes to a link of this page.
-            if Block::is_plausible_next(b, Block::next(b, key)) {
+            if Page::looks_free(page, b) {
                 Page::confirm_not_free(page, b);
             }
+            Page::push_local_live(page, b)
+        }
+    }
+
+    /// Does `b`'s first word decode to a link of this page? A live block's first word is
+    /// zero (cleared by `pop`) or the program's data, which never does (bit 63 of the key,
+    /// `list::LinkKey`) unless the program stored exactly such bits; a free block's does.
+    /// Three instructions and a branch.
+    ///
+    /// # Safety
+    /// `page` is `b`'s page, and `b` one of its block starts.
+    #[inline(always)]
+    pub unsafe fn looks_free(page: *mut Page, b: *mut Block) -> bool {
+        // SAFETY: per the contract, b's first word is readable.
+        unsafe { (*page).is_link(Block::next(b, (*page).key)) }
+    }
+
+    /// [`Page::push_local`] of a block the caller found not [`Page::looks_free`].
+    ///
+    /// # Safety
+    /// As for [`Page::push_local`], and `b` is a live block.
+    #[inline(always)]
+    pub unsafe fn push_local_live(page: *mut Page, b: *mut Block) -> u32 {
+        // SAFETY: per the contract; the block is ours to link.
+        unsafe {
             debug_assert!((*page).used > 0, "double free: the page has no live block");
-            Block::set_next(b, (*page).local_free, key);
+            Block::set_next(b, (*page).local_free, (*page).key);
             (*page).local_free = b;
             (*page).used -= 1;
             (*page).used
         }
+    }
+
+    /// Is `next`, a decoded link, null or an address in the page's segment?
+    #[inline(always)]
+    fn is_link(&self, next: *mut Block) -> bool {
+        next.addr() & self.link_mask == 0
     }
 
     /// The slow half of the double-free check: aborts if `b` is on `free` or
@@ -261,7 +298,7 @@ impl Page {
                 }
                 // SAFETY: list blocks are in the page; the link is checked before use.
                 let next = unsafe { Block::next(x, self.key) };
-                if !Block::is_plausible_next(x, next) {
+                if !self.is_link(next) {
                     hardening::corrupted_free_list();
                 }
                 x = next;
@@ -281,8 +318,8 @@ impl Page {
         offset.wrapping_mul(self.block_inverse) < self.block_inverse
     }
 
-    /// The key that encodes this page's links.
-    #[inline(always)]
+    /// The key that encodes this page's links (tests).
+    #[cfg(test)]
     pub fn key(&self) -> LinkKey {
         self.key
     }

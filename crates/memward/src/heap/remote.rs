@@ -75,8 +75,7 @@ unsafe fn check_remote_free(page: *mut Page, p: *mut u8) -> bool {
         if !(*page).is_block_start(p) {
             hardening::invalid_pointer();
         }
-        let b = p.cast::<Block>();
-        Block::is_plausible_next(b, Block::next(b, (*page).key()))
+        Page::looks_free(page, p.cast())
     }
 }
 
@@ -99,8 +98,7 @@ unsafe fn check_remote_free_flagged(page: *mut Page, p: *mut u8, flags: u8) -> b
             // A one-block page has no free list: a second free finds it released.
             return false;
         }
-        let b = (*page).block_start(p).cast::<Block>();
-        Block::is_plausible_next(b, Block::next(b, (*page).key()))
+        Page::looks_free(page, (*page).block_start(p).cast())
     }
 }
 
