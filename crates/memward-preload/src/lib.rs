@@ -18,6 +18,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod cxx;
 mod exit;
 mod malloc_info;
 mod mallopt;
@@ -65,7 +66,8 @@ pub unsafe extern "C" fn calloc(count: usize, size: usize) -> *mut c_void {
 pub unsafe extern "C" fn free(p: *mut c_void) {
     // NULL is not in the segment map either, so one test covers both rare cases.
     if !raw::owns(p as *const u8) {
-        if !p.is_null() {
+        // SAFETY: not null; a checker (when one is interposed) reports it.
+        if !p.is_null() && !unsafe { memward::interpose::foreign_free(p.cast(), "free") } {
             report::invalid_pointer("free");
         }
         return;
@@ -84,6 +86,10 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
         return or_enomem(raw::malloc(size));
     }
     if !raw::owns(p as *const u8) {
+        // SAFETY: not null; a checker (when one is interposed) reports it.
+        if unsafe { memward::interpose::foreign_free(p.cast(), "realloc") } {
+            return ptr::null_mut();
+        }
         report::invalid_pointer("realloc");
     }
     if size == 0 {

@@ -36,6 +36,7 @@ const LAYERS: &[&str] = &[
     "global",
     "raw",
     "hooks",
+    "interpose",
     "heap_stats",
 ];
 
@@ -74,6 +75,7 @@ mod first_class;
 mod global;
 pub mod raw;
 pub mod hooks;
+pub mod interpose;
 #[cfg(feature = "profile")]
 mod heap_stats;
 
