@@ -5,10 +5,12 @@
 //! segment header, load and compare its `thread_id` with the thread id (one `mov` from
 //! `fs`), shift to the page index, load the page flags and test them, then push onto
 //! `local_free` and decrement `used` (two loads, three stores), and one test of `used`: 3
-//! conditional branches, about 20 instructions. The C `free` adds the segment-map check
-//! for foreign pointers (`raw::owns`, about 8 instructions). Measured (callgrind,
-//! `bench/c/pairs.c fixed`, 64-byte pairs): 36.4 instructions per C `free` call, of which
-//! 8.1 are the segment-map check and 9.1 `free_any` itself; 67.8 per malloc+free pair.
+//! conditional branches, about 20 instructions. The hardening checks (docs/engine-hardening.md)
+//! add 11: the block-start test (a multiply), the looks-free test (a load, an xor, a
+//! test) and the link encoding, for 5 conditional branches. The C `free` adds the
+//! segment-map check for foreign pointers (`raw::owns`, about 8 instructions). Measured
+//! (callgrind, `bench/c/pairs.c fixed`, 64-byte pairs): 69.8 instructions per
+//! malloc+free pair before hardening, 84.8 after (with the 4 it adds to `malloc`).
 //!
 //! Everything else is out of line: a page that empties or has flags set (full, aligned
 //! pointers, a large block) goes to `free_owned_slow`; a block of another thread to
