@@ -42,7 +42,14 @@ pub struct Trie {
     count: u32,
     table: Region,
     mask: usize,
+    /// A small direct-mapped copy of recently used index entries, in front of the index:
+    /// the few stacks a program allocates from most stay in the processor's cache, while
+    /// the index grows to millions of entries.
+    front: Option<Region>,
 }
+
+/// Entries of the front cache (a power of two).
+const FRONT: usize = 4096;
 
 fn hash(parent: u32, address: u64) -> usize {
     let h = (address ^ (u64::from(parent) << 40) ^ u64::from(parent))
@@ -60,11 +67,13 @@ impl Trie {
             count: 0,
             table,
             mask: 4096 - 1,
+            front: Region::map(FRONT * core::mem::size_of::<Slot>()),
         })
     }
 
     /// Number of nodes.
     #[cfg(test)]
+    #[allow(clippy::len_without_is_empty)] // a test helper; a trie always has its root
     pub fn len(&self) -> u32 {
         self.count
     }
@@ -107,15 +116,28 @@ impl Trie {
         address: u64,
         on_new: &mut impl FnMut(u32, u32, u64),
     ) -> Option<u32> {
+        let h = hash(parent, address);
+        let front = self
+            .front
+            .as_mut()
+            .map(|f| &mut f.slice_of::<Slot>()[h & (FRONT - 1)]);
+        if let Some(f) = &front {
+            if f.id != 0 && f.address == address && f.parent == parent {
+                return Some(f.id);
+            }
+        }
         let mask = self.mask;
         let table = self.table.slice_of::<Slot>();
-        let mut i = hash(parent, address) & mask;
+        let mut i = h & mask;
         loop {
             let s = table[i];
             if s.id == 0 {
                 break;
             }
             if s.address == address && s.parent == parent {
+                if let Some(f) = front {
+                    *f = s;
+                }
                 return Some(s.id);
             }
             i = (i + 1) & mask;
@@ -161,6 +183,27 @@ impl Trie {
         }
         self.table = table;
         self.mask = mask;
+    }
+
+    /// The address ranges of the trie's own mappings (its nodes, its index, its front
+    /// cache), for a leak scan that must not take them for roots: they are reserved for
+    /// the worst case, and reading their untouched pages costs a page fault each.
+    pub fn mappings(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        [Some(&self.nodes), Some(&self.table), self.front.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(Region::range)
+    }
+
+    /// The return address and parent of node `id` (`None` for 0, the empty stack, and
+    /// for ids not handed out): walking parents from a stack id gives its frames,
+    /// innermost first.
+    pub fn node(&mut self, id: u32) -> Option<(u64, u32)> {
+        if id == 0 || id > self.count {
+            return None;
+        }
+        let n = self.nodes.slice_of::<Node>()[id as usize];
+        Some((n.address, n.parent))
     }
 
     /// Every node in id order, for a forked child's new file.
