@@ -10,10 +10,11 @@
 //! `malloc_trim`, ...), so that none of glibc's versions acts on glibc's unused arena while
 //! memward serves the program (`malloc_info.rs`, `mallopt.rs`).
 //!
-//! Fast mode checks one thing on `free`: that the pointer lies in memory memward manages
-//! (one load from the segment map). A foreign pointer is reported on stderr and ignored, so
-//! it cannot corrupt memward's structures. Double frees and interior pointers inside
-//! memward's memory are not detected in this mode.
+//! Fast mode answers misuse as glibc does, with one line naming memward and an abort
+//! (SIGABRT): `free` checks that the pointer lies in memory memward manages (one load from
+//! the segment map; a stack, global or mmap address gets `memward: free(): invalid
+//! pointer`), and the engine checks the rest: interior pointers, double frees (`memward:
+//! free(): double free detected`) and overwritten free lists (docs/engine-hardening.md).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -67,7 +68,7 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
     if !raw::owns(p as *const u8) {
         // SAFETY: not null; a checker (when one is interposed) reports it.
         if !p.is_null() && !unsafe { memward::interpose::foreign_free(p.cast(), "free") } {
-            report::foreign_pointer("free", p);
+            report::invalid_pointer("free");
         }
         return;
     }
@@ -89,7 +90,7 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
         if unsafe { memward::interpose::foreign_free(p.cast(), "realloc") } {
             return ptr::null_mut();
         }
-        report::foreign_pointer_fatal("realloc", p);
+        report::invalid_pointer("realloc");
     }
     if size == 0 {
         // SAFETY: live pointer of ours.

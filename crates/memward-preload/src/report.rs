@@ -1,6 +1,5 @@
 //! Messages to stderr, written without allocating: into a stack buffer, then `write(2)`.
 
-use core::ffi::c_void;
 use core::fmt::{self, Write};
 
 /// A fixed-size text buffer; output beyond its capacity is dropped.
@@ -44,29 +43,14 @@ impl Write for StackBuf {
     }
 }
 
-/// A pointer passed to `free` that memward did not allocate: report it, leave it alone.
-/// Cold and out of line so its stack buffer stays out of `free`'s frame.
+/// A pointer passed to `free` or `realloc` that memward did not allocate (a stack, global
+/// or mmap address): glibc's answer, one line and abort (SIGABRT), in the words the engine
+/// uses for the errors it detects itself (`memward: free(): invalid pointer`).
 #[cold]
 #[inline(never)]
-pub fn foreign_pointer(function: &str, p: *mut c_void) {
+pub fn invalid_pointer(function: &str) -> ! {
     let mut b = StackBuf::new();
-    let _ = writeln!(
-        b,
-        "memward: {function}({p:p}): pointer not allocated by memward; ignored"
-    );
-    b.write_to_fd(2);
-}
-
-/// A pointer passed to `realloc` that memward did not allocate: its size is unknown, so the
-/// call cannot be honoured; report and abort as glibc does for invalid pointers.
-#[cold]
-#[inline(never)]
-pub fn foreign_pointer_fatal(function: &str, p: *mut c_void) -> ! {
-    let mut b = StackBuf::new();
-    let _ = writeln!(
-        b,
-        "memward: {function}({p:p}): pointer not allocated by memward; aborting"
-    );
+    let _ = writeln!(b, "memward: {function}(): invalid pointer");
     b.write_to_fd(2);
     // SAFETY: abort has no preconditions.
     unsafe { libc::abort() }

@@ -5,10 +5,12 @@
 //! segment header, load and compare its `thread_id` with the thread id (one `mov` from
 //! `fs`), shift to the page index, load the page flags and test them, then push onto
 //! `local_free` and decrement `used` (two loads, three stores), and one test of `used`: 3
-//! conditional branches, about 20 instructions. The C `free` adds the segment-map check
-//! for foreign pointers (`raw::owns`, about 8 instructions). Measured (callgrind,
-//! `bench/c/pairs.c fixed`, 64-byte pairs): 36.4 instructions per C `free` call, of which
-//! 8.1 are the segment-map check and 9.1 `free_any` itself; 67.8 per malloc+free pair.
+//! conditional branches, about 20 instructions. The hardening checks (docs/engine-hardening.md)
+//! add 11: the block-start test (a multiply), the looks-free test (a load, an xor, a
+//! test) and the link encoding, for 5 conditional branches. The C `free` adds the
+//! segment-map check for foreign pointers (`raw::owns`, about 8 instructions). Measured
+//! (callgrind, `bench/c/pairs.c fixed`, 64-byte pairs): 69.8 instructions per
+//! malloc+free pair before hardening, 84.8 after (with the 4 it adds to `malloc`).
 //!
 //! Everything else is out of line: a page that empties or has flags set (full, aligned
 //! pointers, a large block) goes to `free_owned_slow`; a block of another thread to
@@ -42,16 +44,22 @@ pub unsafe fn free_any(p: *mut u8) {
     }
 }
 
-/// Owner-thread free into `page` (fast path inline, the rest out of line).
+/// Owner-thread free into `page` (fast path inline, the rest out of line). The fast path
+/// takes a block start (one multiply, `Page::is_block_start`) that does not look free
+/// (three instructions, `Page::looks_free`) on a page with no flags; anything else,
+/// including every error, goes to the slow path, which checks again and aborts
+/// (`hardening.rs`). The fast path makes no call that returns, so it needs no stack frame.
 ///
 /// # Safety
-/// The calling thread owns `page`'s segment and `p` is a live block or aligned pointer in it.
+/// The calling thread owns `page`'s segment and `p` points into it.
 #[inline(always)]
 pub unsafe fn free_owned(page: *mut Page, p: *mut u8) {
-    // SAFETY: the page belongs to this thread; with no flags set, p is a block start.
+    // SAFETY: the page belongs to this thread; with no flags set it is a page in use with
+    // no aligned pointers, and p is one of its block starts (checked) that is live.
     unsafe {
-        if (*page).flags() == 0 {
-            let used = Page::push_local(page, p.cast::<Block>());
+        let b = p.cast::<Block>();
+        if (*page).flags() == 0 && (*page).is_block_start(p) && !Page::looks_free(page, b) {
+            let used = Page::push_local_live(page, b);
             // The first page of a class queue is kept when it empties, which is the
             // common case of a block allocated and freed in turn: no call.
             if used == 0 && !(*page).is_queue_head() {

@@ -23,6 +23,7 @@ const LAYERS: &[&str] = &[
     "stats",
     "profile_env",
     "list",
+    "hardening",
     "page",
     "segment_map",
     "segment",
@@ -54,6 +55,7 @@ macro_rules! engine {
 engine! {
 mod alloc;
 mod free;
+mod hardening;
 mod heap;
 mod hook_table;
 mod layout;

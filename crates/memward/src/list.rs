@@ -20,42 +20,162 @@ use core::marker::PhantomData;
 use core::ptr;
 
 /// A free block: its first word links to the next free block.
+///
+/// Two kinds of links share that word. A page's own lists (`free`, `local_free`) store
+/// their links encoded with the page's [`LinkKey`] ([`Block::next`], [`Block::set_next`]);
+/// the cross-thread stacks below store plain pointers whose bit 0 is a tag the pusher set
+/// ([`Block::remote_next`], [`Block::set_remote_next`]): blocks are at least 8-byte aligned,
+/// so bit 0 of a link is otherwise always 0.
 #[repr(C)]
 pub struct Block {
-    next: *mut Block,
+    /// Pointer-typed, so that an encoded or tagged link keeps its target's provenance.
+    word: *mut Block,
+}
+
+/// Bit 0 of a cross-thread link: set by the pusher on the block that holds the link.
+pub const REMOTE_TAG: usize = 1;
+
+/// The address bits above this shift name a 4 MiB region (a segment, `layout.rs`); a
+/// plausible link stays in its block's region (see [`region_mask`]).
+pub const REGION_SHIFT: u32 = 22;
+
+/// The address bits that a plausible link of a block at `p` does not have: every bit above
+/// the region that is clear in `p`. A decoded link `next` is plausible when
+/// `next & region_mask(p) == 0`: null, or an address in `p`'s region (or, for a garbage
+/// word, one whose region bits happen to be a subset of `p`'s: about 2^-40 for random
+/// bits, and never when the stored word had bit 63 clear, see [`LinkKey`]). One `test`.
+pub fn region_mask(p: *const u8) -> usize {
+    !p.addr() & !((1 << REGION_SHIFT) - 1)
+}
+
+/// The key a page encodes its free-list links with: `word = next ^ key`.
+///
+/// Bit 63 of every key is set. A word with bit 63 clear (every user-space pointer, every
+/// small integer, zero) therefore decodes to an address with bit 63 set, which no
+/// plausible link has: overwriting a free block with ordinary data is always detected on
+/// the next pop, and a live block whose first word is zero or ordinary data never passes
+/// for a free one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkKey(usize);
+
+impl LinkKey {
+    /// A key from 64 random bits (bit 63 is forced on).
+    pub const fn from_bits(bits: u64) -> LinkKey {
+        LinkKey(bits as usize | 1 << (usize::BITS - 1))
+    }
+
+    /// The key's bits (to derive the next key of a reused page).
+    pub const fn bits(self) -> u64 {
+        self.0 as u64
+    }
 }
 
 impl Block {
-    /// The link of a free block.
+    /// The decoded link of a block on a page list. Not checked: see
+    /// [`region_mask`]. The pointer keeps the provenance of the link stored.
     ///
     /// # Safety
-    /// `b` points to a free block whose first word was written as a link.
+    /// `b` points to at least one readable word (a block being freed or on a page list).
     #[inline(always)]
-    pub unsafe fn next(b: *mut Block) -> *mut Block {
-        // SAFETY: per the contract, the first word is an initialised link.
-        unsafe { (*b).next }
+    pub unsafe fn next(b: *mut Block, key: LinkKey) -> *mut Block {
+        // SAFETY: per the contract, the first word is readable.
+        let word = unsafe { (*b).word };
+        word.map_addr(|a| a ^ key.0)
     }
 
-    /// Writes the link of a block that is being freed.
+    /// Writes the encoded link of a block that is being freed onto a page list.
     ///
     /// # Safety
     /// `b` points to at least one writable word that nobody else uses (a block being freed).
     #[inline(always)]
-    pub unsafe fn set_next(b: *mut Block, next: *mut Block) {
+    pub unsafe fn set_next(b: *mut Block, next: *mut Block, key: LinkKey) {
         // SAFETY: per the contract.
-        unsafe { (*b).next = next }
+        unsafe { (*b).word = next.map_addr(|a| a ^ key.0) }
     }
 
-    /// Length of a chain (walks it).
+    /// Zeroes the link word of a block leaving a list, so that a live block never holds
+    /// a stale encoded link (which would look like a free block to the double-free check).
     ///
     /// # Safety
-    /// Every block of the chain from `b` is a free block with a valid link, ending in null.
-    pub unsafe fn chain_len(mut b: *mut Block) -> u32 {
+    /// `b` is a block being handed out.
+    #[inline(always)]
+    pub unsafe fn clear(b: *mut Block) {
+        // SAFETY: per the contract.
+        unsafe { (*b).word = ptr::null_mut() }
+    }
+
+    /// The link of a block on a cross-thread stack or chain (tag removed).
+    ///
+    /// # Safety
+    /// `b` points to a block whose first word was written as a cross-thread link.
+    #[inline(always)]
+    pub unsafe fn remote_next(b: *mut Block) -> *mut Block {
+        // SAFETY: per the contract.
+        let word = unsafe { (*b).word };
+        word.map_addr(|a| a & !REMOTE_TAG)
+    }
+
+    /// Was `b` tagged by [`Block::start_remote`]?
+    ///
+    /// # Safety
+    /// As for [`Block::remote_next`].
+    #[inline(always)]
+    pub unsafe fn remote_tag(b: *mut Block) -> bool {
+        // SAFETY: per the contract.
+        unsafe { (*b).word.addr() & REMOTE_TAG != 0 }
+    }
+
+    /// Starts a block's life on the cross-thread path: a null link and the tag.
+    ///
+    /// # Safety
+    /// `b` points to a writable word that nobody else uses (a block being freed).
+    #[inline(always)]
+    pub unsafe fn start_remote(b: *mut Block, tag: bool) {
+        // SAFETY: per the contract.
+        unsafe { (*b).word = ptr::without_provenance_mut(tag as usize) }
+    }
+
+    /// Writes the cross-thread link of `b`, keeping its tag.
+    ///
+    /// # Safety
+    /// `b` is a block being freed whose word was set by [`Block::start_remote`] (or is
+    /// zero), and nobody else uses it; `next` is null or a block (8-byte aligned).
+    #[inline(always)]
+    pub unsafe fn set_remote_next(b: *mut Block, next: *mut Block) {
+        debug_assert_eq!(next.addr() & REMOTE_TAG, 0);
+        // SAFETY: per the contract.
+        unsafe {
+            let tag = (*b).word.addr() & REMOTE_TAG;
+            (*b).word = next.map_addr(|a| a | tag);
+        }
+    }
+
+    /// Length of a page list (walks it).
+    ///
+    /// # Safety
+    /// Every block of the list from `b` is a free block with a valid link encoded with
+    /// `key`, ending in null.
+    pub unsafe fn chain_len(mut b: *mut Block, key: LinkKey) -> u32 {
         let mut n = 0;
         while !b.is_null() {
             n += 1;
             // SAFETY: per the contract.
-            b = unsafe { Block::next(b) };
+            b = unsafe { Block::next(b, key) };
+        }
+        n
+    }
+
+    /// Length of a cross-thread chain (walks it; tests).
+    ///
+    /// # Safety
+    /// Every block of the chain from `b` holds a cross-thread link, ending in null.
+    #[cfg(any(test, loom))]
+    pub unsafe fn remote_chain_len(mut b: *mut Block) -> u32 {
+        let mut n = 0;
+        while !b.is_null() {
+            n += 1;
+            // SAFETY: per the contract.
+            b = unsafe { Block::remote_next(b) };
         }
         n
     }
@@ -283,7 +403,7 @@ impl BlockStack {
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
             // SAFETY: `last` is ours until the CAS below publishes it.
-            unsafe { Block::set_next(last, head) };
+            unsafe { Block::set_remote_next(last, head) };
             match self
                 .head
                 .compare_exchange_weak(head, first, Ordering::Release, Ordering::Relaxed)
@@ -355,7 +475,7 @@ impl TaggedBlockStack {
                 return false;
             }
             // SAFETY: the block is ours until the CAS publishes it.
-            unsafe { Block::set_next(block, (word & !OPEN) as *mut Block) };
+            unsafe { Block::set_remote_next(block, (word & !OPEN) as *mut Block) };
             match self.word.compare_exchange_weak(
                 word,
                 block as usize | OPEN,
@@ -429,13 +549,19 @@ mod tests {
         assert!(stack.is_empty());
         // SAFETY: the words are ours and outlive the stacks.
         unsafe {
-            Block::set_next(b[0], b[1]);
+            Block::start_remote(b[0], false);
+            Block::start_remote(b[1], true);
+            Block::set_remote_next(b[0], b[1]);
             stack.push_chain(b[0], b[1]);
+            Block::start_remote(b[2], false);
             stack.push_chain(b[2], b[2]);
             let chain = stack.take_all();
             assert_eq!(chain, b[2]);
-            assert_eq!(Block::chain_len(chain), 3);
+            assert_eq!(Block::remote_chain_len(chain), 3);
             assert!(stack.is_empty());
+            // Relinking keeps each block's tag.
+            assert!(Block::remote_tag(b[1]) && !Block::remote_tag(b[0]));
+            assert_eq!(Block::remote_next(b[0]), b[1]);
 
             let tagged = TaggedBlockStack::new();
             assert!(!tagged.try_push(b[3]));
@@ -443,9 +569,52 @@ mod tests {
             assert!(tagged.try_push(b[3]));
             assert!(tagged.try_push(b[0]));
             let taken = tagged.close_and_take();
-            assert_eq!(Block::chain_len(taken), 2);
+            assert_eq!(Block::remote_chain_len(taken), 2);
             assert!(!tagged.try_push(b[1]));
             assert!(tagged.close_and_take().is_null());
+        }
+    }
+
+    #[test]
+    fn page_links_are_encoded_and_checked() {
+        let mut words = [[0usize; 2]; 3];
+        let b: Vec<*mut Block> = words.iter_mut().map(|w| w.as_mut_ptr().cast()).collect();
+        let key = LinkKey::from_bits(0x1234_5678_9abc_def0);
+        assert_ne!(key.bits() >> 63, 0, "bit 63 is always set");
+        // SAFETY: the words are ours.
+        unsafe {
+            Block::set_next(b[0], b[1], key);
+            Block::set_next(b[1], ptr::null_mut(), key);
+            assert_ne!(b[0].cast::<usize>().read(), b[1] as usize, "stored encoded");
+            assert_eq!(Block::next(b[0], key), b[1]);
+            assert_eq!(Block::chain_len(b[0], key), 2);
+            // Links in the same region, and null, are plausible.
+            let mask = region_mask(b[0].cast());
+            assert_eq!(Block::next(b[0], key).addr() & mask, 0);
+            assert_eq!(Block::next(b[1], key).addr() & mask, 0);
+            // An overwrite with ordinary data (a pointer, a small number, zero) is not.
+            for junk in [b[2] as usize, 5, 0, usize::MAX >> 1] {
+                b[0].cast::<usize>().write(junk);
+                assert_ne!(Block::next(b[0], key).addr() & mask, 0, "{junk:#x}");
+            }
+            // A live block, cleared when handed out, does not look free.
+            Block::set_next(b[2], b[0], key);
+            Block::clear(b[2]);
+            assert_ne!(Block::next(b[2], key).addr() & mask, 0);
+        }
+    }
+
+    #[test]
+    fn plausibility_is_a_region_test() {
+        let mask = region_mask(0x7f12_3440_0010 as *const u8);
+        for (next, plausible) in [
+            (0x7f12_347f_fff0usize, true),
+            (0, true),
+            (0x7f12_3480_0010, false),
+            (0x7f12_3400_0010, true), // a subset of the region bits: the rare false pass
+            (0x8000_0000_0000_0000 | 0x7f12_3440_0010, false),
+        ] {
+            assert_eq!(next & mask == 0, plausible, "{next:#x}");
         }
     }
 }

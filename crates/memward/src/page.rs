@@ -9,6 +9,12 @@
 //! Blocks are carved lazily (`extend`), a few KiB at a time, so a fresh 512 KiB page costs
 //! no resident memory until it is used.
 //!
+//! Both lists are hardened (`hardening.rs`, docs/engine-hardening.md): links are stored
+//! encoded with the page's random `key`, `pop` checks each link it follows and clears the
+//! word of the block it hands out, and `push_local` refuses a block that is already on a
+//! list. `is_block_start` tells a block start from an interior pointer with one multiply
+//! (`block_inverse`).
+//!
 //! Invariant, on every page in use (checked by [`Page::check`], and in parts by
 //! `debug_assert!`s where it is relied on):
 //!
@@ -22,7 +28,8 @@
 //! another thread holding a live block of the page (`usable_size`, `realloc`), and none of
 //! them changes while a block lives.
 
-use crate::list::{Block, Linked, Links};
+use crate::hardening;
+use crate::list::{region_mask, Block, LinkKey, Linked, Links, REGION_SHIFT};
 use core::ptr;
 use core::sync::atomic::{AtomicU8, Ordering};
 
@@ -40,18 +47,55 @@ pub const FLAG_SINGLE: u8 = 4;
 /// A block of this page was handed out in hooked mode (`hooks.rs`): frees take the slow
 /// path, which reports them.
 pub const FLAG_HOOKED: u8 = 8;
+/// The slot holds no page (never used, or retired): a free into it is an error, which the
+/// free fast path sends to the slow path at no cost (it tests `flags == 0` anyway).
+pub const FLAG_UNUSED: u8 = 16;
+
+// Links are judged plausible by region (`list.rs`); the region is the segment.
+const _: () = assert!(REGION_SHIFT as usize == crate::layout::SEGMENT_SHIFT);
 
 /// Bytes of blocks added to `free` by one extension.
 const EXTEND_BYTES: usize = 4096;
 
+/// Fields are ordered for the fast paths (the words they touch come first) and packed
+/// (8-byte fields, then 4-byte, then 1-byte), which keeps a page at 120 bytes.
 #[repr(C)]
 pub struct Page {
     /// Blocks ready to allocate (fast path).
     free: *mut Block,
+    /// Encodes the links of `free` and `local_free`; new at every `init`.
+    key: LinkKey,
+    /// `list::region_mask` of the page's segment: a decoded link is plausible when it has
+    /// none of these bits (null, or an address in the segment).
+    link_mask: usize,
+    /// Blocks freed by the owning thread, waiting to be moved to `free`.
+    local_free: *mut Block,
+    /// First block.
+    start: *mut u8,
+    /// `ceil(2^64 / block_size)`: `offset * block_inverse < block_inverse` exactly when
+    /// `offset` (below 2^32) is a multiple of `block_size` (Lemire, Kaser and Kurz, "Faster
+    /// remainder by direct computation", 2019).
+    block_inverse: u64,
+    /// Links in the heap's page queue (`prev` is read by every free that empties a page).
+    links: Links<Page>,
+    block_size: usize,
+    heap: *mut OwnerHeap,
+    /// When the slot became free (ms), for delayed purging.
+    freed_at: u64,
     /// Blocks handed out and not yet freed back to this page's lists.
     used: u32,
     /// Blocks carved so far.
     capacity: u32,
+    /// Bytes of the slot touched since it was mapped or purged (page-rounded estimate,
+    /// kept across reuse of the slot; summed in the segment's `touched`).
+    touched: u32,
+    /// Blocks that fit in the page.
+    reserved: u32,
+    /// Blocks put on `free` by the last refill (statistics: they are allocated once `free`
+    /// runs dry again).
+    batch: u32,
+    /// `used` as last reported to the heap's statistics.
+    used_synced: u32,
     /// Free-path flags; zero means the free fast path applies.
     flags: AtomicU8,
     /// The slot holds a live page.
@@ -62,28 +106,10 @@ pub struct Page {
     free_is_zero: bool,
     /// The slot's memory has been returned to the OS since it was last used.
     purged: bool,
-    /// Bytes of the slot touched since it was mapped or purged (page-rounded estimate,
-    /// kept across reuse of the slot; summed in the segment's `touched`).
-    touched: u32,
     bin: u8,
-    /// Blocks freed by the owning thread, waiting to be moved to `free`.
-    local_free: *mut Block,
-    block_size: usize,
-    /// First block.
-    start: *mut u8,
-    /// Blocks that fit in the page.
-    reserved: u32,
-    /// Blocks put on `free` by the last refill (statistics: they are allocated once `free`
-    /// runs dry again).
-    batch: u32,
-    /// `used` as last reported to the heap's statistics.
-    used_synced: u32,
-    heap: *mut OwnerHeap,
-    /// Links in the heap's page queue.
-    links: Links<Page>,
-    /// When the slot became free (ms), for delayed purging.
-    freed_at: u64,
 }
+
+const _: () = assert!(size_of::<Page>() == 120);
 
 // SAFETY: returns the page's own links, without creating a reference.
 unsafe impl Linked for Page {
@@ -98,9 +124,11 @@ impl Page {
     #[allow(clippy::declare_interior_mutable_const)]
     pub const EMPTY: Page = Page {
         free: ptr::null_mut(),
+        key: LinkKey::from_bits(0),
+        link_mask: usize::MAX,
         used: 0,
         capacity: 0,
-        flags: AtomicU8::new(0),
+        flags: AtomicU8::new(FLAG_UNUSED),
         in_use: false,
         is_zero: true,
         free_is_zero: false,
@@ -110,6 +138,7 @@ impl Page {
         local_free: ptr::null_mut(),
         block_size: 0,
         start: ptr::null_mut(),
+        block_inverse: 0,
         reserved: 0,
         batch: 0,
         used_synced: 0,
@@ -145,6 +174,9 @@ impl Page {
         self.bin = bin as u8;
         self.block_size = block_size;
         self.start = start;
+        self.block_inverse = u64::MAX / block_size as u64 + 1;
+        self.key = hardening::page_key(start, self.key);
+        self.link_mask = region_mask(start);
         self.reserved = ((end - start as usize) / block_size).min(u32::MAX as usize) as u32;
         self.heap = heap;
         self.links = Links::new();
@@ -163,39 +195,133 @@ impl Page {
         self.set_flag(FLAG_SINGLE, true);
     }
 
-    /// Pops a block from `free` (the allocation fast path: two loads, a test, two stores).
-    /// Null when `free` is empty.
+    /// Pops a block from `free` (the allocation fast path: three loads, the link decoded
+    /// and checked, three stores). Null when `free` is empty. Aborts if the link is
+    /// implausible (the free block was overwritten).
     ///
     /// # Safety
     /// `page` is a page owned by the calling thread, or a page whose `free` is null and
     /// stays null (the static empty page, which this then only reads).
     #[inline(always)]
     pub unsafe fn pop(page: *mut Page) -> *mut Block {
-        // SAFETY: per the contract; blocks on `free` are in the page (module invariant).
+        // SAFETY: per the contract; blocks on `free` are in the page (module invariant),
+        // and a link that leaves the page's region is never followed.
         unsafe {
             let b = (*page).free;
             if !b.is_null() {
-                (*page).free = Block::next(b);
+                let next = Block::next(b, (*page).key);
+                if !(*page).is_link(next) {
+                    hardening::corrupted_free_list();
+                }
+                Block::clear(b);
+                (*page).free = next;
                 (*page).used += 1;
             }
             b
         }
     }
 
-    /// Pushes a freed block onto `local_free` and returns `used` after the free.
+    /// Pushes a freed block onto `local_free` and returns `used` after the free. Aborts if
+    /// the block is already on one of the page's lists (a double free).
     ///
     /// # Safety
-    /// `page` is owned by the calling thread and `b` is the start of one of its live blocks.
+    /// `page` is owned by the calling thread and `b` is the start of one of its blocks
+    /// (live, unless this is the double free it detects).
     #[inline(always)]
     pub unsafe fn push_local(page: *mut Page, b: *mut Block) -> u32 {
+        // SAFETY: per the contract.
+        unsafe {
+            if Page::looks_free(page, b) {
+                Page::confirm_not_free(page, b);
+            }
+            Page::push_local_live(page, b)
+        }
+    }
+
+    /// Does `b`'s first word decode to a link of this page? A live block's first word is
+    /// zero (cleared by `pop`) or the program's data, which never does (bit 63 of the key,
+    /// `list::LinkKey`) unless the program stored exactly such bits; a free block's does.
+    /// Three instructions and a branch.
+    ///
+    /// # Safety
+    /// `page` is `b`'s page, and `b` one of its block starts.
+    #[inline(always)]
+    pub unsafe fn looks_free(page: *mut Page, b: *mut Block) -> bool {
+        // SAFETY: per the contract, b's first word is readable.
+        unsafe { (*page).is_link(Block::next(b, (*page).key)) }
+    }
+
+    /// [`Page::push_local`] of a block the caller found not [`Page::looks_free`].
+    ///
+    /// # Safety
+    /// As for [`Page::push_local`], and `b` is a live block.
+    #[inline(always)]
+    pub unsafe fn push_local_live(page: *mut Page, b: *mut Block) -> u32 {
         // SAFETY: per the contract; the block is ours to link.
         unsafe {
             debug_assert!((*page).used > 0, "double free: the page has no live block");
-            Block::set_next(b, (*page).local_free);
+            Block::set_next(b, (*page).local_free, (*page).key);
             (*page).local_free = b;
             (*page).used -= 1;
             (*page).used
         }
+    }
+
+    /// Is `next`, a decoded link, null or an address in the page's segment?
+    #[inline(always)]
+    fn is_link(&self, next: *mut Block) -> bool {
+        next.addr() & self.link_mask == 0
+    }
+
+    /// The slow half of the double-free check: aborts if `b` is on `free` or
+    /// `local_free`; returns if the plausible word was the program's own data.
+    ///
+    /// # Safety
+    /// `page` is owned by the calling thread.
+    #[cold]
+    #[inline(never)]
+    pub unsafe fn confirm_not_free(page: *mut Page, b: *mut Block) {
+        // SAFETY: per the contract; `holds` follows only plausible links.
+        if unsafe { (*page).holds(b) } {
+            hardening::double_free();
+        }
+    }
+
+    /// Is `b` on `free` or `local_free`? Walks both (at most `capacity` steps each),
+    /// aborting on an implausible link.
+    fn holds(&self, b: *mut Block) -> bool {
+        let on = |mut x: *mut Block| {
+            let mut steps = 0;
+            while !x.is_null() && steps <= self.capacity {
+                if x == b {
+                    return true;
+                }
+                // SAFETY: list blocks are in the page; the link is checked before use.
+                let next = unsafe { Block::next(x, self.key) };
+                if !self.is_link(next) {
+                    hardening::corrupted_free_list();
+                }
+                x = next;
+                steps += 1;
+            }
+            false
+        };
+        on(self.free) || on(self.local_free)
+    }
+
+    /// Is `p` the start of one of the page's block slots? Exact for pointers at or after
+    /// `start` within 4 GiB (every page but a one-block page, whose only start is `start`).
+    /// One subtraction, one multiply, one comparison.
+    #[inline(always)]
+    pub fn is_block_start(&self, p: *const u8) -> bool {
+        let offset = p.addr().wrapping_sub(self.start.addr()) as u64;
+        offset.wrapping_mul(self.block_inverse) < self.block_inverse
+    }
+
+    /// The key that encodes this page's links (tests).
+    #[cfg(test)]
+    pub fn key(&self) -> LinkKey {
+        self.key
     }
 
     /// First in its queue (or on none): the page the class allocates from.
@@ -249,10 +375,10 @@ impl Page {
             let mut b = first;
             for _ in 1..n {
                 let next = b.add(bs);
-                Block::set_next(b.cast(), next.cast());
+                Block::set_next(b.cast(), next.cast(), self.key);
                 b = next;
             }
-            Block::set_next(b.cast(), ptr::null_mut());
+            Block::set_next(b.cast(), ptr::null_mut(), self.key);
             self.free = first.cast();
         }
         self.capacity += n;
@@ -263,7 +389,7 @@ impl Page {
     /// Length of `free` (walks it).
     pub fn free_len(&self) -> u32 {
         // SAFETY: `free` holds blocks of this page with valid links (module invariant).
-        unsafe { Block::chain_len(self.free) }
+        unsafe { Block::chain_len(self.free, self.key) }
     }
 
     /// The block that contains `p`, for pages that handed out aligned interior pointers.
@@ -285,7 +411,7 @@ impl Page {
         self.in_use = false;
         self.free = ptr::null_mut();
         self.local_free = ptr::null_mut();
-        self.flags.store(0, Ordering::Relaxed);
+        self.flags.store(FLAG_UNUSED, Ordering::Relaxed);
         self.is_zero = self.is_zero && self.capacity == 0;
     }
 
@@ -298,6 +424,7 @@ impl Page {
     pub fn resize_single(&mut self, block_size: usize) {
         debug_assert!(self.flags() & FLAG_SINGLE != 0);
         self.block_size = block_size;
+        self.block_inverse = u64::MAX / block_size as u64 + 1;
         self.reserved = 1;
     }
 
@@ -427,7 +554,7 @@ impl Page {
                 );
                 n += 1;
                 // SAFETY: list blocks are inside the page (just asserted).
-                b = unsafe { Block::next(b) };
+                b = unsafe { Block::next(b, self.key) };
             }
             n
         };
@@ -444,12 +571,38 @@ impl Page {
 mod tests {
     use super::*;
 
+    /// 64 KiB of zeroed memory aligned to its size, like a small page, so that its blocks
+    /// share one 4 MiB region (as a page's blocks share their segment's).
+    struct Memory(*mut u8);
+
+    impl Memory {
+        const LAYOUT: std::alloc::Layout = match std::alloc::Layout::from_size_align(65536, 65536)
+        {
+            Ok(l) => l,
+            Err(_) => panic!("layout"),
+        };
+
+        fn new() -> Memory {
+            // SAFETY: the layout has a non-zero size.
+            let p = unsafe { std::alloc::alloc_zeroed(Self::LAYOUT) };
+            assert!(!p.is_null());
+            Memory(p)
+        }
+    }
+
+    impl Drop for Memory {
+        fn drop(&mut self) {
+            // SAFETY: allocated in `new` with this layout.
+            unsafe { std::alloc::dealloc(self.0, Self::LAYOUT) };
+        }
+    }
+
     #[test]
     fn extend_refill_and_invariant() {
-        let mut memory = vec![0u64; 8192]; // 64 KiB
-        let start = memory.as_mut_ptr() as *mut u8;
+        let memory = Memory::new();
+        let start = memory.0;
         let mut page = Page::EMPTY;
-        // SAFETY: the vector is 64 KiB of memory used by this page only.
+        // SAFETY: 64 KiB of memory used by this page only.
         unsafe { page.init(ptr::null_mut(), 3, 32, start, start as usize + 65536) };
         page.set_is_zero(true);
         assert_eq!(page.reserved, 2048);
@@ -478,5 +631,52 @@ mod tests {
             let inner = start.add(32 * 5 + 7);
             assert_eq!((*p).block_start(inner) as usize, start as usize + 160);
         }
+    }
+
+    #[test]
+    fn block_starts_and_the_double_free_scan() {
+        let memory = Memory::new();
+        let start = memory.0;
+        let mut page = Page::EMPTY;
+        assert_ne!(page.flags() & FLAG_UNUSED, 0, "an unused slot takes the slow path");
+        // SAFETY: 64 KiB of memory used by this page only; 48-byte blocks.
+        unsafe { page.init(ptr::null_mut(), 4, 48, start, start as usize + 65536) };
+        assert_eq!(page.flags(), 0);
+        // SAFETY: offsets inside the memory.
+        unsafe {
+            for i in [0usize, 1, 2, 85, 1364] {
+                assert!(page.is_block_start(start.add(48 * i)), "block {i}");
+                for d in [1usize, 8, 16, 32, 47] {
+                    assert!(!page.is_block_start(start.add(48 * i + d)), "{i}+{d}");
+                }
+            }
+        }
+        page.refill();
+        let p: *mut Page = &mut page;
+        // SAFETY: the page is this thread's; the blocks come from it.
+        unsafe {
+            let a = Page::pop(p);
+            let b = Page::pop(p);
+            assert!(!(*p).holds(a) && !(*p).holds(b));
+            Page::push_local(p, a);
+            assert!((*p).holds(a), "on local_free");
+            assert!(!(*p).holds(b));
+            // A live block whose first word the program set to a plausible link is not
+            // confused with a free one: the scan does not find it.
+            Block::set_next(b, a, (*p).key());
+            Page::confirm_not_free(p, b);
+            assert_eq!(Page::push_local(p, b), 0);
+            (*p).check();
+            let c = Page::pop(p);
+            assert!(!(*p).holds(c), "a popped block is off the lists");
+            assert_eq!((*p).free_len(), 82, "85 blocks per 4 KiB extension, 3 popped");
+            Page::push_local(p, c);
+        }
+        let old_key = page.key();
+        page.retire();
+        assert_ne!(page.flags() & FLAG_UNUSED, 0);
+        // SAFETY: as above.
+        unsafe { page.init(ptr::null_mut(), 4, 48, start, start as usize + 65536) };
+        assert_ne!(page.key(), old_key, "a reused slot gets a new key");
     }
 }

@@ -52,7 +52,7 @@ fn collect(mut b: *mut Block, seen: &mut Vec<usize>) {
         assert!(!seen.contains(&(b as usize)), "block delivered twice");
         seen.push(b as usize);
         // SAFETY: taken chains hold the test's blocks with links written by the pushers.
-        b = unsafe { Block::next(b) };
+        b = unsafe { Block::remote_next(b) };
     }
 }
 
@@ -75,7 +75,7 @@ fn remote_pushes_and_outbox_chains_arrive_exactly_once() {
             let (first, last) = (c0 as *mut Block, c1 as *mut Block);
             // SAFETY: the two blocks are ours until pushed; `first` links to `last`.
             unsafe {
-                Block::set_next(first, last);
+                Block::set_remote_next(first, last);
                 q2.push_chain(first, last);
             }
         });
@@ -151,7 +151,7 @@ fn a_free_racing_abandon_and_adopt_is_applied_exactly_once() {
             let mut b = s.old_heap.take_all();
             while !b.is_null() {
                 // SAFETY: taken blocks are being freed; links were published by the push.
-                let next = unsafe { Block::next(b) };
+                let next = unsafe { Block::remote_next(b) };
                 route(&s, b);
                 b = next;
             }
@@ -179,7 +179,7 @@ fn a_free_racing_abandon_and_adopt_is_applied_exactly_once() {
         let mut late = seg.old_heap.take_all();
         while !late.is_null() {
             // SAFETY: as above.
-            let next = unsafe { Block::next(late) };
+            let next = unsafe { Block::remote_next(late) };
             route(&seg, late);
             late = next;
         }

@@ -9,6 +9,7 @@
 //! `destroy` (first-class heap drop) releases everything at once, live blocks included.
 
 use super::accounting::Transfer;
+use super::remote::{confirm_queued_not_free, queued_next};
 use super::{Local, FULL};
 use crate::list::Block;
 use crate::page::FLAG_IN_FULL;
@@ -213,7 +214,10 @@ impl Local {
             }
             let mut b = frees;
             while !b.is_null() {
-                let next = Block::next(b);
+                let next = queued_next(b);
+                if Block::remote_tag(b) {
+                    confirm_queued_not_free(s.page_of(b), b.cast());
+                }
                 self.free_in_page(s.page_of(b), b.cast());
                 b = next;
             }
@@ -228,11 +232,11 @@ impl Local {
         while !b.is_null() {
             // SAFETY: queued blocks are live memward blocks being freed.
             unsafe {
-                let next = Block::next(b);
+                let next = queued_next(b);
                 let seg = &*Segment::of(b);
                 let ours = seg.owner() == self.tag() && seg.thread_id() == self.thread_id;
                 if !ours {
-                    self.free_from_queue(b.cast());
+                    self.free_from_queue(b.cast(), Block::remote_tag(b));
                 }
                 b = next;
             }

@@ -6,6 +6,7 @@
 //! push to a heap after its thread exited, and that push must land in valid memory. The
 //! pushes are applied by the next owner of the pooled heap, or by `drain_retired_heaps`.
 
+use super::remote::queued_next;
 use super::{Heap, Local};
 use crate::list::Block;
 use crate::lock::SpinLock;
@@ -127,8 +128,8 @@ pub fn drain_retired_heaps(local: &mut Local) {
             unsafe {
                 let mut b = (*h).remote.0.take_all();
                 while !b.is_null() {
-                    let next = Block::next(b);
-                    Block::set_next(b, chain);
+                    let next = queued_next(b);
+                    Block::set_remote_next(b, chain);
                     chain = b;
                     b = next;
                 }
@@ -139,8 +140,8 @@ pub fn drain_retired_heaps(local: &mut Local) {
     while !chain.is_null() {
         // SAFETY: each block is a live memward block queued for freeing.
         unsafe {
-            let next = Block::next(chain);
-            local.free_from_queue(chain.cast());
+            let next = Block::remote_next(chain);
+            local.free_from_queue(chain.cast(), Block::remote_tag(chain));
             chain = next;
         }
     }

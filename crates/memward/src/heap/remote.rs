@@ -13,10 +13,20 @@
 //! heap (its owner, a thread reusing it from the pool, or `pool::drain_retired_heaps`)
 //! routes the block again through [`Local::free_from_queue`]. The atomic protocol is in
 //! `list.rs` (`BlockStack`, `TaggedBlockStack`) and model-checked by `tests/loom.rs`.
+//!
+//! Hardening (docs/engine-hardening.md): the freeing thread checks that the pointer is a
+//! block start of a page in use, and tags the block (bit 0 of its cross-thread link) when
+//! its first word decodes to a plausible link of its page, i.e. when it may already be on
+//! the owner's lists. It cannot look at those lists itself (they belong to the owner), so
+//! the owner confirms a tagged block with a scan when it applies the free. Every consumer
+//! of a chain checks each link against the segment map before following it.
 
 use super::{Heap, Local, OUTBOX_MAX};
+use crate::hardening;
 use crate::list::Block;
+use crate::page::{Page, FLAG_HAS_ALIGNED, FLAG_SINGLE, FLAG_UNUSED};
 use crate::segment::Segment;
+use crate::segment_map;
 use core::ptr;
 
 /// Where a remote free goes (steps 2 and 3 of the module docs).
@@ -30,12 +40,75 @@ pub enum RemoteRoute {
     Outbox(*mut Heap),
 }
 
-/// Decides where a free of `p` from a thread that does not own `seg` goes, and does step 1.
+/// Checks a free of `p` from a thread that does not own `seg` (aborting on a pointer that
+/// is not a block start, or into a released page), starts its cross-thread link, tagged if
+/// the block may be free already, then decides where it goes and does step 1.
 ///
 /// # Safety
-/// `p` is a live block (or aligned pointer into one) of `seg` that the caller is freeing.
+/// `p` points into a page slot of `seg`, a live segment, and the caller is freeing it.
 #[inline]
 pub unsafe fn route_remote_free(seg: &Segment, p: *mut u8, from_first_class: bool) -> RemoteRoute {
+    // SAFETY: forwarded contract; the block is the caller's to write.
+    unsafe {
+        let suspect = check_remote_free(seg.page_of(p), p);
+        Block::start_remote(p.cast(), suspect);
+        route_block(seg, p, from_first_class)
+    }
+}
+
+/// The checks of a remote free; true when the block's first word decodes to a plausible
+/// link of its page (the owner confirms). A page's `flags` are atomic, and its key, start
+/// and block size do not change while one of its blocks lives, so another thread may read
+/// them; in a double free the block is not live and the reads are what the error makes of
+/// them (the owner's scan decides).
+///
+/// # Safety
+/// As for [`route_remote_free`].
+#[inline(always)]
+unsafe fn check_remote_free(page: *mut Page, p: *mut u8) -> bool {
+    // SAFETY: per the contract, `page` is the descriptor of p's slot.
+    unsafe {
+        let flags = (*page).flags();
+        if flags & (FLAG_UNUSED | FLAG_HAS_ALIGNED | FLAG_SINGLE) != 0 {
+            return check_remote_free_flagged(page, p, flags);
+        }
+        if !(*page).is_block_start(p) {
+            hardening::invalid_pointer();
+        }
+        Page::looks_free(page, p.cast())
+    }
+}
+
+/// [`check_remote_free`] on a page with aligned pointers, one block, or no page.
+///
+/// # Safety
+/// As for [`route_remote_free`].
+#[cold]
+#[inline(never)]
+unsafe fn check_remote_free_flagged(page: *mut Page, p: *mut u8, flags: u8) -> bool {
+    // SAFETY: as for check_remote_free.
+    unsafe {
+        if flags & FLAG_UNUSED != 0 {
+            hardening::free_in_released_page();
+        }
+        if flags & FLAG_SINGLE != 0 {
+            if p != (*page).start() {
+                hardening::invalid_pointer();
+            }
+            // A one-block page has no free list: a second free finds it released.
+            return false;
+        }
+        Page::looks_free(page, (*page).block_start(p).cast())
+    }
+}
+
+/// Where a checked remote free goes (steps 1-3 of the module docs); the block's
+/// cross-thread link word is already started, and its tag is kept.
+///
+/// # Safety
+/// As for [`route_remote_free`], with the block's link started.
+#[inline]
+unsafe fn route_block(seg: &Segment, p: *mut u8, from_first_class: bool) -> RemoteRoute {
     // SAFETY: forwarded contract.
     if unsafe { seg.try_push_abandoned_free(p.cast()) } {
         return RemoteRoute::Abandoned {
@@ -75,16 +148,54 @@ impl Heap {
     }
 }
 
+/// The next block of a chain taken from a cross-thread stack, after checking that it is
+/// null or in memward's memory (aborting otherwise: the link was overwritten).
+///
+/// # Safety
+/// `b` is a block of a taken chain.
+#[inline]
+pub(crate) unsafe fn queued_next(b: *mut Block) -> *mut Block {
+    // SAFETY: per the contract, b's word is a cross-thread link.
+    let next = unsafe { Block::remote_next(b) };
+    if !next.is_null()
+        && (next.addr() & 7 != 0 || !segment_map::contains(Segment::of(next) as usize))
+    {
+        // SAFETY: forwarded contract.
+        unsafe { queued_link_corrupt(b) }
+    }
+    next
+}
+
+/// A taken chain's link leaves memward's memory. If `b` is a block of this thread that is
+/// on its page's lists, the chain reached it after it had been freed there (a double free
+/// that went through the queue twice); else the link was overwritten.
+///
+/// # Safety
+/// As for [`queued_next`].
+#[cold]
+#[inline(never)]
+unsafe fn queued_link_corrupt(b: *mut Block) -> ! {
+    // SAFETY: a block of a taken chain lies in a live segment (it was checked as the link
+    // that led here, or is a stack's head).
+    unsafe {
+        let seg = &*Segment::of(b);
+        if seg.thread_id() == crate::os::thread_id() {
+            Page::confirm_not_free(seg.page_of(b), b);
+        }
+    }
+    hardening::corrupted_remote_list()
+}
+
 impl Local {
     /// Frees every block other threads queued for this heap.
     pub fn drain_remote(&mut self) {
         let mut b = self.heap().remote.0.take_all();
         while !b.is_null() {
-            // SAFETY: queued blocks are live memward blocks; the pusher's release CAS and
-            // our acquire swap make their links visible.
+            // SAFETY: queued blocks are memward blocks being freed; the pusher's release
+            // CAS and our acquire swap make their links visible.
             unsafe {
-                let next = Block::next(b);
-                self.free_from_queue(b.cast());
+                let next = queued_next(b);
+                self.free_from_queue(b.cast(), Block::remote_tag(b));
                 b = next;
             }
         }
@@ -92,15 +203,20 @@ impl Local {
 
     /// Frees a block taken from a heap queue: usually a block of ours, but a queue can
     /// hold blocks pushed to a heap that has since been retired or that lost the segment.
+    /// `suspect`: the block's tag (it may already be free; confirm before freeing it).
     ///
     /// # Safety
-    /// `p` is a live memward block that the caller is freeing.
-    pub(crate) unsafe fn free_from_queue(&mut self, p: *mut u8) {
-        // SAFETY: p is a live memward block, so its segment header is mapped.
+    /// `p` is a memward block, checked by the thread that freed it, that the caller is
+    /// freeing; its word is its cross-thread link.
+    pub(crate) unsafe fn free_from_queue(&mut self, p: *mut u8, suspect: bool) {
+        // SAFETY: p is a memward block, so its segment header is mapped.
         unsafe {
             let seg = &*Segment::of(p);
             if seg.thread_id() == self.thread_id {
                 let page = seg.page_of(p);
+                if suspect {
+                    confirm_queued_not_free(page, p);
+                }
                 if self.owns_page(page) {
                     self.free_in_page(page, p);
                 } else {
@@ -110,7 +226,7 @@ impl Local {
                     (*other).local().free_in_page(page, p);
                 }
             } else {
-                self.free_remote(seg, p);
+                self.route(seg, p, route_block(seg, p, self.heap().is_first_class()));
             }
         }
     }
@@ -118,12 +234,22 @@ impl Local {
     /// A free of another thread's block by this heap's owner.
     ///
     /// # Safety
-    /// `p` is a live block of `seg` (not owned by this thread) that the caller is freeing.
+    /// `p` points into a page slot of `seg` (not owned by this thread), and the caller is
+    /// freeing it.
     pub unsafe fn free_remote(&mut self, seg: &Segment, p: *mut u8) {
         let from_first_class = self.heap().is_first_class();
+        // SAFETY: forwarded contract.
+        unsafe { self.route(seg, p, route_remote_free(seg, p, from_first_class)) }
+    }
+
+    /// Sends a routed remote free on its way.
+    ///
+    /// # Safety
+    /// `route` was decided for `p`, a block of `seg` being freed, with its link started.
+    unsafe fn route(&mut self, seg: &Segment, p: *mut u8, route: RemoteRoute) {
         // SAFETY: forwarded contract; heaps are never unmapped.
         unsafe {
-            match route_remote_free(seg, p, from_first_class) {
+            match route {
                 RemoteRoute::Abandoned { visit } => {
                     if visit {
                         self.visit_abandoned(ptr::from_ref(seg).cast_mut());
@@ -147,13 +273,14 @@ impl Local {
             self.outbox_target = owner;
         }
         let b = p.cast::<Block>();
-        // SAFETY: the block is being freed; its first word becomes the link.
+        // SAFETY: the block is being freed; its first word, started by the check, becomes
+        // the link (its tag kept).
         unsafe {
-            Block::set_next(b, ptr::null_mut());
+            Block::set_remote_next(b, ptr::null_mut());
             if self.outbox_head.is_null() {
                 self.outbox_head = b;
             } else {
-                Block::set_next(self.outbox_tail, b);
+                Block::set_remote_next(self.outbox_tail, b);
             }
         }
         self.outbox_tail = b;
@@ -176,5 +303,28 @@ impl Local {
         self.outbox_head = ptr::null_mut();
         self.outbox_tail = ptr::null_mut();
         self.outbox_len = 0;
+    }
+}
+
+/// The owner's confirmation of a tagged remote free: aborts if the block is on its page's
+/// lists.
+///
+/// # Safety
+/// `page` is the calling thread's page that contains `p`.
+#[cold]
+#[inline(never)]
+pub(super) unsafe fn confirm_queued_not_free(page: *mut Page, p: *mut u8) {
+    // SAFETY: per the contract; a page with aligned pointers links its block starts.
+    unsafe {
+        let flags = (*page).flags();
+        if flags & FLAG_UNUSED != 0 {
+            return; // free_in_page reports it
+        }
+        let b = if flags & FLAG_HAS_ALIGNED != 0 {
+            (*page).block_start(p)
+        } else {
+            p
+        };
+        Page::confirm_not_free(page, b.cast());
     }
 }

@@ -5,23 +5,36 @@
 
 use super::{Local, FULL};
 use crate::list::Block;
-use crate::page::{Page, FLAG_HAS_ALIGNED, FLAG_IN_FULL};
+use crate::page::{Page, FLAG_HAS_ALIGNED, FLAG_IN_FULL, FLAG_SINGLE, FLAG_UNUSED};
 use crate::segment::{Segment, SegmentKind};
-use crate::{options, os, segment_pool};
+use crate::{hardening, options, os, segment_pool};
 
 impl Local {
-    /// Owner free with the flags handled (full page, aligned pointers).
+    /// Owner free with the flags handled (full page, aligned pointers, a one-block page,
+    /// a released slot). Aborts on a pointer that is not a block start (unless the page
+    /// handed out aligned pointers) and on a double free.
     ///
     /// # Safety
-    /// `page` is a page of this heap, not borrowed elsewhere, and `p` is a live block or
-    /// aligned pointer in it.
+    /// `page` is a page slot of this heap's segment that contains `p`, not borrowed
+    /// elsewhere.
     pub unsafe fn free_in_page(&mut self, page: *mut Page, p: *mut u8) {
         // SAFETY: per the contract; references to the page end before queue operations.
         unsafe {
             let flags = (*page).flags();
+            if flags & FLAG_UNUSED != 0 {
+                hardening::free_in_released_page();
+            }
             let b = if flags & FLAG_HAS_ALIGNED != 0 {
                 (*page).block_start(p)
             } else {
+                let start = if flags & FLAG_SINGLE != 0 {
+                    p == (*page).start()
+                } else {
+                    (*page).is_block_start(p)
+                };
+                if !start {
+                    hardening::invalid_pointer();
+                }
                 p
             };
             let used = Page::push_local(page, b.cast::<Block>());
