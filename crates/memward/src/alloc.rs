@@ -157,7 +157,10 @@ unsafe fn reported_once(op: impl FnOnce() -> *mut u8, report: impl FnOnce(&Hooks
 /// # Safety
 /// As for [`heap_malloc`].
 pub unsafe fn heap_malloc_aligned(h: *mut Heap, size: usize, align: usize) -> *mut u8 {
-    if hooks::installed() {
+    // A thread without a heap yet may be making the process's first allocation, whose
+    // setup installs hooks or an interposer: they must see this block whole (not the
+    // over-allocation `malloc_aligned` would make).
+    if hooks::installed() || thread::is_empty(h) {
         // SAFETY: h is the thread's heap (possibly the empty one) or a first-class heap.
         if !unsafe { (*h).is_first_class() } {
             // SAFETY: the interposer's contract.
@@ -333,7 +336,7 @@ pub unsafe fn heap_realloc(h: *mut Heap, p: *mut u8, new_size: usize, align: usi
         // SAFETY: forwarded precondition.
         return unsafe { heap_alloc(h, new_size, align) };
     }
-    if hooks::installed() {
+    if hooks::installed() || thread::is_empty(h) {
         // SAFETY: h is the thread's heap (possibly the empty one) or a first-class heap.
         if !unsafe { (*h).is_first_class() } {
             // SAFETY: the interposer's contract; p is not null.

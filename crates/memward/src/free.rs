@@ -20,7 +20,7 @@
 use crate::heap::remote::{route_remote_free, RemoteRoute};
 use crate::heap::Heap;
 use crate::list::Block;
-use crate::page::{Page, FLAG_HOOKED};
+use crate::page::{Page, FLAG_HOOKED, FLAG_UNUSED};
 use crate::segment::Segment;
 use crate::hook_table::{self as hooks, Interposer, Kind};
 use crate::{os, thread};
@@ -94,13 +94,16 @@ unsafe fn page_emptied(page: *mut Page) {
 unsafe fn free_owned_slow(page: *mut Page, p: *mut u8) {
     // SAFETY: as for free_owned; the heap's Local handles queue changes.
     unsafe {
-        if (*page).flags() & FLAG_HOOKED != 0 {
+        let flags = (*page).flags();
+        if flags & (FLAG_HOOKED | FLAG_UNUSED) != 0 {
             if interposed_page(page)
                 && through_interposer(|i| (i.free)(p, Kind::Malloc, 0)).is_some()
             {
                 return;
             }
-            report_free(p);
+            if flags & FLAG_HOOKED != 0 {
+                report_free(p);
+            }
         }
         owner_local(page).free_in_page(page, p)
     }
@@ -152,7 +155,14 @@ pub(crate) unsafe fn interposed_page(page: *const Page) -> bool {
     // SAFETY: a live page's flags and owner are readable from any thread (atomics and
     // fields fixed while it has blocks); heaps are never unmapped.
     unsafe {
-        if (*page).flags() & FLAG_HOOKED == 0 {
+        let flags = (*page).flags();
+        // A slot that is no page's start: an interposer's pointer may lie there, inside
+        // a large block whose run began in an earlier slot (the interposer puts its
+        // header before the pointer it hands out).
+        if flags & FLAG_UNUSED != 0 {
+            return hooks::interposer().is_some();
+        }
+        if flags & FLAG_HOOKED == 0 {
             return false;
         }
         let owner = (*page).heap();
