@@ -31,12 +31,17 @@ class Program:
         self.stdout_memward = None
         with open(path) as f:
             lines = f.read().splitlines()
+        in_summary = True
         for line in lines:
             if not line.startswith("//"):
                 break
             text = line[2:].strip()
             key, _, value = text.partition(":")
             value = value.strip()
+            if in_summary and not key.startswith(("check-", "expect")):
+                self.summary = (self.summary + " " + text).strip()
+                continue
+            in_summary = False
             if key == "check-options":
                 self.options = value.split()
             elif key == "expect-error":
@@ -53,8 +58,6 @@ class Program:
                 self.stdout_memward = value
             elif text == "expect-no-report":
                 self.no_report = True
-            elif not self.summary:
-                self.summary = text
         if self.exit is None:
             self.exit = 0 if self.no_report else 1
 
