@@ -17,6 +17,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod cxx;
 mod exit;
 mod malloc_info;
 mod mallopt;
@@ -64,7 +65,8 @@ pub unsafe extern "C" fn calloc(count: usize, size: usize) -> *mut c_void {
 pub unsafe extern "C" fn free(p: *mut c_void) {
     // NULL is not in the segment map either, so one test covers both rare cases.
     if !raw::owns(p as *const u8) {
-        if !p.is_null() {
+        // SAFETY: not null; a checker (when one is interposed) reports it.
+        if !p.is_null() && !unsafe { memward::interpose::foreign_free(p.cast(), "free") } {
             report::foreign_pointer("free", p);
         }
         return;
@@ -83,6 +85,10 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
         return or_enomem(raw::malloc(size));
     }
     if !raw::owns(p as *const u8) {
+        // SAFETY: not null; a checker (when one is interposed) reports it.
+        if unsafe { memward::interpose::foreign_free(p.cast(), "realloc") } {
+            return ptr::null_mut();
+        }
         report::foreign_pointer_fatal("realloc", p);
     }
     if size == 0 {

@@ -79,3 +79,15 @@ pub fn print_stats() {
     let _ = write!(b, "{}", memward::stats());
     b.write_to_fd(2);
 }
+
+/// A throwing C++ `operator new` found memory exhausted and no C++ runtime to throw
+/// `std::bad_alloc` for it: say so and abort, as code built without exceptions does.
+#[cold]
+#[inline(never)]
+pub fn out_of_memory_abort(function: &str, size: usize) -> ! {
+    let mut b = StackBuf::new();
+    let _ = writeln!(b, "memward: {function}({size}): out of memory; aborting");
+    b.write_to_fd(2);
+    // SAFETY: abort has no preconditions.
+    unsafe { libc::abort() }
+}

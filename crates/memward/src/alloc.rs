@@ -12,9 +12,9 @@
 //! pointer back to its block), then runs of large-segment slots or huge segments placed
 //! at the alignment (up to 1 GiB, `heap/large.rs`).
 
-use crate::free::{free_any, reporting_heap};
+use crate::free::{free_any, interposed_page, reporting_heap, through_interposer};
 use crate::heap::Heap;
-use crate::hook_table::{self as hooks, Hooks};
+use crate::hook_table::{self as hooks, Hooks, Kind};
 use crate::layout::MAX_ALIGN;
 use crate::page::{Page, FLAG_HAS_ALIGNED, FLAG_HOOKED};
 use crate::segment::{Segment, SegmentKind};
@@ -86,9 +86,14 @@ unsafe fn heap_malloc_slow(h: *mut Heap, size: usize) -> *mut u8 {
 #[cold]
 #[inline(never)]
 unsafe fn malloc_hooked(h: *mut Heap, size: usize) -> *mut u8 {
-    // SAFETY: per the contract; the `Local` borrow ends before the hook (which may
-    // allocate on this heap) runs.
+    // SAFETY: per the contract; the `Local` borrow ends before the hook or interposer
+    // (which may allocate on this heap) runs.
     unsafe {
+        if !(*h).is_first_class() {
+            if let Some(p) = through_interposer(|i| (i.alloc)(size, MIN_ALIGN, false, Kind::Malloc)) {
+                return p;
+            }
+        }
         let p = (*h).local().alloc_slow(size);
         if !p.is_null() {
             report_alloc(p, |hooks| (hooks.alloc)(p, size));
@@ -153,6 +158,15 @@ unsafe fn reported_once(op: impl FnOnce() -> *mut u8, report: impl FnOnce(&Hooks
 /// As for [`heap_malloc`].
 pub unsafe fn heap_malloc_aligned(h: *mut Heap, size: usize, align: usize) -> *mut u8 {
     if hooks::installed() {
+        // SAFETY: h is the thread's heap (possibly the empty one) or a first-class heap.
+        if !unsafe { (*h).is_first_class() } {
+            // SAFETY: the interposer's contract.
+            let served =
+                through_interposer(|i| unsafe { (i.alloc)(size, align, false, Kind::Malloc) });
+            if let Some(p) = served {
+                return p;
+            }
+        }
         // SAFETY: forwarded precondition.
         return unsafe {
             reported_once(
@@ -243,13 +257,14 @@ pub unsafe fn heap_alloc_zeroed(h: *mut Heap, size: usize, align: usize) -> *mut
         if p.is_null() {
             return p;
         }
+        // A block of a hooked page may be an interposer's, which wrote into it.
         let page = &*(*Segment::of(p)).page_of(p);
         if page.bin() == 0 {
-            if !page.is_zero() {
+            if !page.is_zero() || page.flags() & FLAG_HOOKED != 0 {
                 ptr::write_bytes(p, 0, size);
             }
         } else if page.free_is_zero()
-            && page.flags() & FLAG_HAS_ALIGNED == 0
+            && page.flags() & (FLAG_HAS_ALIGNED | FLAG_HOOKED) == 0
             && page.block_size() >= 8
         {
             // Only the free-list link was ever written to a fresh block.
@@ -271,6 +286,23 @@ pub unsafe fn free(p: *mut u8) {
         // SAFETY: forwarded precondition.
         unsafe { free_any(p) }
     }
+}
+
+/// Bytes usable at `p`, asked of the interposer when it handed the block out (the
+/// program's query; [`usable_size`] is the engine's own).
+///
+/// # Safety
+/// `p` is a live memward pointer (or a live interposer block).
+pub unsafe fn usable_size_of_program_block(p: *const u8) -> usize {
+    // SAFETY: p is live engine memory (interposer blocks lie inside engine blocks).
+    if hooks::installed() && unsafe { interposed_page((*Segment::of(p)).page_of(p)) } {
+        // SAFETY: the interposer's contract.
+        if let Some(n) = through_interposer(|i| unsafe { (i.usable_size)(p) }) {
+            return n;
+        }
+    }
+    // SAFETY: forwarded precondition.
+    unsafe { usable_size(p) }
 }
 
 /// Bytes usable at `p`.
@@ -302,6 +334,13 @@ pub unsafe fn heap_realloc(h: *mut Heap, p: *mut u8, new_size: usize, align: usi
         return unsafe { heap_alloc(h, new_size, align) };
     }
     if hooks::installed() {
+        // SAFETY: h is the thread's heap (possibly the empty one) or a first-class heap.
+        if !unsafe { (*h).is_first_class() } {
+            // SAFETY: the interposer's contract; p is not null.
+            if let Some(q) = through_interposer(|i| unsafe { (i.realloc)(p, new_size, align) }) {
+                return q;
+            }
+        }
         // SAFETY: forwarded preconditions.
         return unsafe {
             reported_once(

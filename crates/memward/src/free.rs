@@ -20,7 +20,7 @@ use crate::heap::Heap;
 use crate::list::Block;
 use crate::page::{Page, FLAG_HOOKED};
 use crate::segment::Segment;
-use crate::hook_table as hooks;
+use crate::hook_table::{self as hooks, Interposer, Kind};
 use crate::{os, thread};
 
 /// Frees `p` from any thread: a push onto the page's local list when the calling thread owns
@@ -87,6 +87,11 @@ unsafe fn free_owned_slow(page: *mut Page, p: *mut u8) {
     // SAFETY: as for free_owned; the heap's Local handles queue changes.
     unsafe {
         if (*page).flags() & FLAG_HOOKED != 0 {
+            if interposed_page(page)
+                && through_interposer(|i| (i.free)(p, Kind::Malloc, 0)).is_some()
+            {
+                return;
+            }
             report_free(p);
         }
         owner_local(page).free_in_page(page, p)
@@ -101,6 +106,47 @@ pub(crate) fn reporting_heap() -> *mut Heap {
         thread::init_thread_heap()
     } else {
         me
+    }
+}
+
+/// Runs `op` with the installed interposer in a section where the calling thread's own
+/// allocations and frees are served by the engine (and not reported to hooks). `None`
+/// when no interposer is installed or the thread is inside such a section (or a hook)
+/// already: then the engine serves the operation itself.
+#[cold]
+pub(crate) fn through_interposer<R>(op: impl FnOnce(&'static Interposer) -> R) -> Option<R> {
+    let i = hooks::interposer()?;
+    let me = reporting_heap();
+    if me.is_null() {
+        return None;
+    }
+    // SAFETY: the calling thread's heap; heaps are never unmapped. The section is left
+    // only if this call entered it.
+    unsafe {
+        if (*me).enter_hook() {
+            return None;
+        }
+        let r = op(i);
+        (*me).leave_hook(false);
+        Some(r)
+    }
+}
+
+/// May a block of `page` have come from the interposer? Blocks handed out while heaps
+/// run in hooked mode flag their page; first-class heaps are never interposed.
+///
+/// # Safety
+/// `page` is a live page.
+#[cold]
+pub(crate) unsafe fn interposed_page(page: *const Page) -> bool {
+    // SAFETY: a live page's flags and owner are readable from any thread (atomics and
+    // fields fixed while it has blocks); heaps are never unmapped.
+    unsafe {
+        if (*page).flags() & FLAG_HOOKED == 0 {
+            return false;
+        }
+        let owner = (*page).heap();
+        owner.is_null() || !(*Heap::from_owner(owner)).is_first_class()
     }
 }
 
@@ -133,6 +179,13 @@ pub(crate) fn report_free(p: *mut u8) {
 #[inline(never)]
 pub unsafe fn free_remote(seg: &Segment, p: *mut u8) {
     if hooks::installed() {
+        // SAFETY: p is live, so its page is.
+        let interposed = unsafe { interposed_page(seg.page_of(p)) };
+        // SAFETY: the interposer's contract.
+        if interposed && through_interposer(|i| unsafe { (i.free)(p, Kind::Malloc, 0) }).is_some()
+        {
+            return;
+        }
         report_free(p);
     }
     let me = thread::current();

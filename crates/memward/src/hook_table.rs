@@ -1,8 +1,9 @@
-//! The installed hook table (`hooks.rs` is the public side and says how hooks work): one
-//! pointer, read on slow paths only.
+//! The installed hook table and interposer (`hooks.rs` and `interpose.rs` are the public
+//! sides and say how each works): two pointers and one byte saying whether either is set,
+//! read on slow paths only.
 
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
 /// Functions called on every allocation and free while installed
 /// ([`crate::hooks::install`]).
@@ -41,18 +42,88 @@ pub struct Hooks {
     pub realloc: unsafe fn(old: *mut u8, new: *mut u8, size: usize),
 }
 
+/// How a block was asked for, so that a checker can match it with how it is given back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    /// The C functions (`malloc`, `calloc`, `realloc`, the aligned forms) and Rust's
+    /// global allocator.
+    Malloc = 0,
+    /// C++ `operator new` / `operator delete`.
+    New = 1,
+    /// C++ `operator new[]` / `operator delete[]`.
+    NewArray = 2,
+}
+
+/// An allocator put in front of the engine while installed ([`crate::interpose::install`]):
+/// it serves every allocation, free, resize and size query of the program's thread heaps,
+/// taking its own memory from the engine.
+///
+/// Each function runs with interposition suspended on its thread, so what it allocates or
+/// frees itself (through the engine, C `malloc` or the global allocator) is served by the
+/// engine directly. Functions must not unwind.
+#[derive(Debug)]
+pub struct Interposer {
+    /// `size` bytes aligned to `align` (a power of two); `zeroed` asks for zero bytes. Null
+    /// when out of memory.
+    pub alloc: unsafe fn(size: usize, align: usize, zeroed: bool, kind: Kind) -> *mut u8,
+    /// Frees `p` (not null), given back as `kind`; `size` is the size a sized `delete`
+    /// passed, else 0.
+    pub free: unsafe fn(p: *mut u8, kind: Kind, size: usize),
+    /// Resizes `p` (not null) to `size` (not 0) bytes aligned to `align`; null on failure,
+    /// `p` then still valid.
+    pub realloc: unsafe fn(p: *mut u8, size: usize, align: usize) -> *mut u8,
+    /// Bytes usable at `p` (C `malloc_usable_size`).
+    pub usable_size: unsafe fn(p: *const u8) -> usize,
+    /// `p` (not null) was given to `api` ("free", "realloc", ...) but is not memory of
+    /// the engine: a stack or global address, or never allocated.
+    pub foreign_free: unsafe fn(p: *mut u8, api: &'static str),
+}
+
 static HOOKS: AtomicPtr<Hooks> = AtomicPtr::new(ptr::null_mut());
+static INTERPOSER: AtomicPtr<Interposer> = AtomicPtr::new(ptr::null_mut());
+
+/// Bit of [`ACTIVE`]: hooks are installed.
+const HOOKS_SET: u8 = 1;
+/// Bit of [`ACTIVE`]: an interposer is installed.
+const INTERPOSER_SET: u8 = 2;
+/// Either is installed: the one byte heaps test to switch to hooked mode.
+static ACTIVE: AtomicU8 = AtomicU8::new(0);
+
+fn mark(bit: u8, on: bool) {
+    if on {
+        ACTIVE.fetch_or(bit, Ordering::Release);
+    } else {
+        ACTIVE.fetch_and(!bit, Ordering::Release);
+    }
+}
 
 /// Installs (`Some`) or removes (`None`) the table.
 pub fn set(hooks: Option<&'static Hooks>) {
     let p = hooks.map_or(ptr::null_mut(), |h| ptr::from_ref(h).cast_mut());
     HOOKS.store(p, Ordering::Release);
+    mark(HOOKS_SET, hooks.is_some());
 }
 
-/// Are hooks installed?
+/// Installs (`Some`) or removes (`None`) the interposer.
+pub fn set_interposer(interposer: Option<&'static Interposer>) {
+    let p = interposer.map_or(ptr::null_mut(), |i| ptr::from_ref(i).cast_mut());
+    INTERPOSER.store(p, Ordering::Release);
+    mark(INTERPOSER_SET, interposer.is_some());
+}
+
+/// Are hooks or an interposer installed (so heaps run in hooked mode)?
 #[inline]
 pub fn installed() -> bool {
-    !HOOKS.load(Ordering::Relaxed).is_null()
+    ACTIVE.load(Ordering::Relaxed) != 0
+}
+
+/// The installed interposer, if any.
+#[inline]
+pub fn interposer() -> Option<&'static Interposer> {
+    let p = INTERPOSER.load(Ordering::Acquire);
+    // SAFETY: only `&'static Interposer`s are ever stored.
+    unsafe { p.as_ref() }
 }
 
 /// The installed table, if any.

@@ -30,7 +30,7 @@ pub fn install(hooks: &'static Hooks) {
 /// ```
 pub fn remove() {
     hook_table::set(None);
-    switch_this_thread(false);
+    switch_this_thread(hook_table::installed());
 }
 
 /// Are hooks installed?
@@ -40,7 +40,7 @@ pub fn remove() {
 /// ```
 #[inline]
 pub fn installed() -> bool {
-    hook_table::installed()
+    hook_table::current().is_some()
 }
 
 fn switch_this_thread(on: bool) {

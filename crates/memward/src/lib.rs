@@ -35,6 +35,7 @@ const LAYERS: &[&str] = &[
     "global",
     "raw",
     "hooks",
+    "interpose",
     "heap_stats",
 ];
 
@@ -72,6 +73,7 @@ mod first_class;
 mod global;
 pub mod raw;
 pub mod hooks;
+pub mod interpose;
 #[cfg(feature = "profile")]
 mod heap_stats;
 

@@ -138,7 +138,7 @@ pub unsafe fn free_nonnull(p: *mut u8) {
 /// ```
 pub unsafe fn usable_size(p: *const u8) -> usize {
     // SAFETY: forwarded precondition.
-    unsafe { alloc::usable_size(p) }
+    unsafe { alloc::usable_size_of_program_block(p) }
 }
 
 /// Does `p` lie in memory memward manages? One load from the segment map; it does not say
