@@ -13,6 +13,29 @@ mod sys;
 mod trie;
 mod unwind;
 
+/// Stack capture shared with memward-check (the checker captures allocation and free
+/// stacks with the same unwinder, module scans, stack trie and lock as the recorder).
+///
+/// ```
+/// use memward_profile::shared::{Scan, Stacks, MAX_FRAMES};
+/// let mut scan = Scan::new().unwrap();
+/// scan.refresh();
+/// let mut stacks = Stacks::new();
+/// for m in scan.modules() {
+///     stacks.add(m);
+/// }
+/// let (mut frames, mut ids) = ([0u64; MAX_FRAMES], [0u32; MAX_FRAMES]);
+/// let top = memward_profile::shared::stack_top(true);
+/// let (n, _) = stacks.capture(&mut frames, &mut ids, top);
+/// assert!(n > 0);
+/// ```
+pub mod shared {
+    pub use crate::lock::{Guard, SpinLock};
+    pub use crate::modules::{ModuleInfo, Scan};
+    pub use crate::trie::Trie;
+    pub use crate::unwind::{stack_top, Stacks, MAX_FRAMES};
+}
+
 pub use recorder::{
     configure_from_env, finish, on_alloc, on_free, on_realloc, set_heap_bytes_source,
 };

@@ -30,6 +30,7 @@ pub struct ModuleInfo {
     pub eh_frame_hdr: (u64, u64),
     /// `PT_LOAD` segments: run-time start, length, file offset, `PF_*` flags.
     pub segments: [(u64, u64, u64, u32); MAX_SEGMENTS],
+    /// How many of `segments` are in use.
     pub segment_count: u32,
     path_len: u32,
     build_id_len: u32,

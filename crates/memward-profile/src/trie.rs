@@ -65,6 +65,7 @@ impl Trie {
 
     /// Number of nodes.
     #[cfg(test)]
+    #[allow(clippy::len_without_is_empty)] // a test helper; a trie always has its root
     pub fn len(&self) -> u32 {
         self.count
     }
@@ -161,6 +162,17 @@ impl Trie {
         }
         self.table = table;
         self.mask = mask;
+    }
+
+    /// The return address and parent of node `id` (`None` for 0, the empty stack, and
+    /// for ids not handed out): walking parents from a stack id gives its frames,
+    /// innermost first.
+    pub fn node(&mut self, id: u32) -> Option<(u64, u32)> {
+        if id == 0 || id > self.count {
+            return None;
+        }
+        let n = self.nodes.slice_of::<Node>()[id as usize];
+        Some((n.address, n.parent))
     }
 
     /// Every node in id order, for a forked child's new file.

@@ -21,6 +21,8 @@
 //! statically keeps them (they share the executable with the program); reports drop them
 //! by name.
 
+mod from_context;
+
 use crate::modules::ModuleInfo;
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{

@@ -1,0 +1,294 @@
+//! The layout of a checked block, and the byte patterns that make errors visible.
+//!
+//! An ordinary block is one backing block cut in three, as AddressSanitizer lays out its
+//! chunks: a left zone that ends with the 32-byte [`Header`] and 16 canary bytes, the
+//! user's bytes, and a right zone of canary bytes from the requested end up to the next
+//! 16-byte boundary plus 16 (so 16 to 31 bytes). The header lives just before the user's
+//! bytes so that the block describes itself (magic word, requested size, kind, state,
+//! threads and stack ids, its slot in the registry's table): a free finds it at a fixed
+//! offset from the pointer, without a table lookup (the registry checks first that the
+//! address can be read; see `registry.rs`).
+//!
+//! ```text
+//! base            user-48     user-16   user          user+size        user+round16(size)+16
+//! | (alignment) | Header 32 | canary 16 | user bytes | canary ......... |
+//! ```
+//!
+//! New blocks are filled with [`FILL_NEW`] (or zeroed for `calloc`), so a read of
+//! uninitialised memory reads the same bytes on every run; freed blocks are filled with
+//! [`FILL_FREED`] while they wait in quarantine, and the fill is checked when they leave
+//! it. The canary byte is [`CANARY`]. The magic word is XORed with the user address, so a
+//! header copied elsewhere (or a stale one) does not validate.
+//!
+//! Guard-page blocks (see `guard.rs`) keep the same header on a page of its own.
+
+use core::sync::atomic::{AtomicU16, AtomicU32, AtomicU8, Ordering};
+
+/// Bytes of the header.
+pub const HEADER: usize = 32;
+/// Canary bytes between the header and the user's bytes.
+pub const LEFT_CANARY: usize = 16;
+/// Canary bytes after the user's bytes, at least.
+pub const MIN_RIGHT: usize = 16;
+/// The byte new blocks are filled with (AddressSanitizer's `malloc_fill_byte`).
+pub const FILL_NEW: u8 = 0xbe;
+/// The byte freed blocks are filled with while in quarantine.
+pub const FILL_FREED: u8 = 0xfd;
+/// The byte of the red zones.
+pub const CANARY: u8 = 0xfa;
+const MAGIC: u32 = 0x4d57_434b;
+
+fn magic(user: usize) -> u32 {
+    MAGIC ^ user as u32 ^ (user >> 32) as u32
+}
+
+/// Live: handed out to the program.
+pub const LIVE: u8 = 1;
+/// Being freed by one thread (a second free sees it as freed).
+pub const FREEING: u8 = 2;
+/// Freed, poisoned, waiting in quarantine.
+pub const QUARANTINED: u8 = 3;
+
+/// What allocated (or frees) a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    /// `malloc`, `calloc`, `realloc`, `aligned_alloc`... and Rust's global allocator.
+    Malloc = 0,
+    /// `operator new` / `operator delete`.
+    New = 1,
+    /// `operator new[]` / `operator delete[]`.
+    NewArray = 2,
+}
+
+impl Kind {
+    pub(crate) fn from_u8(k: u8) -> Kind {
+        match k {
+            1 => Kind::New,
+            2 => Kind::NewArray,
+            _ => Kind::Malloc,
+        }
+    }
+
+    /// The allocating function's name, as AddressSanitizer prints it.
+    pub(crate) fn alloc_name(self) -> &'static str {
+        match self {
+            Kind::Malloc => "malloc",
+            Kind::New => "operator new",
+            Kind::NewArray => "operator new []",
+        }
+    }
+
+    /// The freeing function's name, as AddressSanitizer prints it.
+    pub(crate) fn free_name(self) -> &'static str {
+        match self {
+            Kind::Malloc => "free",
+            Kind::New => "operator delete",
+            Kind::NewArray => "operator delete []",
+        }
+    }
+}
+
+/// The header before each block.
+#[repr(C)]
+pub struct Header {
+    magic: u32,
+    kind: u8,
+    state: AtomicU8,
+    /// `GUARDED`, `ARMED`, `POISONED`.
+    pub flags: AtomicU8,
+    /// log2 of the block's alignment (ordinary blocks: where the backing block starts).
+    pub align_log2: u8,
+    /// Requested size in bytes.
+    pub size: u64,
+    /// The block's slot in the registry's table.
+    pub slot: u32,
+    /// Stack id of the allocation.
+    pub alloc_stack: u32,
+    /// Stack id of the free (0 until freed).
+    pub free_stack: AtomicU32,
+    /// Thread number (T<n>) of the allocation.
+    pub alloc_tid: u16,
+    /// Thread number of the free.
+    pub free_tid: AtomicU16,
+}
+
+const _: () = assert!(core::mem::size_of::<Header>() == HEADER);
+
+/// Flag: the block has the guard-page layout.
+pub const GUARDED: u8 = 1;
+/// Flag: the guard page (and, once freed, the block) is protected.
+pub const ARMED: u8 = 2;
+/// Flag: the freed block was filled with `FILL_FREED` (and can be checked for writes).
+pub const POISONED: u8 = 4;
+
+impl Header {
+    /// A live header for a block of `size` bytes at `user`.
+    pub fn new(user: usize, size: usize, align: usize, kind: Kind, stack: u32, tid: u16) -> Header {
+        Header {
+            magic: magic(user),
+            size: size as u64,
+            slot: 0,
+            alloc_stack: stack,
+            free_stack: AtomicU32::new(0),
+            alloc_tid: tid,
+            free_tid: AtomicU16::new(0),
+            kind: kind as u8,
+            state: AtomicU8::new(LIVE),
+            flags: AtomicU8::new(0),
+            align_log2: align.trailing_zeros() as u8,
+        }
+    }
+
+    /// Whether this header belongs to the block at `user` (not overwritten).
+    pub fn valid_for(&self, user: usize) -> bool {
+        self.magic == magic(user)
+    }
+
+    /// The allocating kind.
+    pub fn kind(&self) -> Kind {
+        Kind::from_u8(self.kind)
+    }
+
+    /// `LIVE`, `FREEING` or `QUARANTINED`.
+    pub fn state(&self) -> u8 {
+        self.state.load(Ordering::Acquire)
+    }
+
+    /// Sets the state.
+    pub fn set_state(&self, s: u8) {
+        self.state.store(s, Ordering::Release);
+    }
+
+    /// Moves the state from `from` to `to` if it is `from`; false otherwise.
+    pub fn change_state(&self, from: u8, to: u8) -> bool {
+        self.state
+            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Makes the header invalid (before its memory goes back to the backing), so a stale
+    /// pointer to the block is not taken for it.
+    pub fn invalidate(&mut self) {
+        self.magic = 0;
+    }
+
+    /// The flags (`GUARDED`, `ARMED`).
+    pub fn flags(&self) -> u8 {
+        self.flags.load(Ordering::Acquire)
+    }
+
+    /// Records the free: its stack and thread.
+    pub fn set_freed_by(&self, stack: u32, tid: u16) {
+        self.free_stack.store(stack, Ordering::Relaxed);
+        self.free_tid.store(tid, Ordering::Relaxed);
+    }
+
+    /// The free's stack and thread.
+    pub fn freed_by(&self) -> (u32, u16) {
+        (
+            self.free_stack.load(Ordering::Relaxed),
+            self.free_tid.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Requested size.
+    #[allow(clippy::len_without_is_empty)] // a block's size, not a collection
+    pub fn len(&self) -> usize {
+        self.size as usize
+    }
+}
+
+/// `n` rounded up to a multiple of `to` (a power of two).
+pub const fn round_up(n: usize, to: usize) -> usize {
+    (n + to - 1) & !(to - 1)
+}
+
+/// The ordinary layout of a block of `size` bytes aligned to `align` (a power of two,
+/// at least 16): (bytes to take from the backing, offset of the user's bytes in it).
+/// `None` if the size overflows.
+pub fn layout(size: usize, align: usize) -> Option<(usize, usize)> {
+    let left = round_up(HEADER + LEFT_CANARY, align);
+    let body = size.checked_add(15 + MIN_RIGHT)? & !15;
+    let total = left.checked_add(body)?;
+    (total <= isize::MAX as usize).then_some((total, left))
+}
+
+/// End of the right canary zone of an ordinary block (offset from the user start).
+pub fn right_end(size: usize) -> usize {
+    round_up(size, 16) + MIN_RIGHT
+}
+
+/// The first byte in `bytes` that differs from `value`, if any (word at a time).
+pub fn first_mismatch(bytes: &[u8], value: u8) -> Option<usize> {
+    let word = u64::from_ne_bytes([value; 8]);
+    let (head, words, tail) = {
+        // SAFETY: u64 has no invalid bit patterns; align_to gives the aligned middle.
+        unsafe { bytes.align_to::<u64>() }
+    };
+    if let Some(i) = head.iter().position(|b| *b != value) {
+        return Some(i);
+    }
+    if let Some(w) = words.iter().position(|w| *w != word) {
+        let at = head.len() + w * 8;
+        return bytes[at..at + 8]
+            .iter()
+            .position(|b| *b != value)
+            .map(|i| at + i);
+    }
+    let at = head.len() + words.len() * 8;
+    tail.iter().position(|b| *b != value).map(|i| at + i)
+}
+
+/// The last byte in `bytes` that differs from `value`, if any.
+pub fn last_mismatch(bytes: &[u8], value: u8) -> Option<usize> {
+    bytes.iter().rposition(|b| *b != value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_leave_red_zones_on_both_sides() {
+        let (total, left) = layout(13, 16).unwrap();
+        assert_eq!(left, 48);
+        assert_eq!(total, 48 + 32);
+        assert_eq!(right_end(13), 32);
+        let (total, left) = layout(16, 16).unwrap();
+        assert_eq!((total, left), (48 + 32, 48));
+        let (_, left) = layout(8, 64).unwrap();
+        assert_eq!(left, 64);
+        let (_, left) = layout(8, 4096).unwrap();
+        assert_eq!(left, 4096);
+        assert_eq!(layout(usize::MAX - 8, 16), None);
+        assert_eq!(layout(isize::MAX as usize, 16), None);
+    }
+
+    #[test]
+    fn finds_changed_bytes() {
+        let mut v = vec![CANARY; 100];
+        assert_eq!(first_mismatch(&v, CANARY), None);
+        assert_eq!(first_mismatch(&v[3..], CANARY), None);
+        v[57] = 0;
+        assert_eq!(first_mismatch(&v, CANARY), Some(57));
+        assert_eq!(first_mismatch(&v[1..], CANARY), Some(56));
+        v[99] = 1;
+        assert_eq!(last_mismatch(&v, CANARY), Some(99));
+        v[57] = CANARY;
+        assert_eq!(first_mismatch(&v[2..], CANARY), Some(97));
+    }
+
+    #[test]
+    fn headers_validate_only_for_their_block() {
+        let h = Header::new(0x1000, 13, 16, Kind::New, 7, 2);
+        assert_eq!(h.align_log2, 4);
+        assert!(h.valid_for(0x1000));
+        assert!(!h.valid_for(0x1010));
+        assert_eq!(h.kind(), Kind::New);
+        assert_eq!(h.state(), LIVE);
+        h.set_state(QUARANTINED);
+        assert_eq!(h.state(), QUARANTINED);
+        assert_eq!(h.len(), 13);
+    }
+}

@@ -1,0 +1,32 @@
+//! `fork`: the checker's locks are taken before the fork and released after it, in the
+//! parent and in the child, so a child never inherits a lock held by a thread that does
+//! not exist in it. No path of the checker holds one of these locks while taking
+//! another, so the order taken here cannot deadlock with them.
+
+use crate::{guard, quarantine, registry, report, stacks};
+
+/// Registers the handlers.
+pub fn register() {
+    // SAFETY: the handlers are `extern "C" fn()` that take and release our locks.
+    unsafe { libc::pthread_atfork(Some(prepare), Some(after), Some(after)) };
+}
+
+extern "C" fn prepare() {
+    report::lock();
+    quarantine::lock();
+    guard::lock();
+    stacks::lock_all();
+    registry::lock_all();
+}
+
+extern "C" fn after() {
+    // SAFETY: `prepare` took every lock on this thread (the forking one, which is the
+    // child's only thread); no guard exists.
+    unsafe {
+        registry::unlock_all();
+        stacks::unlock_all();
+        guard::unlock();
+        quarantine::unlock();
+        report::unlock();
+    }
+}

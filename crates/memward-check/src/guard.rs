@@ -1,0 +1,296 @@
+//! Guard-page blocks: a block placed against an inaccessible page, so that a read or write
+//! past its end faults at the instruction that does it (Electric Fence, DUMA, GWP-ASan),
+//! and protected whole while it waits in quarantine, so that a read or write after free
+//! faults too. The SIGSEGV handler (`signal.rs`) asks [`find`] whether a fault address is
+//! one of these blocks.
+//!
+//! Layout, inside one page-aligned backing block (the engine's memory, so every pointer
+//! the program holds is still the engine's):
+//!
+//! ```text
+//! base         data_start                        user        data_end       guard_end
+//! | header page | slack (canary) ............... | user bytes | (≤15 canary) | guard page |
+//! ```
+//!
+//! The header keeps a page of its own, so a freed block's data pages can be protected
+//! while its header stays readable (double frees of it are still recognised). The user's
+//! bytes end against the guard page, up to the block's alignment: for `malloc`'s default
+//! alignment (16) a block is aligned to the smallest power of two at least its size, up
+//! to 16 (GWP-ASan's default rule): a C object that fits in N bytes needs no more, while
+//! a structure with a flexible array member may need more than the largest power of two
+//! dividing its size (CPython's bytes objects do). So a block whose size is a multiple of
+//! 16 ends exactly at the guard page, and otherwise up to 15 bytes of slack lie between:
+//! reads there are not caught, writes there are (canaries, checked at free). Explicit
+//! larger alignments are honoured the same way.
+//!
+//! `MEMWARD_CHECK_GUARD=all` guards every block, `sample` one allocation in
+//! `MEMWARD_CHECK_GUARD_RATE` (64) on average, chosen by a per-thread countdown drawn
+//! uniformly from 1 to twice the rate. Each guarded block costs a page of header, its data
+//! pages and the guard page, and an `mprotect` at allocation, free and release; each
+//! protected range may split a mapping in the kernel, which bounds how many can exist
+//! (`vm.max_map_count`, 65530 by default): at most 8192 guarded blocks exist at once in
+//! `sample` mode and 30000 in `all` mode, and when `mprotect` fails (the kernel is out of
+//! mappings) the block falls back to the ordinary layout.
+
+use crate::block::{Header, Kind, ARMED, CANARY, FILL_NEW, GUARDED};
+use crate::checker::{backing, options};
+use crate::options::GuardMode;
+use crate::registry;
+use core::cell::Cell;
+use memward_profile::shared::SpinLock;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+
+static PAGE: AtomicUsize = AtomicUsize::new(4096);
+/// data_start -> (guard_end, user).
+static GUARDS: SpinLock<BTreeMap<usize, (usize, usize)>> = SpinLock::new(BTreeMap::new());
+static COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// The counting filter over pages: how many guarded blocks' pages hash to each entry.
+/// Zero means no page of any guarded block hashes there.
+const FILTER_BITS: u32 = 18;
+static FILTER: [AtomicU16; 1 << FILTER_BITS] = [const { AtomicU16::new(0) }; 1 << FILTER_BITS];
+
+fn filter_slot(addr: usize) -> usize {
+    let page = (addr / page()) as u64;
+    (page.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - FILTER_BITS)) as usize
+}
+
+/// Adds (`+1`) or removes (`-1`) the pages of `[start, end)` in the filter.
+fn filter_pages(start: usize, end: usize, add: bool) {
+    let page = page();
+    let mut a = start;
+    while a < end {
+        let slot = &FILTER[filter_slot(a)];
+        if add {
+            slot.fetch_add(1, Ordering::AcqRel);
+        } else {
+            slot.fetch_sub(1, Ordering::AcqRel);
+        }
+        a += page;
+    }
+}
+
+/// Whether `addr` may lie in a page of a guarded block (false: it certainly does not).
+#[inline]
+pub fn maybe_guarded(addr: usize) -> bool {
+    COUNT.load(Ordering::Relaxed) != 0 && FILTER[filter_slot(addr)].load(Ordering::Acquire) != 0
+}
+static WARNED: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// Allocations until the next guarded one, and the generator's state.
+    static COUNTDOWN: Cell<(u32, u64)> = const { Cell::new((0, 0)) };
+}
+
+/// Reads the page size (at configuration).
+pub fn init() {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 {
+        PAGE.store(n as usize, Ordering::Relaxed);
+    }
+}
+
+/// The page size.
+pub fn page() -> usize {
+    PAGE.load(Ordering::Relaxed)
+}
+
+fn limit(mode: GuardMode) -> usize {
+    match mode {
+        GuardMode::All => 30_000,
+        _ => 8192,
+    }
+}
+
+/// Whether the next block (of `size` bytes aligned to `align`) should be guarded.
+pub fn wanted(size: usize, align: usize) -> bool {
+    let o = options();
+    let chosen = match o.guard {
+        GuardMode::None => return false,
+        GuardMode::All => true,
+        GuardMode::Sample => COUNTDOWN.with(|c| {
+            let draw = |rng: &mut u64| {
+                *rng ^= *rng << 13;
+                *rng ^= *rng >> 7;
+                *rng ^= *rng << 17;
+                1 + (*rng % (2 * o.guard_rate as u64)) as u32
+            };
+            let (mut left, mut rng) = c.get();
+            if rng == 0 {
+                // SAFETY: gettid has no preconditions.
+                rng = (unsafe { libc::gettid() } as u64 | 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                left = draw(&mut rng);
+            }
+            left -= 1;
+            let hit = left == 0;
+            if hit {
+                left = draw(&mut rng);
+            }
+            c.set((left, rng));
+            hit
+        }),
+    };
+    chosen
+        && size > 0
+        && align <= page()
+        && size <= (1 << 40)
+        && COUNT.load(Ordering::Relaxed) < limit(o.guard)
+}
+
+/// The alignment a guarded block of `size` bytes gets for a requested `align`: the
+/// request if it is above 16, else the smallest power of two that is at least `size`,
+/// up to 16 (any C object that fits in `size` bytes needs no more).
+pub fn alignment(size: usize, align: usize) -> usize {
+    if align > 16 {
+        align
+    } else {
+        size.max(1).next_power_of_two().min(16)
+    }
+}
+
+fn protect(addr: usize, len: usize, prot: i32) -> bool {
+    // SAFETY: `[addr, addr + len)` is page-aligned memory inside a backing block the
+    // checker owns (the caller's contract); changing its protection touches nothing else.
+    unsafe { libc::mprotect(addr as *mut libc::c_void, len, prot) == 0 }
+}
+
+/// Allocates a guarded block; `None` if the backing or the kernel refuse (the caller
+/// falls back to an ordinary block).
+///
+/// # Safety
+/// Called inside an entry point (the backing serves the checker's own memory).
+pub unsafe fn alloc(
+    size: usize,
+    align: usize,
+    zeroed: bool,
+    kind: Kind,
+    stack: u32,
+    tid: u16,
+) -> Option<usize> {
+    let page = page();
+    let a = alignment(size, align);
+    let rsize = size.checked_add(a - 1)? & !(a - 1);
+    let data = rsize.checked_add(page - 1)? & !(page - 1);
+    let total = data.checked_add(2 * page)?;
+    // SAFETY: the backing's allocation function with a power-of-two alignment.
+    let base = unsafe { (backing().alloc)(total, page) } as usize;
+    if base == 0 {
+        return None;
+    }
+    let data_start = base + page;
+    let data_end = data_start + data;
+    let user = data_end - rsize;
+    if !protect(data_end, page, libc::PROT_NONE) {
+        // SAFETY: `base` came from the backing's `alloc` and is unprotected.
+        unsafe { (backing().free)(base as *mut u8) };
+        if !WARNED.swap(true, Ordering::Relaxed) {
+            crate::report::warn(
+                "mprotect failed (too many mappings? see vm.max_map_count); \
+                 blocks that cannot be guarded get red zones only",
+            );
+        }
+        return None;
+    }
+    let header = Header::new(user, size, a, kind, stack, tid);
+    header.flags.store(GUARDED | ARMED, Ordering::Release);
+    // SAFETY: `[base, data_end)` is writable memory of the backing block just allocated
+    // (only the guard page after it is protected); the header fits in the first page.
+    unsafe {
+        core::ptr::write(base as *mut Header, header);
+        core::ptr::write_bytes(data_start as *mut u8, CANARY, user - data_start);
+        core::ptr::write_bytes(user as *mut u8, if zeroed { 0 } else { FILL_NEW }, size);
+        core::ptr::write_bytes((user + size) as *mut u8, CANARY, data_end - user - size);
+    }
+    filter_pages(data_start, data_end + page, true);
+    GUARDS.lock().insert(data_start, (data_end + page, user));
+    COUNT.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: the header just written at `base`, not otherwise referenced yet.
+    registry::insert(user, unsafe { &mut *(base as *mut Header) });
+    Some(user)
+}
+
+/// The guarded block's regions: (data_start, data_end, guard_end).
+pub fn regions(user: usize, header: &Header) -> (usize, usize, usize) {
+    let page = page();
+    let a = 1usize << header.align_log2;
+    let rsize = (header.len() + a - 1) & !(a - 1);
+    let data_end = user + rsize;
+    let data_start = data_end - ((rsize + page - 1) & !(page - 1));
+    (data_start, data_end, data_end + page)
+}
+
+/// Where a guarded block's backing block starts (its header page).
+pub fn base(user: usize, header: &Header) -> usize {
+    regions(user, header).0 - page()
+}
+
+/// Protects a freed guarded block's data pages; false if the kernel refused (then the
+/// caller poisons it instead, and the block is no longer armed).
+pub fn protect_freed(user: usize, header: &Header) -> bool {
+    let (data_start, data_end, _) = regions(user, header);
+    if protect(data_start, data_end - data_start, libc::PROT_NONE) {
+        return true;
+    }
+    disarm(user, header);
+    false
+}
+
+/// Lifts every protection of a guarded block and forgets it as one (after a fault the
+/// user chose to continue from, or before release).
+pub fn disarm(user: usize, header: &Header) {
+    let (data_start, _, guard_end) = regions(user, header);
+    protect(
+        data_start,
+        guard_end - data_start,
+        libc::PROT_READ | libc::PROT_WRITE,
+    );
+    header.flags.fetch_and(!ARMED, Ordering::AcqRel);
+    if GUARDS.lock().remove(&data_start).is_some() {
+        filter_pages(data_start, guard_end, false);
+        COUNT.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The guarded block whose pages contain `addr`: (user, header address).
+pub fn find(addr: usize) -> Option<(usize, usize)> {
+    let guards = GUARDS.lock();
+    let (&start, &(end, user)) = guards.range(..=addr).next_back()?;
+    if addr < start || addr >= end {
+        return None;
+    }
+    // The header is at the backing block's start, the page before the data.
+    Some((user, start - page()))
+}
+
+/// Takes the lock before `fork`.
+pub fn lock() {
+    GUARDS.lock_forever();
+}
+
+/// Releases the lock `lock` took.
+///
+/// # Safety
+/// The caller took it with `lock` on this thread and holds no guard.
+pub unsafe fn unlock() {
+    // SAFETY: per the contract.
+    unsafe { GUARDS.force_unlock() };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malloc_alignment_follows_the_size() {
+        assert_eq!(alignment(13, 16), 16);
+        assert_eq!(alignment(7, 16), 8);
+        assert_eq!(alignment(1, 16), 1);
+        assert_eq!(alignment(0, 16), 1);
+        assert_eq!(alignment(24, 16), 16);
+        assert_eq!(alignment(48, 16), 16);
+        assert_eq!(alignment(4096, 16), 16);
+        assert_eq!(alignment(13, 64), 64);
+    }
+}

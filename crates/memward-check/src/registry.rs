@@ -1,0 +1,178 @@
+//! The registry of the checker's blocks: how an address the program passes is recognised
+//! as a block, and how every block is enumerated.
+//!
+//! Recognition reads the header at a fixed offset before the address (`HEADER_AT` bytes;
+//! see `block.rs`) and checks its magic word, which encodes the block's own address: no
+//! table lookup, and no cache miss beyond the header, which sits next to bytes the
+//! program just used. Reading there must be safe for any address the engine routes to the
+//! checker (any address of engine memory, including wild ones), and two things could make
+//! it fault: the address could lie in a protected page of a guard-page block (its guard
+//! page, or its data pages while it is in quarantine), or the header's page could be
+//! outside the engine's memory. The first is answered by a counting filter over pages
+//! (`guard::maybe_guarded`, exact lookups in the guard table only on a hit), the second
+//! by the backing's `owns` when the header lies on the page before the address. A
+//! guard-page block keeps its header on a page of its own and is found through the guard
+//! table instead.
+//!
+//! Enumeration (the leak scan's list of live blocks, the checks at exit, the block that
+//! contains an interior pointer) uses a table of (user address, header address) slots
+//! behind one lock; a block's header holds its slot, and freed slots are reused last in,
+//! first out, so the table stays as long as the most blocks that existed at once and its
+//! hot end stays in cache.
+
+use crate::block::{Header, Kind, GUARDED, HEADER, LEFT_CANARY, LIVE};
+use crate::checker::backing;
+use crate::guard;
+use memward_profile::shared::SpinLock;
+
+/// How far before the user's bytes an ordinary block's header starts.
+pub const HEADER_AT: usize = HEADER + LEFT_CANARY;
+
+struct Slots {
+    entries: Vec<(usize, usize)>,
+    free: Vec<u32>,
+}
+
+static SLOTS: SpinLock<Slots> = SpinLock::new(Slots {
+    entries: Vec::new(),
+    free: Vec::new(),
+});
+
+/// Records the block at `user` with header `header`; sets the header's slot.
+pub fn insert(user: usize, header: &mut Header) {
+    let h = header as *mut Header as usize;
+    let mut s = SLOTS.lock();
+    let slot = match s.free.pop() {
+        Some(slot) => {
+            s.entries[slot as usize] = (user, h);
+            slot
+        }
+        None => {
+            s.entries.push((user, h));
+            (s.entries.len() - 1) as u32
+        }
+    };
+    drop(s);
+    header.slot = slot;
+}
+
+/// Forgets the block with header `header`.
+pub fn remove(header: &Header) {
+    let mut s = SLOTS.lock();
+    let slot = header.slot;
+    if let Some(e) = s.entries.get_mut(slot as usize) {
+        *e = (0, 0);
+        s.free.push(slot);
+    }
+}
+
+fn page_of(addr: usize) -> usize {
+    addr & !(guard::page() - 1)
+}
+
+/// The header of the checker's block at exactly `user`, if it is one (live, being freed
+/// or in quarantine); `None` for any other address of engine memory.
+pub fn lookup(user: usize) -> Option<&'static Header> {
+    if user < guard::page() {
+        return None;
+    }
+    let at = user - HEADER_AT;
+    if guard::maybe_guarded(user) || guard::maybe_guarded(at) {
+        if let Some((u, h)) = guard::find(user) {
+            // SAFETY: guarded blocks' headers are on their own readable page until the
+            // block is released.
+            return (u == user).then(|| unsafe { &*(h as *const Header) });
+        }
+        if guard::find(at).is_some() {
+            // The header's place is in a guarded block: `user` is no block's start.
+            return None;
+        }
+    }
+    // An ordinary block's user address is 16-aligned, so its header 8-aligned.
+    if at % 8 != 0 || (page_of(at) != page_of(user) && !(backing().owns)(at as *const u8)) {
+        return None;
+    }
+    // SAFETY: `at` is engine memory (the engine routes only its own addresses here, and
+    // `owns` vouched for the page before), not in a page the checker protected (the
+    // filter above), so it is mapped and readable; a `Header` is plain data, and the
+    // magic word tells a header from other bytes.
+    let h = unsafe { &*(at as *const Header) };
+    (h.valid_for(user) && h.flags() & GUARDED == 0).then_some(h)
+}
+
+/// The block whose bytes (or red zones) contain `addr`: its user address and header.
+/// Scans every block; for error reports only. `extent(user, header)` gives the range of
+/// addresses that count as the block's.
+pub fn containing(
+    addr: usize,
+    extent: impl Fn(usize, &Header) -> (usize, usize),
+) -> Option<(usize, usize)> {
+    let mut best: Option<(usize, usize)> = None;
+    for (user, h) in all_blocks() {
+        // SAFETY: registered headers stay readable until their block is released.
+        let header = unsafe { &*(h as *const Header) };
+        let (lo, hi) = extent(user, header);
+        if addr >= lo && addr < hi {
+            // Prefer the block whose user bytes hold `addr` over a neighbour's red zone.
+            let inside = addr >= user && addr < user + header.len().max(1);
+            if inside || best.is_none() {
+                best = Some((user, h));
+            }
+        }
+    }
+    best
+}
+
+/// A live block, as the leak scan sees it.
+#[allow(dead_code)] // the leak scan's input (src/leaks/, written beside this crate's core)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LiveBlock {
+    /// The user's start address.
+    pub start: usize,
+    /// The requested size.
+    pub size: usize,
+    /// The allocation stack's id (see `stacks::frames`).
+    pub alloc_stack: u32,
+    /// How it was allocated.
+    pub kind: Kind,
+}
+
+/// Every live block (not freed, not in quarantine), in no particular order. Blocks
+/// allocated or freed meanwhile by other threads may or may not be in the list.
+#[allow(dead_code)] // the leak scan's input
+pub fn live_blocks() -> Vec<LiveBlock> {
+    let mut out = Vec::new();
+    for (user, h) in all_blocks() {
+        // SAFETY: as in `containing`.
+        let header = unsafe { &*(h as *const Header) };
+        if header.valid_for(user) && header.state() == LIVE {
+            out.push(LiveBlock {
+                start: user,
+                size: header.len(),
+                alloc_stack: header.alloc_stack,
+                kind: header.kind(),
+            });
+        }
+    }
+    out
+}
+
+/// Every registered block (user address, header address).
+pub fn all_blocks() -> Vec<(usize, usize)> {
+    let s = SLOTS.lock();
+    s.entries.iter().copied().filter(|e| e.0 != 0).collect()
+}
+
+/// Takes the lock and keeps it (before `fork`).
+pub fn lock_all() {
+    SLOTS.lock_forever();
+}
+
+/// Releases the lock `lock_all` took (after `fork`, in parent and child).
+///
+/// # Safety
+/// The caller took it with `lock_all` on this thread and holds no guard.
+pub unsafe fn unlock_all() {
+    // SAFETY: per the contract.
+    unsafe { SLOTS.force_unlock() };
+}

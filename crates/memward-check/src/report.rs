@@ -1,0 +1,255 @@
+//! Reports in AddressSanitizer's layout, with `memward` where it says `AddressSanitizer`:
+//! a line of 65 `=`, `==PID==ERROR: memward: <what>`, the stack of the call or access,
+//! where the address lies relative to the block (`0x... is located 0 bytes after
+//! 13-byte region [0x...,0x...)`), the free and allocation stacks (`freed by thread T1
+//! here:`, `previously allocated by thread T0 here:`), `SUMMARY: memward: <bug> <where>`,
+//! and, unless the user asked to keep going, `==PID==ABORTING` and the end of the process
+//! with the exit code (default 1) through `_exit`, as AddressSanitizer ends.
+//!
+//! Frames read `    #N 0xPC (/path/module+0xOFFSET)`. Stacks hold return addresses;
+//! as AddressSanitizer does, a frame's printed address is the return address minus one
+//! (inside the call instruction), except the first frame of a fault, which is the
+//! faulting instruction itself.
+//!
+//! A report goes to stderr and, with `MEMWARD_CHECK_LOG_FILE=PATH`, is appended to
+//! `PATH.<pid>`. Reports from different threads do not interleave (one lock). A report
+//! whose kind and frames match a suppression is dropped before anything is printed.
+
+use crate::checker::options;
+use crate::stacks;
+use memward_profile::shared::SpinLock;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Errors reported so far (not counting suppressed ones).
+static ERRORS: AtomicU64 = AtomicU64::new(0);
+/// Serialises reports.
+static PRINTING: SpinLock<()> = SpinLock::new(());
+
+/// How many errors were reported.
+pub fn error_count() -> u64 {
+    ERRORS.load(Ordering::Relaxed)
+}
+
+/// A stack to print: return addresses, or a fault's stack whose first frame is the
+/// faulting instruction.
+pub struct Stack {
+    pub frames: Vec<u64>,
+    pub first_is_pc: bool,
+}
+
+impl Stack {
+    /// A stack from the depot.
+    pub fn id(id: u32) -> Stack {
+        Stack {
+            frames: stacks::frames(id),
+            first_is_pc: false,
+        }
+    }
+
+    fn pc(&self, i: usize) -> u64 {
+        let a = self.frames[i];
+        if i == 0 && self.first_is_pc {
+            a
+        } else {
+            a.saturating_sub(1)
+        }
+    }
+}
+
+/// A report being built.
+pub struct Report {
+    bug: &'static str,
+    text: String,
+    /// Names the suppressions are matched against (module paths, functions, files).
+    names: Vec<String>,
+    /// Where the SUMMARY line points: the first frame of the main stack.
+    summary_at: Option<u64>,
+    /// `==PID==HINT: ...` lines after SUMMARY.
+    hints: Vec<String>,
+}
+
+/// `==PID==`.
+pub fn pid_prefix() -> String {
+    // SAFETY: getpid has no preconditions.
+    format!("=={}==", unsafe { libc::getpid() })
+}
+
+impl Report {
+    /// Starts a report of `bug` (the SUMMARY name) with its `ERROR:` line.
+    pub fn new(bug: &'static str, headline: &str) -> Report {
+        let mut text = String::new();
+        text.push_str(&"=".repeat(65));
+        text.push('\n');
+        let _ = writeln!(text, "{}ERROR: memward: {headline}", pid_prefix());
+        Report {
+            bug,
+            text,
+            names: Vec::new(),
+            summary_at: None,
+            hints: Vec::new(),
+        }
+    }
+
+    /// Adds a line as it is.
+    pub fn line(&mut self, s: &str) -> &mut Self {
+        self.text.push_str(s);
+        self.text.push('\n');
+        self
+    }
+
+    /// Adds a `HINT:` line after the SUMMARY line.
+    pub fn hint(&mut self, s: &str) -> &mut Self {
+        self.hints.push(s.to_string());
+        self
+    }
+
+    /// Adds a stack; the first stack added is the one SUMMARY names.
+    pub fn stack(&mut self, stack: &Stack) -> &mut Self {
+        if stack.frames.is_empty() {
+            self.text.push_str("    <empty stack>\n\n");
+            return self;
+        }
+        let depth = options().depth.max(1);
+        for i in 0..stack.frames.len().min(depth) {
+            let pc = stack.pc(i);
+            if self.summary_at.is_none() {
+                self.summary_at = Some(pc);
+            }
+            let _ = write!(self.text, "    #{i} {pc:#x}");
+            match stacks::module_of(pc) {
+                Some((path, offset)) => {
+                    let _ = writeln!(self.text, " ({path}+{offset:#x})");
+                    if !self.names.contains(&path) {
+                        self.names.push(path);
+                    }
+                }
+                None => self.text.push('\n'),
+            }
+        }
+        self.text.push('\n');
+        self
+    }
+
+    /// Adds the stack with depot id `id`.
+    pub fn stack_id(&mut self, id: u32) -> &mut Self {
+        self.stack(&Stack::id(id))
+    }
+
+    /// `ADDR is located N bytes <before|after|inside of> SIZE-byte region [a,b)`.
+    pub fn location(&mut self, addr: usize, user: usize, size: usize) -> &mut Self {
+        let end = user + size;
+        let (n, rel) = if addr < user {
+            (user - addr, "before")
+        } else if addr >= end {
+            (addr - end, "after")
+        } else {
+            (addr - user, "inside of")
+        };
+        let _ = writeln!(
+            self.text,
+            "{addr:#x} is located {n} bytes {rel} {size}-byte region [{user:#x},{end:#x})"
+        );
+        self
+    }
+
+    /// Prints the report (unless suppressed), counts it, and ends the process unless the
+    /// user asked to keep going. Returns whether it was printed.
+    pub fn emit(mut self) -> bool {
+        let o = options();
+        let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
+        if o.suppressions.find(self.bug, &names).is_some() {
+            return false;
+        }
+        let _ = write!(self.text, "SUMMARY: memward: {}", self.bug);
+        match self.summary_at.and_then(stacks::module_of) {
+            Some((path, offset)) => {
+                let _ = writeln!(self.text, " ({path}+{offset:#x})");
+            }
+            None => self.text.push('\n'),
+        }
+        for h in &self.hints {
+            let _ = writeln!(self.text, "{}HINT: {h}", pid_prefix());
+        }
+        ERRORS.fetch_add(1, Ordering::Relaxed);
+        let _guard = PRINTING.lock();
+        if !o.keep_going {
+            let _ = writeln!(self.text, "{}ABORTING", pid_prefix());
+        }
+        write_out(self.text.as_bytes());
+        if !o.keep_going {
+            die();
+        }
+        true
+    }
+}
+
+/// Writes `bytes` to stderr and the log file.
+pub fn write_out(bytes: &[u8]) {
+    write_fd(2, bytes);
+    if let Some(base) = options().log_file.as_deref() {
+        // SAFETY: getpid has no preconditions.
+        let path = format!("{base}.{}\0", unsafe { libc::getpid() });
+        // SAFETY: `path` is NUL-terminated.
+        let fd = unsafe {
+            libc::open(
+                path.as_ptr().cast(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC,
+                0o644,
+            )
+        };
+        if fd >= 0 {
+            write_fd(fd, bytes);
+            // SAFETY: closing the descriptor opened above.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+fn write_fd(fd: i32, mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        // SAFETY: `bytes` is a valid readable slice.
+        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        if n < 0 {
+            // SAFETY: reads the calling thread's errno.
+            if unsafe { *libc::__errno_location() } == libc::EINTR {
+                continue;
+            }
+            return;
+        }
+        if n == 0 {
+            return;
+        }
+        bytes = &bytes[n as usize..];
+    }
+}
+
+/// A one-line message from the checker itself (bad options and the like).
+pub fn warn(msg: &str) {
+    write_fd(2, format!("{}memward: {msg}\n", pid_prefix()).as_bytes());
+}
+
+/// Ends the process with the exit code, without running exit handlers (the heap is
+/// corrupt or the program is wrong; AddressSanitizer ends the same way). C streams are
+/// flushed first so the program's own output is not lost.
+pub fn die() -> ! {
+    // SAFETY: fflush(NULL) flushes every C stream; _exit has no preconditions.
+    unsafe {
+        libc::fflush(core::ptr::null_mut());
+        libc::_exit(options().exit_code)
+    }
+}
+
+/// Takes the report lock before `fork`.
+pub fn lock() {
+    PRINTING.lock_forever();
+}
+
+/// Releases the lock `lock` took.
+///
+/// # Safety
+/// The caller took it with `lock` on this thread and holds no guard.
+pub unsafe fn unlock() {
+    // SAFETY: per the contract.
+    unsafe { PRINTING.force_unlock() };
+}
