@@ -2,7 +2,7 @@
 // page: caught at the read.
 // check-options: --guard all
 // expect-error: heap-buffer-overflow on address
-// expect: READ of size 1 at
+// expect: READ of
 // expect: is located 0 bytes after 64-byte region
 // expect: allocated by thread T0 here:
 // expect-frame: sum

@@ -2,7 +2,7 @@
 // starts 3 bytes after the end and the read at offset 16 faults.
 // check-options: --guard all
 // expect-error: heap-buffer-overflow on address
-// expect: READ of size 1 at
+// expect: READ of
 // expect: is located 3 bytes after 13-byte region
 // expect-summary: heap-buffer-overflow
 #include <stdio.h>

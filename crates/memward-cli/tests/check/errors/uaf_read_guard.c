@@ -2,7 +2,7 @@
 // protected (--guard all).
 // check-options: --guard all
 // expect-error: heap-use-after-free on address
-// expect: READ of size 4 at
+// expect: READ of
 // expect: is located 12 bytes inside of 40-byte region
 // expect: freed by thread T0 here:
 // expect: previously allocated by thread T0 here:

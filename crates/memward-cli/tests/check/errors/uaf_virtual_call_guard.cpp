@@ -1,7 +1,7 @@
 // A virtual call on a deleted object reads its vtable pointer from freed memory.
 // check-options: --guard all
 // expect-error: heap-use-after-free on address
-// expect: READ of size 8 at
+// expect: READ of
 // expect: is located 0 bytes inside of 16-byte region
 // expect: freed by thread T0 here:
 // expect-summary: heap-use-after-free
