@@ -319,7 +319,7 @@ MEMWARD_LIB='{lib}' '{memward}' check -- redis-server --port {port} --bind 127.0
     --save '' --appendonly no --io-threads 2 --io-threads-do-reads yes --dir . > server.log &
 server=$!
 for i in $(seq 1 200); do redis-cli -p {port} ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
-redis-benchmark -p {port} -q -n 5000 -c 10 -d 100 -r 1000 -t set,get,incr,lpush,rpop,sadd,hset,zadd,lrange_100 > bench.log
+redis-benchmark -p {port} -q -n 3000 -P 16 -c 10 -d 100 -r 1000 -t set,get,incr,lpush,rpop,sadd,hset,zadd,lrange_100 > bench.log
 redis-cli -p {port} set key value > /dev/null
 redis-cli -p {port} rpush list a b c > /dev/null
 redis-cli -p {port} get key
