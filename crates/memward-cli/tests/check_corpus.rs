@@ -481,3 +481,40 @@ fn the_judge_catches_what_it_should() {
     assert!(c.judge(&run("", 0)).is_empty());
     assert!(!c.judge(&run(good, 0)).is_empty());
 }
+
+#[test]
+fn suppressions_silence_only_what_they_name() {
+    // The format of memward-check's README: `KIND:PATTERN` per line, PATTERN matched
+    // against the frames' function, source file or module (here the program's path).
+    let dir = temp_dir("suppressions");
+    let prog = Program::load(&corpus_dir().join("errors/malloc_delete.cpp"));
+    let exe = prog.build(&dir);
+    let sup = |text: &str| {
+        let f = dir.join("sup.txt");
+        std::fs::write(&f, text).unwrap();
+        vec![
+            "--suppressions".to_string(),
+            f.to_str().unwrap().to_string(),
+        ]
+    };
+    let run = check(
+        &exe,
+        &sup("# a comment\nalloc-dealloc-mismatch:malloc_delete\n"),
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(error_lines(&run.stderr).is_empty(), "{}", run.stderr);
+    // Another kind, or a pattern no frame matches, suppresses nothing.
+    for text in [
+        "heap-buffer-overflow:malloc_delete\n",
+        "alloc-dealloc-mismatch:no_such_frame_anywhere\n",
+    ] {
+        let run = check(&exe, &sup(text));
+        assert_eq!(run.code, Some(1), "{text}: {}", run.stderr);
+        assert!(
+            prog.judge(&run).is_empty(),
+            "{text}: {:?}",
+            prog.judge(&run)
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
