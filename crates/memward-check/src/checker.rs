@@ -19,11 +19,13 @@ use crate::block::{
 use crate::options::Options;
 use crate::report::{Report, Stack};
 use crate::{guard, quarantine, registry, stacks, threads, Backing};
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 static BACKING: AtomicPtr<Backing> = AtomicPtr::new(core::ptr::null_mut());
 static OPTIONS: OnceLock<Options> = OnceLock::new();
+/// Bytes the program holds in live blocks (requested sizes), for the quarantine's bound.
+static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 /// The options in force (the defaults before configuration).
 pub fn options() -> &'static Options {
@@ -99,6 +101,7 @@ pub unsafe fn alloc(
     if guard::wanted(size, align) {
         // SAFETY: inside an entry point.
         if let Some(user) = unsafe { guard::alloc(size, align, zeroed, kind, stack, tid) } {
+            LIVE_BYTES.fetch_add(size, Ordering::Relaxed);
             return user as *mut u8;
         }
     }
@@ -126,6 +129,7 @@ pub unsafe fn alloc(
     }
     // SAFETY: the header just written, not otherwise referenced yet.
     registry::insert(user, unsafe { &mut *(h as *mut Header) });
+    LIVE_BYTES.fetch_add(size, Ordering::Relaxed);
     user as *mut u8
 }
 
@@ -388,6 +392,7 @@ fn finish_free(
         report_red_zone(user, h, &d, Found::Free(api), Some(stack));
     }
     h.set_freed_by(stack, tid);
+    LIVE_BYTES.fetch_sub(h.len(), Ordering::Relaxed);
     let guarded = h.flags() & GUARDED != 0;
     if !(h.flags() & ARMED != 0 && guard::protect_freed(user, h)) {
         // SAFETY: the user's bytes of the claimed block, writable (an unarmed guarded
@@ -403,7 +408,11 @@ fn finish_free(
         user - base_of(user, h) + right_end(h.len())
     };
     let hp = h as *const Header as usize;
-    for (u, hq) in quarantine::push(user, hp, cost, options().quarantine_bytes) {
+    let limit = quarantine::bound(
+        LIVE_BYTES.load(Ordering::Relaxed),
+        options().quarantine_bytes,
+    );
+    for (u, hq) in quarantine::push(user, hp, cost, limit) {
         release(u, header(hq), Found::Quarantine);
     }
 }

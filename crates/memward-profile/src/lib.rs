@@ -7,6 +7,7 @@
 mod lock;
 mod modules;
 mod recorder;
+mod rules;
 mod sampler;
 mod stats;
 mod sys;

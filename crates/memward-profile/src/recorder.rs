@@ -70,6 +70,9 @@ struct State {
     writer: Writer<&'static mut [u8], FdSink>,
     trie: Trie,
     stacks: Stacks,
+    /// A capture's frames and stack ids (kept here rather than zeroed on each event).
+    frames: [u64; MAX_FRAMES],
+    ids: [u32; MAX_FRAMES],
     known: Region,
     known_count: usize,
     next_module: u32,
@@ -257,9 +260,8 @@ fn name_thread(s: &mut State, t: &mut ThreadCache) {
 impl State {
     /// Records the stack of the current call and returns its id.
     fn stack(&mut self, t: &ThreadCache) -> u32 {
-        let mut frames = [0u64; MAX_FRAMES];
-        let mut ids = [0u32; MAX_FRAMES];
-        let (n, known) = self.stacks.capture(&mut frames, &mut ids, t.stack_top);
+        let (frames, ids) = (&mut self.frames, &mut self.ids);
+        let (n, known) = self.stacks.capture(frames, ids, t.stack_top);
         let outer = if known < n { ids[known] } else { 0 };
         let writer = &mut self.writer;
         let id = self.trie.intern_from(
@@ -430,6 +432,8 @@ fn start() {
             writer: Writer::new(buffer.leak(), FdSink(fd)),
             trie,
             stacks: Stacks::new(),
+            frames: [0; MAX_FRAMES],
+            ids: [0; MAX_FRAMES],
             known,
             known_count: 0,
             next_module: 0,

@@ -42,7 +42,14 @@ pub struct Trie {
     count: u32,
     table: Region,
     mask: usize,
+    /// A small direct-mapped copy of recently used index entries, in front of the index:
+    /// the few stacks a program allocates from most stay in the processor's cache, while
+    /// the index grows to millions of entries.
+    front: Option<Region>,
 }
+
+/// Entries of the front cache (a power of two).
+const FRONT: usize = 4096;
 
 fn hash(parent: u32, address: u64) -> usize {
     let h = (address ^ (u64::from(parent) << 40) ^ u64::from(parent))
@@ -60,6 +67,7 @@ impl Trie {
             count: 0,
             table,
             mask: 4096 - 1,
+            front: Region::map(FRONT * core::mem::size_of::<Slot>()),
         })
     }
 
@@ -108,15 +116,28 @@ impl Trie {
         address: u64,
         on_new: &mut impl FnMut(u32, u32, u64),
     ) -> Option<u32> {
+        let h = hash(parent, address);
+        let front = self
+            .front
+            .as_mut()
+            .map(|f| &mut f.slice_of::<Slot>()[h & (FRONT - 1)]);
+        if let Some(f) = &front {
+            if f.id != 0 && f.address == address && f.parent == parent {
+                return Some(f.id);
+            }
+        }
         let mask = self.mask;
         let table = self.table.slice_of::<Slot>();
-        let mut i = hash(parent, address) & mask;
+        let mut i = h & mask;
         loop {
             let s = table[i];
             if s.id == 0 {
                 break;
             }
             if s.address == address && s.parent == parent {
+                if let Some(f) = front {
+                    *f = s;
+                }
                 return Some(s.id);
             }
             i = (i + 1) & mask;

@@ -24,6 +24,7 @@
 mod from_context;
 
 use crate::modules::ModuleInfo;
+use crate::rules::{self, RuleTable, Shape};
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{
     ExplicitModuleSectionInfo, FrameAddress, Module, MustNotAllocateDuringUnwind, Unwinder,
@@ -48,6 +49,8 @@ pub struct Stacks {
     /// the allocator's.
     own: [(u64, u64); 8],
     own_count: usize,
+    /// Learned rules per return address, in front of framehop.
+    rules: RuleTable,
 }
 
 /// A `'static` view of loaded memory.
@@ -68,6 +71,7 @@ impl Stacks {
             caches: core::array::from_fn(|_| CacheX86_64::new_in()),
             own: [(0, 0); 8],
             own_count: 0,
+            rules: RuleTable::new(),
         }
     }
 
@@ -102,11 +106,14 @@ impl Stacks {
         let name = String::from_utf8_lossy(m.path()).into_owned();
         self.unwinder
             .add_module(Module::new(name, lo..hi, m.bias, info));
+        // Addresses in it may have been learned with the fallback rule.
+        self.rules.clear();
     }
 
     /// Forgets `m` (it was unloaded).
     pub fn remove(&mut self, m: &ModuleInfo) {
         self.unwinder.remove_module(m.range().0);
+        self.rules.clear();
     }
 
     /// Drops leading frames inside `m` from now on.
@@ -120,11 +127,11 @@ impl Stacks {
     /// Writes the caller's stack into `out`, innermost first (return addresses, our own
     /// leading frames dropped), and returns how many frames it wrote. `stack_top` is the
     /// end of the calling thread's stack.
-    #[inline(never)]
     ///
     /// Where the outer frames were reused from the thread's last capture, their stack
     /// ids (as given to [`Stacks::remember`] then) come along: the return value is
     /// `(n, known)`, and `ids[i]` is the id of the stack `out[i..n]` for `known <= i < n`.
+    #[inline(never)]
     pub fn capture(
         &mut self,
         out: &mut [u64; MAX_FRAMES],
@@ -147,87 +154,247 @@ impl Stacks {
                 .iter()
                 .any(|&(start, len)| addr >= start && addr - start < len)
         };
-        let mut regs = UnwindRegsX86_64::new(ip, sp, bp);
-        let mut frame = FrameAddress::from_instruction_pointer(ip);
+        // SAFETY: the thread's own capture records; `capture` is not re-entered on a
+        // thread (hooks are not) and nothing else borrows them.
+        let captures = CAPTURES.with(|p| unsafe { &mut *p.get() });
+        let last = captures.last;
+        let [a, b] = &mut captures.bufs;
+        let (prev, cur) = if last == 0 { (&*a, b) } else { (&*b, a) };
+        // The previous capture's frames from `unchanged` outwards still hold the return
+        // addresses they held (found once, from the outermost inwards, stopping at the
+        // first difference or at the current stack pointer).
+        let mut unchanged = prev.len;
+        while unchanged > 0
+            && prev.slots[unchanged - 1] >= sp
+            && read(prev.slots[unchanged - 1]) == Ok(prev.ras[unchanged - 1])
+        {
+            unchanged -= 1;
+        }
+        // This function's own frame is unwound like a caller's: `ip` is past its
+        // prologue, so the rule looked up at `ip` (return address `ip + 1`) is the one
+        // in force.
+        let sp0 = sp;
+        let (mut sp, mut bp) = (sp, bp);
+        cur.chain = 0;
+        let mut track = Track {
+            sp0,
+            chain: true,
+            bp_from: BP_INITIAL,
+        };
+        // Inner frames are taken from the previous capture while they are the same: each
+        // of its leading frames that stands at a fixed distance from the capture's stack
+        // pointer (every step up to it used a stack-pointer rule) is checked with one read
+        // at that distance, and a match means the same rules, so the same next frame.
+        let mut prefix = true;
+        let mut ra = ip + 1;
         // Raw frames: each return address and the stack slot it was read from.
-        let mut ras = [0u64; MAX_RAW];
-        let mut slots = [0u64; MAX_RAW];
         let mut raw = 0;
-        // SAFETY: the thread's own capture record; `capture` is not re-entered on a thread
-        // (hooks are not) and nothing else borrows it.
-        let prev = PREVIOUS.with(|p| unsafe { &mut *p.get() });
         let mut j = 0;
         // (current raw index, previous raw index) where reused frames start.
         let mut reused = None;
         while raw < MAX_RAW {
-            let bank = (frame.address_for_lookup() / 509) as usize % CACHE_BANKS;
-            let Ok(Some(ra)) =
-                self.unwinder
-                    .unwind_frame(frame, &mut regs, &mut self.caches[bank], &mut read)
-            else {
+            if prefix && raw < prev.chain && read(sp0 + prev.rel[raw]) == Ok(prev.ras[raw]) {
+                ra = prev.ras[raw];
+                sp = sp0 + prev.rel[raw] + 8;
+                track.bp_from = prev.bp_from[raw];
+            } else {
+                if prefix {
+                    prefix = false;
+                    if track.bp_from != BP_INITIAL {
+                        match read(sp0 + track.bp_from) {
+                            Ok(v) => bp = v,
+                            Err(()) => break,
+                        }
+                    }
+                }
+                match self.step(ra, &mut sp, &mut bp, &mut read, &mut track) {
+                    Some(next) if next != 0 => ra = next,
+                    _ => break,
+                }
+            }
+            // After a step, the stack pointer is the caller's: the return address sat
+            // just below it. Slots only grow outwards (the checks below rely on it).
+            let slot = sp.wrapping_sub(8);
+            if raw > 0 && slot <= cur.slots[raw - 1] {
                 break;
-            };
-            let Some(next) = FrameAddress::from_return_address(ra) else {
-                break;
-            };
-            frame = next;
-            // After the step, the stack pointer is the caller's: the return address sat
-            // just below it.
-            let slot = regs.sp().wrapping_sub(8);
-            ras[raw] = ra;
-            slots[raw] = slot;
+            }
+            cur.ras[raw] = ra;
+            cur.slots[raw] = slot;
+            cur.rel[raw] = slot - sp0;
+            cur.bp_from[raw] = track.bp_from;
             raw += 1;
+            if track.chain {
+                cur.chain = raw;
+            }
             // The previous capture's frames further out are reused when this frame is
             // one of them (same return address in the same slot) and every slot further
             // out still holds the return address it held then.
             while j < prev.len && prev.slots[j] < slot {
                 j += 1;
             }
-            if j < prev.len
-                && prev.slots[j] == slot
-                && prev.ras[j] == ra
-                && (j + 1..prev.len).all(|i| read(prev.slots[i]) == Ok(prev.ras[i]))
-            {
+            if j < prev.len && prev.slots[j] == slot && prev.ras[j] == ra && j + 1 >= unchanged {
                 let more = (prev.len - j - 1).min(MAX_RAW - raw);
                 reused = Some((raw, j + 1));
-                ras[raw..raw + more].copy_from_slice(&prev.ras[j + 1..j + 1 + more]);
-                slots[raw..raw + more].copy_from_slice(&prev.slots[j + 1..j + 1 + more]);
+                cur.ras[raw..raw + more].copy_from_slice(&prev.ras[j + 1..j + 1 + more]);
+                cur.slots[raw..raw + more].copy_from_slice(&prev.slots[j + 1..j + 1 + more]);
                 raw += more;
                 break;
             }
         }
-        let skip = if own_count > 0 {
-            ras[..raw].iter().take_while(|ra| is_own(**ra)).count()
-        } else {
+        if let Some((now, _)) = reused {
+            cur.chain = cur.chain.min(now);
+        }
+        // The allocator's own frames: the same as last time when the frames taken from
+        // the previous capture cover them and the frame after them.
+        let same_inner = prev.chain.min(cur.chain);
+        let skip = if own_count == 0 {
             0
+        } else if prev.skip < same_inner && cur.ras[..=prev.skip] == prev.ras[..=prev.skip] {
+            prev.skip
+        } else {
+            cur.ras[..raw].iter().take_while(|ra| is_own(**ra)).count()
         };
         let truncated = raw - skip > MAX_FRAMES || raw == MAX_RAW;
         let n = (raw - skip).min(MAX_FRAMES);
-        out[..n].copy_from_slice(&ras[skip..skip + n]);
+        out[..n].copy_from_slice(&cur.ras[skip..skip + n]);
         // Ids of a stack suffix carry over only when neither capture was cut: a cut
         // counts from the innermost frame, so the same outer frames would be a different
         // stack.
         let mut known = n;
-        if let Some((cur, old)) = reused {
-            if prev.ids_valid && !prev.truncated && !truncated && cur >= skip && old >= prev.skip {
-                known = cur - skip;
+        if let Some((now, old)) = reused {
+            if prev.ids_valid && !prev.truncated && !truncated && now >= skip && old >= prev.skip {
+                known = now - skip;
                 ids[known..n].copy_from_slice(&prev.ids[old..old + (n - known)]);
             }
         }
-        prev.len = raw;
-        prev.ras[..raw].copy_from_slice(&ras[..raw]);
-        prev.slots[..raw].copy_from_slice(&slots[..raw]);
-        prev.skip = skip;
-        prev.truncated = truncated;
-        prev.ids_valid = false;
+        cur.len = raw;
+        cur.skip = skip;
+        cur.truncated = truncated;
+        cur.ids_valid = false;
+        captures.last = 1 - last;
         (n, known)
+    }
+
+    /// One step outwards from the frame that returns to `ra`, whose stack and frame
+    /// pointers are `sp` and `bp` (updated to the caller's): the caller's return address,
+    /// or `None` where the stack ends or cannot be read.
+    #[inline(always)]
+    fn step(
+        &mut self,
+        ra: u64,
+        sp: &mut u64,
+        bp: &mut u64,
+        read: &mut impl FnMut(u64) -> Result<u64, ()>,
+        track: &mut Track,
+    ) -> Option<u64> {
+        let mut shape = self.rules.get(ra);
+        if shape == Shape::Unknown {
+            shape = self.learn(ra, *sp, *bp, read);
+            self.rules.set(ra, shape);
+        }
+        match shape {
+            Shape::End => None,
+            Shape::Cfa {
+                from_bp,
+                cfa_offset,
+                bp_from_cfa,
+            } => {
+                let (next, new_sp, new_bp) =
+                    rules::apply(from_bp, cfa_offset, bp_from_cfa, *sp, *bp, read)?;
+                (*sp, *bp) = (new_sp, new_bp);
+                if from_bp {
+                    track.chain = false;
+                } else if let Some(o) = bp_from_cfa {
+                    track.bp_from = new_sp
+                        .wrapping_add_signed(i64::from(o))
+                        .wrapping_sub(track.sp0);
+                }
+                Some(next)
+            }
+            Shape::General | Shape::Unknown => {
+                track.chain = false;
+                self.framehop_step(ra, sp, bp, read)
+            }
+        }
+    }
+
+    /// A step with framehop (its cache bank chosen by address).
+    fn framehop_step(
+        &mut self,
+        ra: u64,
+        sp: &mut u64,
+        bp: &mut u64,
+        read: &mut impl FnMut(u64) -> Result<u64, ()>,
+    ) -> Option<u64> {
+        let frame = FrameAddress::from_return_address(ra)?;
+        let bank = (frame.address_for_lookup() / 509) as usize % CACHE_BANKS;
+        let mut regs = UnwindRegsX86_64::new(ra, *sp, *bp);
+        let next = self
+            .unwinder
+            .unwind_frame(frame, &mut regs, &mut self.caches[bank], read)
+            .ok()
+            .flatten()?;
+        (*sp, *bp) = (regs.sp(), regs.bp());
+        Some(next)
+    }
+
+    /// Learns the shape of the frame returning to `ra` (see the `rules` module): from two
+    /// probes with made-up registers, checked against framehop's real step from `(sp,
+    /// bp)`. Anything that disagrees is `General`.
+    #[cold]
+    fn learn(
+        &mut self,
+        ra: u64,
+        sp: u64,
+        bp: u64,
+        read: &mut impl FnMut(u64) -> Result<u64, ()>,
+    ) -> Shape {
+        let mut shapes = [Shape::General; 2];
+        for (shape, &(sp0, bp0)) in shapes.iter_mut().zip(rules::PROBES.iter()) {
+            let (mut s, mut b) = (sp0, bp0);
+            let mut marking = rules::marking_read;
+            let frame = FrameAddress::from_return_address(ra);
+            let bank = frame.map_or(0, |f| (f.address_for_lookup() / 509) as usize % CACHE_BANKS);
+            let mut regs = UnwindRegsX86_64::new(ra, s, b);
+            let unwound = match frame.map(|f| {
+                self.unwinder
+                    .unwind_frame(f, &mut regs, &mut self.caches[bank], &mut marking)
+            }) {
+                Some(Ok(r)) => r,
+                _ => return Shape::General,
+            };
+            (s, b) = (regs.sp(), regs.bp());
+            *shape = rules::shape_from_probe(sp0, bp0, unwound, s, b);
+        }
+        if shapes[0] != shapes[1] {
+            return Shape::General;
+        }
+        let (mut s, mut b) = (sp, bp);
+        let theirs = self
+            .framehop_step(ra, &mut s, &mut b, read)
+            .map(|r| (r, s, b));
+        let agrees = match shapes[0] {
+            Shape::Cfa {
+                from_bp,
+                cfa_offset,
+                bp_from_cfa,
+            } => rules::apply(from_bp, cfa_offset, bp_from_cfa, sp, bp, read) == theirs,
+            Shape::End => theirs.is_none(),
+            _ => true,
+        };
+        if agrees {
+            shapes[0]
+        } else {
+            Shape::General
+        }
     }
 
     /// Records the stack ids of the last capture's frames (`ids[i]`: the id of the stack
     /// made of the frames from `i` outwards), for the next capture on this thread.
     pub fn remember(&mut self, ids: &[u32]) {
-        // SAFETY: as in `capture`: this thread's record, not borrowed elsewhere.
-        let prev = PREVIOUS.with(|p| unsafe { &mut *p.get() });
+        // SAFETY: as in `capture`: this thread's records, not borrowed elsewhere.
+        let captures = CAPTURES.with(|p| unsafe { &mut *p.get() });
+        let prev = &mut captures.bufs[captures.last];
         let skip = prev.skip;
         if skip + ids.len() <= MAX_RAW {
             prev.ids[skip..skip + ids.len()].copy_from_slice(ids);
@@ -239,11 +406,31 @@ impl Stacks {
 /// Most raw frames kept per capture: the recorded ones plus the allocator's own.
 const MAX_RAW: usize = MAX_FRAMES + 32;
 
-/// A thread's last capture, for reusing the frames two captures share.
-struct Previous {
+/// What the walk knows about how the current frame was reached.
+struct Track {
+    /// The capture's stack pointer.
+    sp0: u64,
+    /// Every step so far used a stack-pointer rule: the frame stands at a fixed distance
+    /// from `sp0`.
+    chain: bool,
+    /// Where the frame pointer was last loaded from (distance from `sp0`), or
+    /// `BP_INITIAL` if it is still the capture's own.
+    bp_from: u64,
+}
+
+const BP_INITIAL: u64 = u64::MAX;
+
+/// One capture, kept for reusing the frames the next one shares with it.
+struct Capture {
     len: usize,
     ras: [u64; MAX_RAW],
     slots: [u64; MAX_RAW],
+    /// Per frame: its slot's distance from the capture's stack pointer, and where the
+    /// frame pointer came from (see `Track`); meaningful for the first `chain` frames.
+    rel: [u64; MAX_RAW],
+    bp_from: [u64; MAX_RAW],
+    /// Leading frames reached by stack-pointer rules only.
+    chain: usize,
     /// Stack ids per raw frame (from `skip` on), valid after `Stacks::remember`.
     ids: [u32; MAX_RAW],
     skip: usize,
@@ -251,16 +438,32 @@ struct Previous {
     ids_valid: bool,
 }
 
+/// A thread's last capture and the buffer the next one is written into (they swap
+/// roles, so a capture is never copied as a whole).
+struct Captures {
+    bufs: [Capture; 2],
+    /// Which of `bufs` holds the last capture.
+    last: usize,
+}
+
+const EMPTY_CAPTURE: Capture = Capture {
+    len: 0,
+    ras: [0; MAX_RAW],
+    slots: [0; MAX_RAW],
+    rel: [0; MAX_RAW],
+    bp_from: [0; MAX_RAW],
+    chain: 0,
+    ids: [0; MAX_RAW],
+    skip: 0,
+    truncated: false,
+    ids_valid: false,
+};
+
 thread_local! {
-    static PREVIOUS: core::cell::UnsafeCell<Previous> = const {
-        core::cell::UnsafeCell::new(Previous {
-            len: 0,
-            ras: [0; MAX_RAW],
-            slots: [0; MAX_RAW],
-            ids: [0; MAX_RAW],
-            skip: 0,
-            truncated: false,
-            ids_valid: false,
+    static CAPTURES: core::cell::UnsafeCell<Captures> = const {
+        core::cell::UnsafeCell::new(Captures {
+            bufs: [EMPTY_CAPTURE, EMPTY_CAPTURE],
+            last: 0,
         })
     };
 }
