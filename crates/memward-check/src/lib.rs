@@ -4,6 +4,9 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
+/// Leak detection at exit by reachability (LeakSanitizer's method).
+pub mod leaks;
+
 mod block;
 mod checker;
 mod exit;

@@ -6,10 +6,16 @@
 //! and, unless the user asked to keep going, `==PID==ABORTING` and the end of the process
 //! with the exit code (default 1) through `_exit`, as AddressSanitizer ends.
 //!
-//! Frames read `    #N 0xPC (/path/module+0xOFFSET)`. Stacks hold return addresses;
-//! as AddressSanitizer does, a frame's printed address is the return address minus one
-//! (inside the call instruction), except the first frame of a fault, which is the
-//! faulting instruction itself.
+//! Stacks are symbolised in-process when the report is written, with memward-symbolize
+//! over the running process's modules (DWARF, else the symbol table), and printed as
+//! AddressSanitizer prints them: `    #N 0xPC in FUNCTION FILE:LINE:COLUMN`, or
+//! `    #N 0xPC  (/path/module+0xOFFSET)` for a frame nothing is known of. As in
+//! sanitizer reports, a frame's address is the return address minus one (inside the
+//! call instruction), except the first frame of a fault, which is the faulting
+//! instruction itself. Leading frames of memward itself (when it is linked into the
+//! program rather than preloaded, its frames share the executable) are dropped by name.
+//! The SUMMARY line names the first frame left: `FILE:LINE:COLUMN in FUNCTION`, or
+//! `(MODULE+0xOFFSET)`.
 //!
 //! A report goes to stderr and, with `MEMWARD_CHECK_LOG_FILE=PATH`, is appended to
 //! `PATH.<pid>`. Reports from different threads do not interleave (one lock). A report
@@ -18,6 +24,7 @@
 use crate::checker::options;
 use crate::stacks;
 use memward_profile::shared::SpinLock;
+use memward_symbolize::{asan, Symbolizer};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -25,6 +32,34 @@ use std::sync::atomic::{AtomicU64, Ordering};
 static ERRORS: AtomicU64 = AtomicU64::new(0);
 /// Serialises reports.
 static PRINTING: SpinLock<()> = SpinLock::new(());
+/// The process's symbolizer, made at the first report and kept (it caches what it read).
+static SYMBOLIZER: SpinLock<Option<Symbolizer>> = SpinLock::new(None);
+
+/// Runs `f` with the symbolizer, its module map brought up to date. `None` if the
+/// process's modules cannot be read.
+pub fn with_symbolizer<R>(f: impl FnOnce(&mut Symbolizer) -> R) -> Option<R> {
+    let mut guard = SYMBOLIZER.lock();
+    match guard.as_mut() {
+        Some(sym) => {
+            let _ = sym.refresh_this_process();
+        }
+        None => *guard = Some(Symbolizer::for_this_process().ok()?),
+    }
+    guard.as_mut().map(f)
+}
+
+/// Names whose frames are memward's own (dropped from the top of a stack).
+fn is_memward_frame(name: &str) -> bool {
+    let name = name.trim_start_matches('<');
+    [
+        "memward_check::",
+        "memward::",
+        "memward_profile::",
+        "memward_preload::",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
+}
 
 /// How many errors were reported.
 pub fn error_count() -> u64 {
@@ -64,7 +99,7 @@ pub struct Report {
     /// Names the suppressions are matched against (module paths, functions, files).
     names: Vec<String>,
     /// Where the SUMMARY line points: the first frame of the main stack.
-    summary_at: Option<u64>,
+    summary: Option<String>,
     /// `==PID==HINT: ...` lines after SUMMARY.
     hints: Vec<String>,
 }
@@ -86,7 +121,7 @@ impl Report {
             bug,
             text,
             names: Vec::new(),
-            summary_at: None,
+            summary: None,
             hints: Vec::new(),
         }
     }
@@ -106,25 +141,77 @@ impl Report {
 
     /// Adds a stack; the first stack added is the one SUMMARY names.
     pub fn stack(&mut self, stack: &Stack) -> &mut Self {
-        if stack.frames.is_empty() {
-            self.text.push_str("    <empty stack>\n\n");
-            return self;
-        }
         let depth = options().depth.max(1);
-        for i in 0..stack.frames.len().min(depth) {
-            let pc = stack.pc(i);
-            if self.summary_at.is_none() {
-                self.summary_at = Some(pc);
+        let text = with_symbolizer(|sym| {
+            // memward's own leading frames (a statically linked memward's) go.
+            let skip = if stack.first_is_pc {
+                0
+            } else {
+                stack
+                    .frames
+                    .iter()
+                    .take_while(|&&a| {
+                        let loc = sym.symbolize(a);
+                        loc.frames.last().is_some_and(|f| is_memward_frame(&f.name))
+                    })
+                    .count()
+            };
+            let frames = &stack.frames[skip.min(stack.frames.len())..];
+            let frames = &frames[..frames.len().min(depth)];
+            let mut out = String::new();
+            if stack.first_is_pc {
+                asan::write_fault_stack(sym, frames, &mut out);
+            } else {
+                asan::write_stack(sym, frames, &mut out);
             }
-            let _ = write!(self.text, "    #{i} {pc:#x}");
-            match stacks::module_of(pc) {
-                Some((path, offset)) => {
-                    let _ = writeln!(self.text, " ({path}+{offset:#x})");
+            // Names for suppressions, and the SUMMARY's place.
+            for (i, &a) in frames.iter().enumerate() {
+                let key = if i == 0 && stack.first_is_pc {
+                    a + 1
+                } else {
+                    a
+                };
+                let loc = sym.symbolize(key).clone();
+                if let Some(m) = loc.module {
+                    let path = sym.modules()[m].path.to_string_lossy().into_owned();
                     if !self.names.contains(&path) {
                         self.names.push(path);
                     }
                 }
-                None => self.text.push('\n'),
+                for f in &loc.frames {
+                    self.names.push(f.name.clone());
+                    if let Some(file) = &f.file {
+                        self.names.push(file.clone());
+                    }
+                }
+                if self.summary.is_none() {
+                    let f = &loc.frames[0];
+                    self.summary = Some(match (&f.file, f.resolved) {
+                        (Some(file), true) if f.line != 0 => {
+                            format!("{file}:{}{} in {}", f.line, col(f.column), f.name)
+                        }
+                        _ => match (loc.module, loc.offset) {
+                            (Some(m), Some(off)) => format!(
+                                "({}+{:#x})",
+                                sym.modules()[m].path.display(),
+                                off.saturating_sub(1)
+                            ),
+                            _ => format!("({:#x})", a),
+                        },
+                    });
+                }
+            }
+            out
+        });
+        match text {
+            Some(t) if !t.is_empty() => self.text.push_str(&t),
+            Some(_) => self.text.push_str("    <empty stack>\n"),
+            None => {
+                // The module map could not be read: addresses only.
+                for (i, a) in stack.frames.iter().take(depth).enumerate() {
+                    let _ = writeln!(self.text, "    #{i} {:#x}", stack.pc(i));
+                    let _ = a;
+                }
             }
         }
         self.text.push('\n');
@@ -162,9 +249,9 @@ impl Report {
             return false;
         }
         let _ = write!(self.text, "SUMMARY: memward: {}", self.bug);
-        match self.summary_at.and_then(stacks::module_of) {
-            Some((path, offset)) => {
-                let _ = writeln!(self.text, " ({path}+{offset:#x})");
+        match &self.summary {
+            Some(at) => {
+                let _ = writeln!(self.text, " {at}");
             }
             None => self.text.push('\n'),
         }
@@ -181,6 +268,14 @@ impl Report {
             die();
         }
         true
+    }
+}
+
+fn col(c: u32) -> String {
+    if c == 0 {
+        String::new()
+    } else {
+        format!(":{c}")
     }
 }
 

@@ -19,11 +19,9 @@ use crate::threads;
 use memward_profile::shared::{ModuleInfo, Scan, SpinLock, Stacks, Trie, MAX_FRAMES};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-/// A module as reports need it: where it lies and its path.
+/// A module the unwinder knows.
 #[derive(Clone)]
 pub struct Module {
-    pub bias: u64,
-    pub path: String,
     key: (u64, u64),
     info: ModuleInfo,
 }
@@ -73,8 +71,6 @@ impl Depot {
             }
             self.stacks.add(m);
             self.modules.push(Module {
-                bias: m.bias,
-                path: String::from_utf8_lossy(m.path()).into_owned(),
                 key: m.key(),
                 info: *m,
             });
@@ -158,16 +154,6 @@ pub fn frames(id: u32) -> Vec<u64> {
         id = parent;
     }
     out
-}
-
-/// The module holding `addr`: its path and `addr`'s offset from its load bias.
-pub fn module_of(addr: u64) -> Option<(String, u64)> {
-    let depot = DEPOT.lock();
-    let d = depot.as_ref()?;
-    d.modules
-        .iter()
-        .find(|m| m.info.contains(addr))
-        .map(|m| (m.path.clone(), addr - m.bias))
 }
 
 /// Takes the locks before `fork`.

@@ -6,12 +6,11 @@
 mod analysis;
 mod error;
 mod output;
-mod symbolize;
 
 pub use analysis::{Analysis, Histogram, HistogramBucket, Peak, Process, Site, TimePoint, Totals};
 pub use error::Error;
+pub use memward_symbolize::{demangle, Frame, Location, ModuleInfo, Symbolizer, Unusable};
 pub use output::{diff, Format, Metric, Report};
-pub use symbolize::{demangle, Frame, Location, ModuleInfo, Symbolizer, Unusable};
 
 /// The text summary of the profile at `path` (what `memward profile` prints at exit).
 ///

@@ -12,14 +12,12 @@
 //! `name+0xoffset`, and an address outside every module to its hexadecimal value.
 //!
 //! Every distinct address is resolved once and cached; modules are opened lazily, once.
+//! The module map can be replaced ([`Symbolizer::set_modules`], which the in-process
+//! refresh uses when the program loads or unloads a library): modules whose identity is
+//! unchanged keep their opened files and parsed DWARF.
 
-mod demangle;
-mod module;
-
-pub use demangle::demangle;
-pub use module::{ModuleInfo, Unusable};
-
-use module::OpenModule;
+use crate::demangle::demangle;
+use crate::module::{self, ModuleInfo, OpenModule};
 use rustc_hash::FxHashMap;
 
 /// One source-level frame at an address: a function, or a function inlined into another.
@@ -34,6 +32,8 @@ pub struct Frame {
     pub file: Option<String>,
     /// The source line (0 when unknown).
     pub line: u32,
+    /// The source column (0 when unknown).
+    pub column: u32,
     /// Whether a function name is known (from DWARF or the symbol table).
     pub resolved: bool,
 }
@@ -42,9 +42,9 @@ impl Frame {
     /// `name (file:line)`, `name (file)` or `name`: a one-line label.
     ///
     /// ```
-    /// use memward_report::Frame;
+    /// use memward_symbolize::Frame;
     /// let f = Frame { name: "main".into(), system_name: "main".into(),
-    ///                 file: Some("a.c".into()), line: 3, resolved: true };
+    ///                 file: Some("a.c".into()), line: 3, column: 7, resolved: true };
     /// assert_eq!(f.label(), "main (a.c:3)");
     /// ```
     pub fn label(&self) -> String {
@@ -63,6 +63,9 @@ pub struct Location {
     pub address: u64,
     /// Index of its module in the module map, if any contains it.
     pub module: Option<usize>,
+    /// The address in the module's file (`address - load_bias`), when a module contains
+    /// it: what `module+0xoffset` labels show.
+    pub offset: Option<u64>,
     /// The frames at this address, innermost (most deeply inlined) first, the physical
     /// function last; never empty.
     pub frames: Vec<Frame>,
@@ -71,12 +74,13 @@ pub struct Location {
 /// Resolves addresses against a profile's module map, caching per module and per address.
 ///
 /// ```
-/// use memward_report::{ModuleInfo, Symbolizer};
+/// use memward_symbolize::{ModuleInfo, Symbolizer};
 /// let modules = vec![ModuleInfo { path: "/nonexistent/libx.so".into(), build_id: vec![],
 ///                                 load_bias: 0x7000_0000, ranges: vec![(0x7000_0000, 0x7001_0000)] }];
 /// let mut sym = Symbolizer::new(modules);
 /// let loc = sym.symbolize(0x7000_1234);
 /// assert_eq!(loc.frames[0].name, "libx.so+0x1234");
+/// assert_eq!((loc.module, loc.offset), (Some(0), Some(0x1234)));
 /// assert_eq!(sym.symbolize(0x10).frames[0].name, "0x10");
 /// ```
 pub struct Symbolizer {
@@ -93,6 +97,40 @@ impl Symbolizer {
     /// A symbolizer for this module map (nothing is opened yet, except to find the address
     /// ranges of modules the profile recorded without one).
     pub fn new(modules: Vec<ModuleInfo>) -> Self {
+        let mut sym = Symbolizer {
+            modules: Vec::new(),
+            infos: Vec::new(),
+            ranges: Vec::new(),
+            reach: Vec::new(),
+            cache: FxHashMap::default(),
+        };
+        sym.set_modules(modules);
+        sym
+    }
+
+    /// Replaces the module map (a library was loaded or unloaded). Modules present in
+    /// both maps (same path, build id and load bias) keep their opened files; resolved
+    /// addresses are forgotten, since an address may now belong to another module.
+    ///
+    /// ```
+    /// use memward_symbolize::{ModuleInfo, Symbolizer};
+    /// let lib = |bias| ModuleInfo { path: "/nonexistent/liby.so".into(), build_id: vec![],
+    ///                               load_bias: bias, ranges: vec![(bias, bias + 0x1000)] };
+    /// let mut sym = Symbolizer::new(vec![lib(0x10000)]);
+    /// assert_eq!(sym.symbolize(0x10010).frames[0].name, "liby.so+0x10");
+    /// sym.set_modules(vec![lib(0x20000)]);
+    /// assert_eq!(sym.symbolize(0x10010).frames[0].name, "0x10010");
+    /// assert_eq!(sym.symbolize(0x20010).frames[0].name, "liby.so+0x10");
+    /// ```
+    pub fn set_modules(&mut self, modules: Vec<ModuleInfo>) {
+        let mut opened: Vec<OpenModule> = self.modules.drain(..).flatten().collect();
+        self.modules = modules
+            .iter()
+            .map(|m| {
+                let i = opened.iter().position(|o| o.info == *m)?;
+                Some(opened.swap_remove(i))
+            })
+            .collect();
         let mut ranges: Vec<(u64, u64, usize)> = modules
             .iter()
             .enumerate()
@@ -110,13 +148,10 @@ impl Symbolizer {
                 Some(*max)
             })
             .collect();
-        Symbolizer {
-            reach,
-            modules: modules.iter().map(|_| None).collect(),
-            infos: modules,
-            ranges,
-            cache: FxHashMap::default(),
-        }
+        self.reach = reach;
+        self.infos = modules;
+        self.ranges = ranges;
+        self.cache.clear();
     }
 
     /// The module map this symbolizer was built from.
@@ -151,7 +186,7 @@ impl Symbolizer {
     /// The frames at `address` if [`Symbolizer::symbolize`] has resolved it.
     ///
     /// ```
-    /// let mut sym = memward_report::Symbolizer::new(vec![]);
+    /// let mut sym = memward_symbolize::Symbolizer::new(vec![]);
     /// assert!(sym.cached(0x10).is_none());
     /// sym.symbolize(0x10);
     /// assert!(sym.cached(0x10).is_some());
@@ -165,6 +200,7 @@ impl Symbolizer {
             return Location {
                 address,
                 module: None,
+                offset: None,
                 frames: vec![unknown_frame(format!("{address:#x}"))],
             };
         };
@@ -179,6 +215,7 @@ impl Symbolizer {
         Location {
             address,
             module: Some(index),
+            offset: Some(file_address),
             frames,
         }
     }
@@ -190,6 +227,7 @@ fn unknown_frame(label: String) -> Frame {
         name: label,
         file: None,
         line: 0,
+        column: 0,
         resolved: false,
     }
 }
@@ -205,9 +243,13 @@ fn frames_at(loader: &addr2line::Loader, probe: u64, fallback: &str) -> Vec<Fram
                 .as_ref()
                 .and_then(|n| n.raw_name().ok())
                 .map(|n| n.into_owned());
-            let (file, line) = match f.location {
-                Some(l) => (l.file.map(str::to_owned), l.line.unwrap_or(0)),
-                None => (None, 0),
+            let (file, line, column) = match f.location {
+                Some(l) => (
+                    l.file.map(str::to_owned),
+                    l.line.unwrap_or(0),
+                    l.column.unwrap_or(0),
+                ),
+                None => (None, 0, 0),
             };
             frames.push(match raw {
                 Some(raw) => Frame {
@@ -215,11 +257,13 @@ fn frames_at(loader: &addr2line::Loader, probe: u64, fallback: &str) -> Vec<Fram
                     system_name: raw,
                     file,
                     line,
+                    column,
                     resolved: true,
                 },
                 None => Frame {
                     file,
                     line,
+                    column,
                     ..unknown_frame(String::new())
                 },
             });
@@ -247,6 +291,7 @@ fn frames_at(loader: &addr2line::Loader, probe: u64, fallback: &str) -> Vec<Fram
                 system_name: sym.to_owned(),
                 file: None,
                 line: 0,
+                column: 0,
                 resolved: true,
             },
             None => unknown_frame(fallback.to_owned()),

@@ -12,7 +12,7 @@ use std::borrow::Cow;
 /// The readable form of a mangled Rust or C++ name; other names come back unchanged.
 ///
 /// ```
-/// use memward_report::demangle;
+/// use memward_symbolize::demangle;
 /// assert_eq!(demangle("_ZN4core3ptr13drop_in_place17h0123456789abcdefE"), "core::ptr::drop_in_place");
 /// assert_eq!(demangle("_ZN3foo3barEi"), "foo::bar(int)");
 /// assert_eq!(demangle("main"), "main");
