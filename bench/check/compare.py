@@ -151,16 +151,17 @@ def table(results):
                          + " | ".join(cell(*res[t], prog) for t in ("memcheck", "asan", "memward"))
                          + " |")
         lines.append("")
-    totals = []
-    for group in ("errors", "clean"):
-        n = sum(1 for p, _ in results if p.group == group)
-        counts = [sum(1 for p, r in results if p.group == group and r[t][0])
-                  for t in ("memcheck", "asan", "memward")]
-        totals.append((group, n, counts))
+    rows = (
+        ("heap errors caught", lambda p: p.group == "errors" and p.reports),
+        ("uninitialised reads reported", lambda p: p.group == "errors" and not p.reports),
+        ("legal programs passed", lambda p: p.group == "clean"),
+    )
     lines.append("| | programs | memcheck | ASan | memward check |")
     lines.append("|---|---|---|---|---|")
-    for group, n, counts in totals:
-        label = "wrong programs caught" if group == "errors" else "legal programs passed"
+    for label, pick in rows:
+        n = sum(1 for p, _ in results if pick(p))
+        counts = [sum(1 for p, r in results if pick(p) and r[t][0])
+                  for t in ("memcheck", "asan", "memward")]
         lines.append(f"| {label} | {n} | " + " | ".join(str(c) for c in counts) + " |")
     return "\n".join(lines) + "\n"
 

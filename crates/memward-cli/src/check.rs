@@ -49,7 +49,8 @@ impl Guard {
 pub struct CheckArgs {
     /// `--guard sample|all|none`.
     pub guard: Guard,
-    /// `--quarantine MIB`: bound on the bytes of freed blocks held back, in MiB.
+    /// `--quarantine MIB`: cap on the bytes of freed blocks held back, in MiB (the checker
+    /// holds twice the live heap, at least 16 MiB, up to this).
     pub quarantine_mib: u32,
     /// `--no-leaks` clears it: the leak check at exit.
     pub leaks: bool,
@@ -300,7 +301,8 @@ Options (only before CMD; everything from CMD on is passed to CMD unchanged):
   --guard sample|all|none  guard pages: on a sample of blocks (default), on every block
                            (reads after free, accesses past the end at the instruction;
                            slow, a page or two per block), or on none
-  --quarantine MIB         freed memory held back before reuse (default 256)
+  --quarantine MIB         cap on freed memory held back before reuse (default 256;
+                           below it, twice the live heap and at least 16 MiB)
   --no-leaks               no leak check at exit
   --keep-going             report each error and continue (default: stop at the first)
   --exit-code N            exit status after an error or a leak (default 1)
