@@ -20,7 +20,7 @@
 //! first out, so the table stays as long as the most blocks that existed at once and its
 //! hot end stays in cache.
 
-use crate::block::{Header, Kind, GUARDED, HEADER, LEFT_CANARY, LIVE};
+use crate::block::{Header, GUARDED, HEADER, LEFT_CANARY, LIVE};
 use crate::checker::backing;
 use crate::guard;
 use memward_profile::shared::SpinLock;
@@ -92,10 +92,10 @@ pub fn lookup(user: usize) -> Option<&'static Header> {
     if at % 8 != 0 || (page_of(at) != page_of(user) && !(backing().owns)(at as *const u8)) {
         return None;
     }
-    // SAFETY: `at` is engine memory (the engine routes only its own addresses here, and
-    // `owns` vouched for the page before), not in a page the checker protected (the
-    // filter above), so it is mapped and readable; a `Header` is plain data, and the
-    // magic word tells a header from other bytes.
+    // The engine routes only its own addresses here, and `owns` vouched for the page
+    // before; the filter above ruled out pages the checker protected.
+    // SAFETY: so `at` is mapped and readable; a `Header` is plain data, and the magic
+    // word tells a header from other bytes.
     let h = unsafe { &*(at as *const Header) };
     (h.valid_for(user) && h.flags() & GUARDED == 0).then_some(h)
 }
@@ -123,38 +123,41 @@ pub fn containing(
     best
 }
 
-/// A live block, as the leak scan sees it.
-#[allow(dead_code)] // the leak scan's input (src/leaks/, written beside this crate's core)
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LiveBlock {
-    /// The user's start address.
-    pub start: usize,
-    /// The requested size.
-    pub size: usize,
-    /// The allocation stack's id (see `stacks::frames`).
-    pub alloc_stack: u32,
-    /// How it was allocated.
-    pub kind: Kind,
+/// The live blocks as the leak scan lists them: a view of the slot table whose lock it
+/// holds, so no block can be added or freed while the scan runs (threads that try wait).
+pub struct LockedLiveBlocks {
+    slots: memward_profile::shared::Guard<'static, Slots>,
 }
 
-/// Every live block (not freed, not in quarantine), in no particular order. Blocks
-/// allocated or freed meanwhile by other threads may or may not be in the list.
-#[allow(dead_code)] // the leak scan's input
-pub fn live_blocks() -> Vec<LiveBlock> {
-    let mut out = Vec::new();
-    for (user, h) in all_blocks() {
-        // SAFETY: as in `containing`.
-        let header = unsafe { &*(h as *const Header) };
-        if header.valid_for(user) && header.state() == LIVE {
-            out.push(LiveBlock {
-                start: user,
-                size: header.len(),
-                alloc_stack: header.alloc_stack,
-                kind: header.kind(),
-            });
+/// Locks the slot table for a leak scan (released when the view is dropped).
+pub fn lock_live_blocks() -> LockedLiveBlocks {
+    LockedLiveBlocks {
+        slots: SLOTS.lock(),
+    }
+}
+
+impl crate::leaks::LiveBlocks for LockedLiveBlocks {
+    fn estimate(&self) -> usize {
+        self.slots.entries.len() - self.slots.free.len()
+    }
+
+    fn for_each(&self, f: &mut dyn FnMut(crate::leaks::LiveBlock)) {
+        for &(user, h) in self.slots.entries.iter() {
+            if user == 0 {
+                continue;
+            }
+            // SAFETY: registered headers stay readable until their block is released,
+            // which needs this lock.
+            let header = unsafe { &*(h as *const Header) };
+            if header.valid_for(user) && header.state() == LIVE {
+                f(crate::leaks::LiveBlock {
+                    start: user,
+                    size: header.len(),
+                    stack: u64::from(header.alloc_stack),
+                });
+            }
         }
     }
-    out
 }
 
 /// Every registered block (user address, header address).

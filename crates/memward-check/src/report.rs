@@ -48,6 +48,23 @@ pub fn with_symbolizer<R>(f: impl FnOnce(&mut Symbolizer) -> R) -> Option<R> {
     guard.as_mut().map(f)
 }
 
+/// `frames` without memward's own leading frames (see the module docs), at most the
+/// report depth.
+pub fn program_frames(frames: &[u64]) -> Vec<u64> {
+    let skip = with_symbolizer(|sym| {
+        frames
+            .iter()
+            .take_while(|&&a| {
+                let loc = sym.symbolize(a);
+                loc.frames.last().is_some_and(|f| is_memward_frame(&f.name))
+            })
+            .count()
+    })
+    .unwrap_or(0);
+    let rest = &frames[skip..];
+    rest[..rest.len().min(options().depth.max(1))].to_vec()
+}
+
 /// Names whose frames are memward's own (dropped from the top of a stack).
 fn is_memward_frame(name: &str) -> bool {
     let name = name.trim_start_matches('<');
@@ -64,6 +81,39 @@ fn is_memward_frame(name: &str) -> bool {
 /// How many errors were reported.
 pub fn error_count() -> u64 {
     ERRORS.load(Ordering::Relaxed)
+}
+
+/// Counts an error reported outside [`Report::emit`] (the leak report).
+pub fn count_error() {
+    ERRORS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Whether a `kind` suppression matches a frame of `stack` (function, file or module).
+pub fn suppressed(kind: &str, stack: &[u64]) -> bool {
+    let o = options();
+    if !o
+        .suppressions
+        .list
+        .iter()
+        .any(|s| s.kind == kind || s.kind == "*")
+    {
+        return false;
+    }
+    let mut names: Vec<String> = Vec::new();
+    with_symbolizer(|sym| {
+        for &a in stack {
+            let loc = sym.symbolize(a).clone();
+            if let Some(m) = loc.module {
+                names.push(sym.modules()[m].path.to_string_lossy().into_owned());
+            }
+            for f in loc.frames {
+                names.push(f.name);
+                names.extend(f.file);
+            }
+        }
+    });
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    o.suppressions.find(kind, &names).is_some()
 }
 
 /// A stack to print: return addresses, or a fault's stack whose first frame is the

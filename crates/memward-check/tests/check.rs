@@ -10,33 +10,88 @@
 
 use memward_check::{Backing, Kind};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-unsafe fn libc_alloc(size: usize, align: usize) -> *mut u8 {
-    let mut p = core::ptr::null_mut();
-    // SAFETY: `p` is a valid out-pointer; align is a power of two >= 16.
-    if unsafe { libc::posix_memalign(&mut p, align, size.max(1)) } != 0 {
-        return core::ptr::null_mut();
+/// The backing for these tests: one big reserved mapping handed out by a bump pointer
+/// (frees are no-ops), which also serves this binary's global allocator, as the engine
+/// serves both in a real program: the checker's own tables and everything else that is
+/// not a checked block are memory the backing `owns`, which the leak scan does not take
+/// for roots, while the checked blocks are the program's heap.
+const ARENA: usize = 16 << 30;
+static ARENA_BASE: AtomicUsize = AtomicUsize::new(0);
+static ARENA_NEXT: AtomicUsize = AtomicUsize::new(0);
+
+fn arena_base() -> usize {
+    let base = ARENA_BASE.load(Ordering::Acquire);
+    if base != 0 {
+        return base;
     }
-    p.cast()
+    // SAFETY: an anonymous private mapping of reserved (not committed) memory.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            ARENA,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    assert!(p != libc::MAP_FAILED);
+    match ARENA_BASE.compare_exchange(0, p as usize, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => p as usize,
+        Err(winner) => {
+            // SAFETY: our mapping, unused.
+            unsafe { libc::munmap(p, ARENA) };
+            winner
+        }
+    }
 }
 
-unsafe fn libc_free(p: *mut u8) {
-    // SAFETY: `p` came from posix_memalign.
-    unsafe { libc::free(p.cast()) }
+fn arena_alloc(size: usize, align: usize) -> *mut u8 {
+    let base = arena_base();
+    let mut next = ARENA_NEXT.load(Ordering::Relaxed);
+    loop {
+        let start = (base + next + align - 1) & !(align - 1);
+        let end = start - base + size;
+        if end > ARENA {
+            return core::ptr::null_mut();
+        }
+        match ARENA_NEXT.compare_exchange_weak(next, end, Ordering::AcqRel, Ordering::Relaxed) {
+            Ok(_) => return start as *mut u8,
+            Err(now) => next = now,
+        }
+    }
 }
 
-/// Whether `p`'s page is mapped (libc cannot say which memory its malloc manages; the
-/// checker asks only about addresses next to ones it handed out).
-fn mapped(p: *const u8) -> bool {
-    let page = (p as usize) & !4095;
-    // SAFETY: msync only inspects the mapping of the page (ENOMEM if unmapped).
-    unsafe { libc::msync(page as *mut libc::c_void, 4096, libc::MS_ASYNC) == 0 }
+struct Arena;
+
+// SAFETY: blocks are disjoint ranges of the mapping, aligned as asked, never reused.
+unsafe impl std::alloc::GlobalAlloc for Arena {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        arena_alloc(layout.size(), layout.align())
+    }
+    unsafe fn dealloc(&self, _: *mut u8, _: std::alloc::Layout) {}
+}
+
+#[global_allocator]
+static GLOBAL: Arena = Arena;
+
+unsafe fn backing_alloc(size: usize, align: usize) -> *mut u8 {
+    arena_alloc(size, align)
+}
+
+unsafe fn backing_free(_: *mut u8) {}
+
+fn backing_owns(p: *const u8) -> bool {
+    let base = arena_base();
+    (p as usize) >= base && (p as usize) < base + ARENA
 }
 
 static LIBC: Backing = Backing {
-    alloc: libc_alloc,
-    free: libc_free,
-    owns: mapped,
+    alloc: backing_alloc,
+    free: backing_free,
+    owns: backing_owns,
     unchecked: |f| f(),
 };
 
@@ -538,6 +593,31 @@ fn usable_size_of_a_freed_block_is_reported() {
         .has("freed by thread T1 here:");
 }
 
+#[test]
+fn leaks_are_reported_at_exit_and_reachable_blocks_are_not() {
+    let o = run("leak_one_keep_one", &[]);
+    assert_eq!(o.code, Some(1), "stderr:\n{}", o.stderr);
+    o.has("ERROR: memward: detected memory leaks")
+        .has("Direct leak of 40 byte(s) in 1 object(s) allocated from:\n    #0 0x")
+        .has(" in check::alloc ")
+        .lacks("memward_check::")
+        .has("SUMMARY: memward: 40 byte(s) leaked in 1 allocation(s).")
+        .lacks("24 byte(s)");
+    let o = run("leak_one_keep_one", &[("MEMWARD_CHECK_LEAKS", "0")]);
+    assert_eq!(o.code, Some(0), "stderr:\n{}", o.stderr);
+    assert_eq!(o.stderr, "");
+    let dir = std::env::temp_dir().join(format!("memward-check-leak-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let supp = dir.join("supp.txt");
+    std::fs::write(&supp, "leak:leak_one_keep_one\n").unwrap();
+    let o = run(
+        "leak_one_keep_one",
+        &[("MEMWARD_CHECK_SUPPRESSIONS", supp.to_str().unwrap())],
+    );
+    assert_eq!(o.code, Some(0), "stderr:\n{}", o.stderr);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// The scenarios, each run in a child by the tests above (ignored when run directly).
 mod scenarios {
     use super::*;
@@ -915,6 +995,37 @@ mod scenarios {
         unsafe { libc::waitpid(pid, &mut status, 0) };
         println!("\nCHILD_STATUS={}", libc::WEXITSTATUS(status));
         free(p, Kind::Malloc);
+    }
+
+    static KEPT: AtomicUsize = AtomicUsize::new(0);
+
+    #[test]
+    #[ignore = "run in a child process"]
+    fn leak_one_keep_one() {
+        if !child() {
+            return;
+        }
+        KEPT.store(alloc(24, Kind::Malloc) as usize, Ordering::Relaxed);
+        // A global only ever stored to could be optimised away; a real program reads it.
+        std::hint::black_box(&KEPT);
+        lose_one();
+        clobber_stack();
+        std::process::exit(0);
+    }
+
+    /// Zeroes the stack below this frame, so that the dead frame of `lose_one` leaves no
+    /// copy of its pointer for the exit path's frames to expose to the (conservative)
+    /// scan.
+    #[inline(never)]
+    fn clobber_stack() {
+        std::hint::black_box([0u64; 8192]);
+    }
+
+    /// Allocates 40 bytes and forgets them: the pointer lived only in this frame, which
+    /// is dead (below the stack pointer) once it returns.
+    #[inline(never)]
+    fn lose_one() {
+        std::hint::black_box(alloc(40, Kind::Malloc));
     }
 
     #[test]
