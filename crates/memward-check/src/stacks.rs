@@ -156,6 +156,15 @@ pub fn frames(id: u32) -> Vec<u64> {
     out
 }
 
+/// The depot's own mappings (start, end): not roots for the leak scan.
+pub fn own_mappings() -> Vec<(usize, usize)> {
+    DEPOT
+        .lock()
+        .as_ref()
+        .map(|d| d.trie.mappings().collect())
+        .unwrap_or_default()
+}
+
 /// Takes the locks before `fork`.
 pub fn lock_all() {
     SCAN.lock_forever();

@@ -564,6 +564,84 @@ fn more_blocks_than_estimated_start_the_scan_over_with_more_room() {
     );
 }
 
+// ---- blocks of memward's engine -------------------------------------------------------
+
+static ENGINE_BLOCKS: Mutex<Vec<LiveBlock>> = Mutex::new(Vec::new());
+
+/// Where the checker's user bytes start in the engine block it takes (its header and
+/// left red zone come first).
+const HEADER: usize = 32;
+
+/// A block of `size` user bytes laid out as the checker lays them out in memward's
+/// engine (after a header), tagged `tag`; its user address masked.
+#[inline(never)]
+fn engine_block(size: usize, tag: u64) -> usize {
+    let p = memward::raw::malloc(HEADER + size) as usize;
+    assert_ne!(p, 0);
+    // SAFETY: a fresh block of `HEADER + size` bytes.
+    unsafe { core::ptr::write_bytes(p as *mut u8, 0, HEADER + size) };
+    ENGINE_BLOCKS.lock().unwrap().push(LiveBlock {
+        start: p + HEADER,
+        size,
+        stack: tag,
+    });
+    black_box((p + HEADER) ^ MASK)
+}
+
+#[inline(never)]
+fn engine_free(masked: usize) {
+    let user = unmask(masked);
+    ENGINE_BLOCKS.lock().unwrap().retain(|b| b.start != user);
+    // SAFETY: a live block of the engine, freed once.
+    unsafe { memward::raw::free((user - HEADER) as *mut u8) };
+}
+
+#[test]
+fn blocks_of_memwards_engine_are_judged_by_reachability_alone() {
+    expect(
+        in_child(
+            "blocks_of_memwards_engine_are_judged_by_reachability_alone",
+            || {
+                // The engine's own state must neither hide a leak nor count as a root.
+                // Its thread heaps live in mappings outside its segments (root memory
+                // for the scan) and point at the start of engine blocks (a page's first
+                // block, a huge block): the checker's user bytes start after its header,
+                // so those pointers do not point into checker blocks. Small, medium,
+                // large (1 MiB) and huge (3 MiB) blocks.
+                engine_block(3 << 20, 5);
+                engine_block(1 << 20, 6);
+                let kept = engine_block(200, 1);
+                GLOBAL.store(unmask(kept), Ordering::Relaxed);
+                let lost = engine_block(100, 2);
+                link(lost, 0, engine_block(48, 3), 0);
+                // Neighbours freed after the leaked ones: free lists point near them.
+                for i in 0..50 {
+                    engine_free(engine_block(100, 100 + i));
+                }
+                let big = engine_block(1 << 20, 4);
+                link(kept, 8, big, 4096);
+                clear_stack_below();
+                let blocks = ENGINE_BLOCKS.lock().unwrap().clone();
+                let owns_either = |p: usize| owns(p) || memward::raw::owns(p as *const u8);
+                // SAFETY: the blocks are live blocks of the engine, not freed meanwhile.
+                let leaks = unsafe { find_leaks(&blocks, &owns_either) }.unwrap();
+                let mut lines: Vec<String> = leaks
+                    .leaked()
+                    .map(|(b, k)| format!("LEAK {} {k:?}", b.stack))
+                    .collect();
+                lines.sort();
+                lines.iter().for_each(|l| println!("{l}"));
+            },
+        ),
+        &[
+            "LEAK 2 Direct",
+            "LEAK 3 Indirect",
+            "LEAK 5 Direct",
+            "LEAK 6 Direct",
+        ],
+    );
+}
+
 // ---- the report -----------------------------------------------------------------------
 
 /// A function to name in a stack: its first instruction.
@@ -628,4 +706,108 @@ fn the_report_has_leak_sanitizers_layout_with_symbolised_stacks() {
         rest[7],
         "SUMMARY: memward: 148 byte(s) leaked in 2 allocation(s)."
     );
+}
+
+// ---- the checker's exit handler, end to end ------------------------------------------
+
+unsafe fn region_alloc(size: usize, align: usize) -> *mut u8 {
+    let Ok(layout) = Layout::from_size_align(size.max(1), align) else {
+        return core::ptr::null_mut();
+    };
+    // SAFETY: a non-zero size.
+    unsafe { std::alloc::alloc(layout) }
+}
+
+unsafe fn region_free(_p: *mut u8) {}
+
+/// The checker over this binary's region: `owns` is exact, as the engine's is.
+static REGION_BACKING: memward_check::Backing = memward_check::Backing {
+    alloc: region_alloc,
+    free: region_free,
+    owns: |p| owns(p as usize),
+    unchecked: |f| f(),
+};
+
+/// A block from the checker (its allocation stack passes through this function), its
+/// address returned masked.
+#[inline(never)]
+fn checked_block(size: usize) -> usize {
+    // SAFETY: the checker is configured; nothing else of the checker runs on this thread.
+    let p = unsafe { memward_check::alloc(size, 16, false, memward_check::Kind::Malloc) };
+    assert!(!p.is_null());
+    black_box(p as usize ^ MASK)
+}
+
+/// Runs `name` in a child with `MEMWARD_CHECK=1` and `env`; its exit code and stderr.
+fn run_checked(name: &str, env: &[(&str, &str)]) -> Option<(Option<i32>, String)> {
+    if std::env::var_os(CHILD).is_some() {
+        return None;
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, "1")
+        .env("MEMWARD_CHECK", "1")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    Some((
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// The checker's scenario: one block kept by a global, one leaked with another it points
+/// to; the report comes from the checker's exit handler when the process exits.
+fn leaky_program() {
+    assert!(memward_check::configure_from_env(&REGION_BACKING));
+    keep_statics();
+    GLOBAL.store(unmask(checked_block(64)), Ordering::Relaxed);
+    let lost = checked_block(100);
+    link(lost, 0, checked_block(48), 0);
+    clear_stack_below();
+}
+
+#[test]
+fn the_checker_reports_leaks_at_exit() {
+    let Some((code, stderr)) = run_checked("the_checker_reports_leaks_at_exit", &[]) else {
+        return leaky_program();
+    };
+    assert_eq!(code, Some(1), "{stderr}");
+    let at = stderr
+        .find("==ERROR: memward: detected memory leaks\n\n")
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let report = &stderr[at..];
+    assert!(
+        report.contains("\nDirect leak of 100 byte(s) in 1 object(s) allocated from:\n    #0 0x"),
+        "{report}"
+    );
+    assert!(
+        report.contains("\nIndirect leak of 48 byte(s) in 1 object(s) allocated from:\n    #0 0x"),
+        "{report}"
+    );
+    assert!(report.contains(" in leaks::checked_block "), "{report}");
+    assert!(
+        report.ends_with("\nSUMMARY: memward: 148 byte(s) leaked in 2 allocation(s).\n"),
+        "{report}"
+    );
+}
+
+#[test]
+fn leak_suppressions_and_memward_check_leaks_0_silence_the_report() {
+    let dir = std::env::temp_dir().join(format!("memward-leaks-supp-{}", std::process::id()));
+    let file = dir.to_str().unwrap().to_owned() + ".supp";
+    let name = "leak_suppressions_and_memward_check_leaks_0_silence_the_report";
+    if std::env::var_os(CHILD).is_none() {
+        std::fs::write(&file, "# ours\nleak:leaks::checked_block\n").unwrap();
+    }
+    for env in [
+        &[("MEMWARD_CHECK_SUPPRESSIONS", file.as_str())][..],
+        &[("MEMWARD_CHECK_LEAKS", "0")][..],
+    ] {
+        let Some((code, stderr)) = run_checked(name, env) else {
+            return leaky_program();
+        };
+        assert_eq!((code, stderr.as_str()), (Some(0), ""));
+    }
+    let _ = std::fs::remove_file(&file);
 }

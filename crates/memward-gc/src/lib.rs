@@ -13,7 +13,4 @@ mod unsync;
 
 pub use memward_gc_derive::Trace;
 pub use trace::{Trace, Tracer};
-pub use unsync::{collect, Gc, Weak};
-
-#[doc(hidden)]
-pub use unsync::trim;
+pub use unsync::{collect, trim, Gc, Weak};

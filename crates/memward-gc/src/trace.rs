@@ -3,7 +3,9 @@
 //! Tracing is how the collector learns which `Gc`s a value owns. A value reports each
 //! owned `Gc` once by calling `trace` on it; the `Gc` appends an [`Edge`] (a type-erased
 //! pointer to its allocation plus the static table of functions for its type) to the
-//! tracer. The collector only ever *counts* these edges: it never drops or frees anything
+//! tracer, or, for the thread-local collector's count, hands it straight to that
+//! collector's scan (`Tracer::counting`: no list written and read back, no call per
+//! edge). The collector only ever *counts* these edges: it never drops or frees anything
 //! because of them, it only concludes that an object is unreachable when every one of its
 //! strong references was reported from inside other unreachable objects. Hence the
 //! contract in [`Trace`]'s `# Safety`: reporting fewer edges than there are is harmless
@@ -14,6 +16,7 @@
 //! reachable; the tracer is told the value is *opaque* and the collector keeps it alive.
 //! The thread-safe collector also asks the tracer to *hold* the guards until it has
 //! decided, so that no thread can move a reported `Gc` out while the decision is made.
+use crate::unsync::Scan;
 use core::ptr::NonNull;
 
 /// A type whose `Gc` pointers the collector can enumerate.
@@ -119,6 +122,11 @@ impl<T> Held for T {}
 /// # let _ = Gc::new(Wrapper(Gc::new(String::new())));
 /// ```
 pub struct Tracer {
+    /// `true` for the thread-local collector's count: a reported thread-local `Gc` goes
+    /// straight into `scan` (no edge list to write and read back, no call per edge) and
+    /// `sync` ones are ignored. `false`: both kinds are recorded in the edge lists.
+    pub(crate) counting: bool,
+    pub(crate) scan: Scan,
     pub(crate) unsync_edges: Vec<Edge>,
     pub(crate) sync_edges: Vec<Edge>,
     held: Vec<Box<dyn Held>>,
@@ -127,15 +135,25 @@ pub struct Tracer {
 }
 
 impl Tracer {
-    /// A tracer; `hold_guards` keeps what [`Tracer::hold`] gets until it is dropped.
+    /// A tracer that records edges; `hold_guards` keeps what [`Tracer::hold`] gets until
+    /// it is dropped.
     pub(crate) const fn new(hold_guards: bool) -> Self {
         Tracer {
+            counting: false,
+            scan: Scan::new(),
             unsync_edges: Vec::new(),
             sync_edges: Vec::new(),
             held: Vec::new(),
             hold_guards,
             opaque: false,
         }
+    }
+
+    /// The thread-local collector's tracer: counts into its `scan`, holds no guards.
+    pub(crate) const fn counting() -> Self {
+        let mut tracer = Tracer::new(false);
+        tracer.counting = true;
+        tracer
     }
 
     /// Says that the value being traced owns `Gc`s that cannot be enumerated now (for

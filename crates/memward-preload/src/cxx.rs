@@ -27,8 +27,10 @@ unsafe fn delete(p: *mut c_void, kind: Kind, size: usize) {
     }
 }
 
+/// `align` is 8 for the plain operators: like `malloc` (which libstdc++'s operators
+/// call), blocks of up to 8 bytes are 8-aligned, larger ones 16.
 fn new_nothrow(size: usize, align: usize, kind: Kind) -> *mut c_void {
-    interpose::alloc(size, align.max(16), kind).cast()
+    interpose::alloc(size, align, kind).cast()
 }
 
 /// Calls the next definition of the throwing operator `name` (libstdc++'s): it runs the
@@ -64,7 +66,7 @@ macro_rules! throwing_new {
         /// C++ `operator new`: never null; exhaustion throws `std::bad_alloc`.
         #[no_mangle]
         pub unsafe extern "C" fn $name(size: usize) -> *mut c_void {
-            let p = new_nothrow(size, 16, $kind);
+            let p = new_nothrow(size, 8, $kind);
             if p.is_null() {
                 return next_new(
                     CStr::from_bytes_with_nul(concat!(stringify!($name), "\0").as_bytes())
@@ -104,14 +106,14 @@ throwing_new!(_ZnamSt11align_val_t, Kind::NewArray, aligned);
 /// C++ `operator new(size_t, const std::nothrow_t&)`: null on exhaustion.
 #[no_mangle]
 pub unsafe extern "C" fn _ZnwmRKSt9nothrow_t(size: usize, _nt: *const c_void) -> *mut c_void {
-    new_nothrow(size, 16, Kind::New)
+    new_nothrow(size, 8, Kind::New)
 }
 
 /// # Safety
 /// C++ `operator new[](size_t, const std::nothrow_t&)`: null on exhaustion.
 #[no_mangle]
 pub unsafe extern "C" fn _ZnamRKSt9nothrow_t(size: usize, _nt: *const c_void) -> *mut c_void {
-    new_nothrow(size, 16, Kind::NewArray)
+    new_nothrow(size, 8, Kind::NewArray)
 }
 
 /// # Safety

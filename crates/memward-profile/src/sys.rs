@@ -66,6 +66,11 @@ impl Region {
         unsafe { core::slice::from_raw_parts_mut(ptr, len) }
     }
 
+    /// Start and end addresses of the mapping.
+    pub fn range(&self) -> (usize, usize) {
+        (self.ptr as usize, self.ptr as usize + self.len)
+    }
+
     /// Length in bytes.
     pub fn len(&self) -> usize {
         self.len

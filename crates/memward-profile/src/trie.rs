@@ -185,6 +185,16 @@ impl Trie {
         self.mask = mask;
     }
 
+    /// The address ranges of the trie's own mappings (its nodes, its index, its front
+    /// cache), for a leak scan that must not take them for roots: they are reserved for
+    /// the worst case, and reading their untouched pages costs a page fault each.
+    pub fn mappings(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        [Some(&self.nodes), Some(&self.table), self.front.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(Region::range)
+    }
+
     /// The return address and parent of node `id` (`None` for 0, the empty stack, and
     /// for ids not handed out): walking parents from a stack id gives its frames,
     /// innermost first.

@@ -92,7 +92,8 @@ pub fn alloc(size: usize, align: usize, kind: Kind) -> *mut u8 {
             return p;
         }
     }
-    if align <= engine::MIN_ALIGN {
+    // As the global allocator decides: plain malloc gives 16 bytes to blocks above 8.
+    if align <= 8 || (align <= engine::MIN_ALIGN && size > 8) {
         raw::malloc(size)
     } else {
         raw::aligned_alloc(align, size)

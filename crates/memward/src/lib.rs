@@ -36,6 +36,7 @@ const LAYERS: &[&str] = &[
     "raw",
     "hooks",
     "interpose",
+    "check_env",
     "heap_stats",
 ];
 
@@ -74,6 +75,7 @@ mod global;
 pub mod raw;
 pub mod hooks;
 pub mod interpose;
+mod check_env;
 #[cfg(feature = "profile")]
 mod heap_stats;
 
@@ -82,6 +84,15 @@ pub use global::Memward;
 pub use stats::{SizeClassStats, Stats};
 #[cfg(feature = "profile")]
 pub use heap_stats::HeapStats;
+
+/// Installs what the environment asks for at process setup (`thread::global_init`): the
+/// profiler's hooks (`MEMWARD_PROFILE`) and the checker (`MEMWARD_CHECK`). It lives at the
+/// crate root because setup is low in the layers while the checker's glue uses the top
+/// ones (`raw`, `interpose`).
+fn install_modes_from_env() {
+    profile_env::install_from_env();
+    check_env::install_from_env();
+}
 
 /// Block sizes of the size classes, smallest first.
 ///

@@ -150,7 +150,7 @@ pub fn global_init() {
         return;
     }
     options::load();
-    crate::profile_env::install_from_env();
+    crate::install_modes_from_env();
     os::page_size();
     let mut key: libc::pthread_key_t = 0;
     // SAFETY: `key` is a valid out-parameter and `thread_done` has the destructor ABI.

@@ -32,9 +32,12 @@ impl LiveBlock {
     }
 }
 
-/// Live blocks sorted by start.
+/// Live blocks sorted by start, with their starts alone in a second array: the binary
+/// search, which takes most of a scan's time in cache misses, reads 8 bytes per step
+/// instead of a 24-byte block.
 pub(crate) struct BlockIndex {
     blocks: Vec<LiveBlock>,
+    starts: Vec<usize>,
     lo: usize,
     hi: usize,
 }
@@ -42,11 +45,25 @@ pub(crate) struct BlockIndex {
 impl BlockIndex {
     /// Sorts `blocks`; overlapping entries (which a correct checker never gives) keep the
     /// one that starts last as the owner of their common bytes.
-    pub(crate) fn new(mut blocks: Vec<LiveBlock>) -> BlockIndex {
+    #[cfg(test)]
+    pub(crate) fn new(blocks: Vec<LiveBlock>) -> BlockIndex {
+        BlockIndex::with_buffer(blocks, Vec::new())
+    }
+
+    /// As [`BlockIndex::new`], with the starts in `starts` (allocates nothing when it has
+    /// room for every block).
+    pub(crate) fn with_buffer(mut blocks: Vec<LiveBlock>, mut starts: Vec<usize>) -> BlockIndex {
         blocks.sort_unstable_by_key(|b| b.start);
+        starts.clear();
+        starts.extend(blocks.iter().map(|b| b.start));
         let lo = blocks.first().map_or(usize::MAX, |b| b.start);
         let hi = blocks.iter().map(LiveBlock::end).max().unwrap_or(0);
-        BlockIndex { blocks, lo, hi }
+        BlockIndex {
+            blocks,
+            starts,
+            lo,
+            hi,
+        }
     }
 
     pub(crate) fn blocks(&self) -> &[LiveBlock] {
@@ -63,7 +80,7 @@ impl BlockIndex {
         if addr < self.lo || addr >= self.hi {
             return None;
         }
-        let i = self.blocks.partition_point(|b| b.start <= addr);
+        let i = self.starts.partition_point(|&s| s <= addr);
         let b = self.blocks.get(i.checked_sub(1)?)?;
         (addr < b.end()).then_some(i - 1)
     }

@@ -214,6 +214,7 @@ unsafe fn scan(
         let mut blocks: Vec<LiveBlock> = Vec::with_capacity(room);
         let reached: Vec<bool> = Vec::with_capacity(room);
         let pending: Vec<u32> = Vec::with_capacity(room);
+        let starts: Vec<usize> = Vec::with_capacity(room);
         let mut floors: Vec<usize> = Vec::with_capacity(threads + 1);
         let mut unsuspended: Vec<i32> = Vec::with_capacity(threads);
         let world = match World::stop(threads, &mut task_buf) {
@@ -248,7 +249,7 @@ unsafe fn scan(
             room = room.saturating_mul(2);
             continue;
         }
-        let index = BlockIndex::new(blocks);
+        let index = BlockIndex::with_buffer(blocks, starts);
         let mut marker = Marker::with_buffers(&index, reached, pending);
         floors.push(here.sp());
         for t in world.stopped() {

@@ -164,6 +164,40 @@ mod tests {
     }
 
     #[test]
+    fn without_fault_detection_a_file_mapping_is_read_only_up_to_its_file() {
+        // A one-page file mapped over two pages: the second page would raise SIGBUS.
+        let path = std::env::temp_dir().join(format!("memward-roots-{}", std::process::id()));
+        std::fs::write(&path, [7u8; 8]).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        use std::os::fd::AsRawFd;
+        // SAFETY: a private mapping of our own file; unmapped below.
+        let p = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                2 * PAGE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        let maps = std::fs::read("/proc/self/maps").unwrap();
+        let mut reader = RootReader::direct();
+        let mut seen = Collect(Vec::new());
+        let start = p as usize;
+        let in_file = |a: usize| a >= start && a < start + 2 * PAGE;
+        // Everything else counts as owned: only this mapping is scanned.
+        let owns = move |a: usize| !in_file(a);
+        let n = scan_memory_roots(&maps, &[], &owns, &mut reader, &mut seen);
+        assert_eq!(n, PAGE, "only the page the file covers");
+        assert_eq!(seen.0, vec![0x0707_0707_0707_0707]);
+        // SAFETY: our mapping, no longer used.
+        unsafe { libc::munmap(p, 2 * PAGE) };
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
     fn device_mappings_are_not_roots() {
         let maps: Vec<_> = parse_maps(
             b"1000-2000 rw-s 00000000 00:05 7 /dev/dri/card0\n\

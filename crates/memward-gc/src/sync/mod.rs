@@ -270,7 +270,10 @@ impl<T: Trace + Send + Sync + 'static> Drop for Gc<T> {
 unsafe impl<T: Trace + Send + Sync + 'static> Trace for Gc<T> {
     #[inline]
     fn trace(&self, tracer: &mut Tracer) {
-        tracer.sync_edges.push(GcBox::edge(self.ptr));
+        // A thread-local collection (the counting tracer) leaves sync objects alone.
+        if !tracer.counting {
+            tracer.sync_edges.push(GcBox::edge(self.ptr));
+        }
     }
 }
 

@@ -3,14 +3,18 @@
 //! `strong` and `weak` count handles exactly like `Rc`'s (but `weak` has no implicit +1:
 //! the allocation is freed when both are zero and neither the candidate buffer nor a
 //! running collection refers to it). `meta` packs the collector's flags in its low bits
-//! and, during a collection, the object's index in the collection's tables above them.
+//! and, during a collection, the member's count of outside references (then its index)
+//! above them.
 //!
 //! The value's life and the memory's life are separate. The value is dropped exactly
 //! once, by whoever first sets `DEAD`: the last strong handle, or the collector for a
 //! garbage cycle. Once `DEAD` is set no `&T` can be made again (`Gc`'s deref checks it).
 //! The memory is freed by [`try_free`] only when no handle, no buffer entry and no
-//! collection can still read the header.
+//! collection can still read the header. Boxes of up to 256 bytes come from and go back
+//! to the thread's `box_cache`; larger ones use `Box`.
+use super::box_cache;
 use crate::trace::{Edge, Trace, Tracer, VTable};
+use core::alloc::Layout;
 use core::cell::Cell;
 use core::mem::MaybeUninit;
 use core::ptr::NonNull;
@@ -19,10 +23,12 @@ use core::ptr::NonNull;
 pub(crate) const BUFFERED: usize = 1;
 /// The value is dropped, being dropped, or not yet written (`new_cyclic`).
 pub(crate) const DEAD: usize = 2;
-/// Member of the running collection's set (its index is in the bits above `SHIFT`).
+/// Member of the running collection's set (the bits above `SHIFT` hold its count of
+/// outside references, then its index; see `collector`).
 pub(crate) const IN_SET: usize = 4;
-/// Bits below this hold flags; the bits above it a collection index.
-pub(crate) const SHIFT: u32 = 3;
+/// Bits below this hold flags (the collector's `MARK` is the fourth); the bits above it
+/// a member's count or index during a collection, zero otherwise.
+pub(crate) const SHIFT: u32 = 4;
 /// Largest strong or weak count; beyond it we abort, as `Rc` does on overflow.
 const MAX_COUNT: usize = usize::MAX >> (SHIFT + 1);
 
@@ -83,17 +89,30 @@ impl<T: Trace + 'static> GcBox<T> {
         &Self::VTABLE
     }
 
+    /// The box cache's size class for this type, if it has one.
+    const CLASS: Option<usize> = box_cache::class_of(Layout::new::<GcBox<T>>());
+
     /// Allocates a box with the given counts and flags and an unwritten value.
+    #[inline]
     pub(crate) fn allocate(strong: usize, weak: usize, meta: usize) -> NonNull<GcBox<T>> {
-        let boxed = Box::new(GcBox {
-            header: Header {
-                strong: Cell::new(strong),
-                weak: Cell::new(weak),
-                meta: Cell::new(meta),
-            },
-            value: MaybeUninit::<T>::uninit(),
-        });
-        NonNull::from(Box::leak(boxed))
+        let header = Header {
+            strong: Cell::new(strong),
+            weak: Cell::new(weak),
+            meta: Cell::new(meta),
+        };
+        match Self::CLASS {
+            Some(class) => {
+                let ptr = box_cache::alloc(class).cast::<GcBox<T>>();
+                // SAFETY: a block of the class's layout, which is at least as large and
+                // as aligned as GcBox<T> (`class_of`), and ours alone.
+                unsafe { core::ptr::addr_of_mut!((*ptr.as_ptr()).header).write(header) };
+                ptr
+            }
+            None => NonNull::from(Box::leak(Box::new(GcBox {
+                header,
+                value: MaybeUninit::<T>::uninit(),
+            }))),
+        }
     }
 
     /// The erased edge for this allocation.
@@ -135,9 +154,14 @@ unsafe fn drop_value<T>(ptr: NonNull<()>) {
 /// # Safety
 /// `ptr` came from `GcBox::<T>::allocate`, its value is dropped or was never written, and
 /// nothing refers to it any more.
-unsafe fn dealloc<T>(ptr: NonNull<()>) {
-    // SAFETY: forwarded from the caller; MaybeUninit never drops the value.
-    drop(unsafe { Box::from_raw(ptr.cast::<GcBox<T>>().as_ptr()) })
+unsafe fn dealloc<T: Trace + 'static>(ptr: NonNull<()>) {
+    match GcBox::<T>::CLASS {
+        // SAFETY: `allocate` took it from the cache with this class, on this thread
+        // (a thread-local Gc never leaves its thread), and nothing refers to it.
+        Some(class) => unsafe { box_cache::free(ptr.cast(), class) },
+        // SAFETY: forwarded from the caller; MaybeUninit never drops the value.
+        None => drop(unsafe { Box::from_raw(ptr.cast::<GcBox<T>>().as_ptr()) }),
+    }
 }
 
 /// Frees the allocation if nothing can read it any more.

@@ -6,8 +6,12 @@
 //! that a collection has already destroyed (reachable only from destructors running in
 //! that collection, or from clones they stored away) panics instead of reading a dropped
 //! value. `Gc` is neither `Send` nor `Sync`: the counts are plain cells.
+mod box_cache;
+mod collector;
 mod gc_box;
 mod heap;
+
+pub(crate) use collector::Scan;
 
 pub use heap::collect;
 
@@ -289,9 +293,13 @@ impl<T: Trace + 'static> Drop for Gc<T> {
 
 // SAFETY: reports this one owned handle.
 unsafe impl<T: Trace + 'static> Trace for Gc<T> {
-    #[inline]
+    #[inline(always)]
     fn trace(&self, tracer: &mut Tracer) {
-        tracer.unsync_edges.push(self.edge());
+        if tracer.counting {
+            tracer.scan.count_edge(self.edge(), self.header());
+        } else {
+            tracer.unsync_edges.push(self.edge());
+        }
     }
 }
 
@@ -412,9 +420,18 @@ impl<T: Trace + 'static> From<T> for Gc<T> {
     }
 }
 
-/// Frees the buffers this thread's collector keeps between collections (for tests that
-/// count bytes).
-#[doc(hidden)]
+/// Returns to the global allocator what this thread's collector keeps for reuse: freed
+/// boxes waiting in its free lists (at most 256 KiB per size class) and the buffers it
+/// keeps between collections. Thread exit does the same. Does nothing inside a
+/// destructor that a collection is running.
+///
+/// ```
+/// use memward_gc::{collect, trim, Gc};
+/// let list: Vec<Gc<u64>> = (0..10_000).map(Gc::new).collect();
+/// drop(list); // the boxes go to this thread's free lists...
+/// collect();
+/// trim(); // ...and from there back to the allocator
+/// ```
 pub fn trim() {
     heap::trim()
 }

@@ -157,6 +157,7 @@ impl Local {
         self.clear_queues();
         self.pending_purge = 0;
         self.pending_bytes = 0;
+        self.recent_run = (core::ptr::null_mut(), 0);
         // Frees that raced with the tagging are re-sent to their segments.
         self.drain_remote();
         self.flush_outbox();
@@ -259,6 +260,7 @@ impl Local {
         self.clear_queues();
         self.pending_purge = 0;
         self.pending_bytes = 0;
+        self.recent_run = (core::ptr::null_mut(), 0);
         self.flush_outbox();
         self.publish_live();
     }

@@ -187,6 +187,7 @@ impl Local {
             let Some((i, now_full)) = s.take_slot() else {
                 unreachable!("segment on the avail list without a free slot")
             };
+            self.reuse_pending(s, i, 1);
             if now_full {
                 self.avail[k].remove(seg);
                 self.full[k].push_front(seg);

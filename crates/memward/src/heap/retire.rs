@@ -95,7 +95,14 @@ impl Local {
                         self.avail[k].push_front(seg);
                         s.set_in_full_list(false);
                     }
+                    // A visited segment goes back to the abandoned list: no hint to it.
+                    if kind == SegmentKind::Large && seg != self.visiting {
+                        self.recent_run = (seg, index);
+                    }
                     if in_use == 0 && seg != self.visiting {
+                        if self.recent_run.0 == seg {
+                            self.recent_run = (core::ptr::null_mut(), 0);
+                        }
                         self.avail[k].remove(seg);
                         s.unpurge_slots();
                         segment_pool::release(seg);
@@ -110,7 +117,7 @@ impl Local {
                                 // The size bound: enforced here, where memory becomes free,
                                 // so a program that stops allocating keeps no more.
                                 if self.pending_bytes > options::free_resident_limit() {
-                                    self.purge_due(now, d as u64, true);
+                                    self.purge_oldest(now);
                                 }
                             }
                             _ => {}

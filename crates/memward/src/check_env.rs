@@ -1,0 +1,77 @@
+//! `MEMWARD_CHECK=1`: with the `check` feature, the checking allocator (`memward-check`)
+//! is put in front of the engine at process setup ([`crate::interpose`]), so a program
+//! whose global allocator is memward, or any program under libmemward.so, is checked
+//! without code changes (`memward check` sets the variables). The checker crate does not
+//! depend on the engine: it takes its memory from the `Backing` below, and the engine
+//! reaches it through the `Interposer` below; this is the only place they meet. Without
+//! the feature this does nothing.
+
+#[cfg(feature = "check")]
+mod on {
+    use crate::interpose::{self, Interposer, Kind};
+    use crate::raw;
+
+    // The checker's memory: engine blocks, taken inside the interposer's unchecked
+    // section (or `unchecked` below), so these calls never come back to the checker.
+    unsafe fn backing_alloc(size: usize, align: usize) -> *mut u8 {
+        raw::aligned_alloc(align, size)
+    }
+
+    unsafe fn backing_free(p: *mut u8) {
+        // SAFETY: the checker frees only blocks `backing_alloc` gave it.
+        unsafe { raw::free(p) }
+    }
+
+    fn backing_unchecked(f: &mut dyn FnMut()) {
+        interpose::unchecked(f)
+    }
+
+    static BACKING: memward_check::Backing = memward_check::Backing {
+        alloc: backing_alloc,
+        free: backing_free,
+        owns: raw::owns,
+        unchecked: backing_unchecked,
+    };
+
+    fn kind(k: Kind) -> memward_check::Kind {
+        match k {
+            Kind::Malloc => memward_check::Kind::Malloc,
+            Kind::New => memward_check::Kind::New,
+            Kind::NewArray => memward_check::Kind::NewArray,
+        }
+    }
+
+    unsafe fn alloc(size: usize, align: usize, zeroed: bool, k: Kind) -> *mut u8 {
+        // SAFETY: the interposer's contract is the checker's entry point's.
+        unsafe { memward_check::alloc(size, align, zeroed, kind(k)) }
+    }
+
+    unsafe fn free(p: *mut u8, k: Kind, size: usize) {
+        // SAFETY: as above.
+        unsafe { memward_check::free(p, kind(k), size) }
+    }
+
+    static INTERPOSER: Interposer = Interposer {
+        alloc,
+        free,
+        realloc: memward_check::realloc,
+        usable_size: memward_check::usable_size,
+        foreign_free: memward_check::foreign_free,
+    };
+
+    /// Installs the checker if `MEMWARD_CHECK` asks for it. Runs once, during the process
+    /// setup of the first allocation, before any block exists (new heaps start in hooked
+    /// mode, so setting the interposer is all that is needed).
+    pub fn install_from_env() {
+        if memward_check::configure_from_env(&BACKING) {
+            interpose::install(&INTERPOSER);
+        }
+    }
+}
+
+#[cfg(feature = "check")]
+pub use on::install_from_env;
+
+/// Without the `check` feature: nothing to install.
+#[cfg(not(feature = "check"))]
+pub fn install_from_env() {}
