@@ -3,8 +3,10 @@
 //!
 //! ```text
 //! memward [-h | --help | -V | --version]
-//! memward help [run | install | profile | report]
+//! memward help [run | install | profile | report | check]
 //! memward profile [-o FILE] [--sample-rate BYTES] [--lib PATH] [-h | --help] [--] CMD [ARGS...]
+//! memward check [--guard sample|all|none] [--quarantine MIB] [--no-leaks] [--keep-going]
+//!               [--exit-code N] [--log-file PATH] [--suppressions FILE] [--lib PATH] [--] CMD ...
 //! memward run [--lib PATH] [--stats] [-h | --help] [--] CMD [ARGS...]
 //! memward install --prefix DIR [--lib PATH] [-h | --help]
 //! ```
@@ -32,6 +34,8 @@ pub enum Action {
     Profile(crate::profile::ProfileArgs),
     /// Turn a heap profile into a report (`report.rs`).
     Report(crate::report::ReportArgs),
+    /// Run a command under the memory-error checker (`check.rs`).
+    Check(crate::check::CheckArgs),
 }
 
 /// Which help text to print.
@@ -47,6 +51,8 @@ pub enum Topic {
     Profile,
     /// `memward report --help`.
     Report,
+    /// `memward check --help`.
+    Check,
 }
 
 /// Arguments of `memward run`.
@@ -104,8 +110,9 @@ where
             Some(t) if t == "install" => Ok(Action::Help(Topic::Install)),
             Some(t) if t == "profile" => Ok(Action::Help(Topic::Profile)),
             Some(t) if t == "report" => Ok(Action::Help(Topic::Report)),
+            Some(t) if t == "check" => Ok(Action::Help(Topic::Check)),
             Some(t) => Err(usage(format!(
-                "no help for `{}`: the subcommands are `run`, `install`, `profile` and `report`",
+                "no help for `{}`: the subcommands are `run`, `install`, `profile`, `report` and `check`",
                 t.to_string_lossy()
             ))),
         },
@@ -116,6 +123,9 @@ where
         }
         Some("report") => {
             Ok(crate::report::parse(args)?.map_or(Action::Help(Topic::Report), Action::Report))
+        }
+        Some("check") => {
+            Ok(crate::check::parse(args)?.map_or(Action::Help(Topic::Check), Action::Check))
         }
         _ => Err(usage(format!(
             "unknown subcommand `{}` (try `memward --help`)",
@@ -235,7 +245,8 @@ Usage:
   memward profile [OPTIONS] [--] CMD ...     record every allocation of CMD with its stack
   memward install --prefix DIR               install bin/memward and lib/libmemward.so
   memward report FILE [--format F] [-o OUT]  report on a heap profile (see its --help)
-  memward help [run | install | profile | report]  show this help, or a subcommand's
+  memward check [OPTIONS] [--] CMD [ARGS...] run CMD under the memory-error checker
+  memward help [SUBCOMMAND]                  show this help, or a subcommand's
   memward -h | --help                        show this help
   memward -V | --version                     show the version
 

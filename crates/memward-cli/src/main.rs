@@ -2,6 +2,7 @@
 //! See `memward --help` (the texts are in `args.rs`).
 
 mod args;
+mod check;
 mod install;
 mod library;
 mod profile;
@@ -40,6 +41,8 @@ fn main() {
         Action::Install(install_args) => install(install_args),
         Action::Profile(profile_args) => exit(profile::run(profile_args)),
         Action::Help(Topic::Report) => print_out(report::REPORT_HELP),
+        Action::Help(Topic::Check) => print_out(check::CHECK_HELP),
+        Action::Check(check_args) => exit(check::run(check_args)),
         Action::Report(report_args) => {
             if let Err(msg) = report::run(&report_args) {
                 fail(1, &msg)
