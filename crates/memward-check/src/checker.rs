@@ -228,21 +228,7 @@ fn report_red_zone(user: usize, h: &Header, d: &Damage, at: Found, stack: Option
         r.stack_id(s);
     }
     r.location(d.from, user, h.len());
-    let state = h.state();
-    if state != LIVE {
-        let (fs, ft) = h.freed_by();
-        if fs != 0 {
-            r.line(&format!("freed by thread T{ft} here:"));
-            r.stack_id(fs);
-        }
-        r.line(&format!(
-            "previously allocated by thread T{} here:",
-            h.alloc_tid
-        ));
-    } else {
-        r.line(&format!("allocated by thread T{} here:", h.alloc_tid));
-    }
-    r.stack_id(h.alloc_stack);
+    r.block_history(h, h.state() != LIVE);
     r.emit();
 }
 
@@ -261,14 +247,7 @@ fn report_freed_write(user: usize, h: &Header, d: &Damage, at: Found) {
         d.from
     ));
     r.location(d.from, user, h.len());
-    let (fs, ft) = h.freed_by();
-    r.line(&format!("freed by thread T{ft} here:"));
-    r.stack_id(fs);
-    r.line(&format!(
-        "previously allocated by thread T{} here:",
-        h.alloc_tid
-    ));
-    r.stack_id(h.alloc_stack);
+    r.block_history(h, true);
     r.emit();
 }
 
@@ -280,18 +259,7 @@ fn describe_interior(r: &mut Report, p: usize) {
             return;
         }
         r.location(p, user, h.len());
-        if h.state() == LIVE {
-            r.line(&format!("allocated by thread T{} here:", h.alloc_tid));
-        } else {
-            let (fs, ft) = h.freed_by();
-            r.line(&format!("freed by thread T{ft} here:"));
-            r.stack_id(fs);
-            r.line(&format!(
-                "previously allocated by thread T{} here:",
-                h.alloc_tid
-            ));
-        }
-        r.stack_id(h.alloc_stack);
+        r.block_history(h, h.state() != LIVE);
     }
 }
 
@@ -303,14 +271,7 @@ fn report_double_free(p: usize, h: &Header, stack: u32) {
     );
     r.stack_id(stack);
     r.location(p, p, h.len());
-    let (fs, ft) = h.freed_by();
-    r.line(&format!("freed by thread T{ft} here:"));
-    r.stack_id(fs);
-    r.line(&format!(
-        "previously allocated by thread T{} here:",
-        h.alloc_tid
-    ));
-    r.stack_id(h.alloc_stack);
+    r.block_history(h, true);
     r.emit();
 }
 

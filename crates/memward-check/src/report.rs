@@ -21,6 +21,7 @@
 //! `PATH.<pid>`. Reports from different threads do not interleave (one lock). A report
 //! whose kind and frames match a suppression is dropped before anything is printed.
 
+use crate::block::Header;
 use crate::checker::options;
 use crate::stacks;
 use memward_profile::shared::SpinLock;
@@ -266,6 +267,25 @@ impl Report {
         }
         self.text.push('\n');
         self
+    }
+
+    /// The block's history as AddressSanitizer gives it: who freed it (when `freed`) and
+    /// who allocated it, with their stacks.
+    pub fn block_history(&mut self, h: &Header, freed: bool) -> &mut Self {
+        if freed {
+            let (fs, ft) = h.freed_by();
+            if fs != 0 {
+                self.line(&format!("freed by thread T{ft} here:"));
+                self.stack_id(fs);
+            }
+            self.line(&format!(
+                "previously allocated by thread T{} here:",
+                h.alloc_tid
+            ));
+        } else {
+            self.line(&format!("allocated by thread T{} here:", h.alloc_tid));
+        }
+        self.stack_id(h.alloc_stack)
     }
 
     /// Adds the stack with depot id `id`.

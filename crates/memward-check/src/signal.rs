@@ -234,18 +234,7 @@ unsafe fn report_fault(addr: usize, user: usize, h: &Header, ctx: *mut libc::c_v
     ));
     r.stack(&fault_stack(ip, sp, bp));
     r.location(addr, user, size);
-    if freed {
-        let (fs, ft) = h.freed_by();
-        r.line(&format!("freed by thread T{ft} here:"));
-        r.stack_id(fs);
-        r.line(&format!(
-            "previously allocated by thread T{} here:",
-            h.alloc_tid
-        ));
-    } else {
-        r.line(&format!("allocated by thread T{} here:", h.alloc_tid));
-    }
-    r.stack_id(h.alloc_stack);
+    r.block_history(h, freed);
     let printed = r.emit();
     // Still here: keep going (or suppressed). Let the access proceed.
     let _ = (printed, options());

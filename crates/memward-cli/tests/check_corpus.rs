@@ -10,25 +10,12 @@
 //! Needs the release library (`cargo build --release`, or `MEMWARD_LIB`) and a C and C++
 //! compiler (`cc`, `c++`).
 
+mod check_lib;
+use check_lib::library;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-fn library() -> PathBuf {
-    if let Some(p) = std::env::var_os("MEMWARD_LIB").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p).canonicalize().unwrap();
-    }
-    Path::new(env!("CARGO_BIN_EXE_memward"))
-        .ancestors()
-        .skip(1)
-        .take(3)
-        .map(|d| d.join("release/libmemward.so"))
-        .find(|p| p.is_file())
-        .expect("libmemward.so is missing: run `cargo build --release` first (or set MEMWARD_LIB)")
-        .canonicalize()
-        .unwrap()
-}
 
 fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/check")

@@ -15,24 +15,11 @@
 use std::ffi::OsStr;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
+mod check_lib;
+use check_lib::library;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn library() -> PathBuf {
-    if let Some(p) = std::env::var_os("MEMWARD_LIB").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p).canonicalize().unwrap();
-    }
-    Path::new(env!("CARGO_BIN_EXE_memward"))
-        .ancestors()
-        .skip(1)
-        .take(3)
-        .map(|d| d.join("release/libmemward.so"))
-        .find(|p| p.is_file())
-        .expect("libmemward.so is missing: run `cargo build --release` first (or set MEMWARD_LIB)")
-        .canonicalize()
-        .unwrap()
-}
 
 /// A directory removed when dropped (also when the test panics).
 struct TempDir(PathBuf);
