@@ -396,7 +396,7 @@ pub fn assert_same(what: &str, glibc: &str, memward: &str) {
         v.iter()
             .enumerate()
             .skip(from)
-            .take(10)
+            .take(60)
             .map(|(i, l)| format!("{:>6}{} {l}", i + 1, if i == first { '>' } else { ' ' }))
             .collect::<Vec<_>>()
             .join("\n")
