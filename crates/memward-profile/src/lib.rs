@@ -33,8 +33,9 @@ mod unwind;
 pub mod shared {
     pub use crate::lock::{Guard, SpinLock};
     pub use crate::modules::{ModuleInfo, Scan};
+    pub use crate::sys::Region;
     pub use crate::trie::Trie;
-    pub use crate::unwind::{stack_top, Stacks, MAX_FRAMES};
+    pub use crate::unwind::{stack_top, Stacks, Walker, MAX_FRAMES};
 }
 
 pub use recorder::{
