@@ -116,7 +116,13 @@ impl Walker {
             let next = match self.rules.step(ra, &mut sp, &mut bp, sp0, span) {
                 Step::Next(next) => Some(next),
                 Step::End => None,
-                Step::Slow => slow(ra, &mut sp, &mut bp, sp0, stack_top),
+                Step::Slow => {
+                    // Copies, so that `sp` and `bp` stay in registers on the fast path.
+                    let (mut s, mut b) = (sp, bp);
+                    let next = slow(ra, &mut s, &mut b, sp0, stack_top);
+                    (sp, bp) = (s, b);
+                    next
+                }
             };
             // Frames only move outwards; anything else is a corrupt or ended stack.
             match next {
