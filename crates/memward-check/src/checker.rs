@@ -373,9 +373,9 @@ fn finish_free(
         LIVE_BYTES.load(Ordering::Relaxed),
         options().quarantine_bytes,
     );
-    for (u, hq) in quarantine::push(user, hp, cost, limit) {
-        release(u, header(hq), Found::Quarantine);
-    }
+    quarantine::push(user, hp, cost, limit, |u, hq| {
+        release(u, header(hq), Found::Quarantine)
+    });
 }
 
 /// Where the backing block of the block at `user` starts.

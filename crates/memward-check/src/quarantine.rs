@@ -46,42 +46,77 @@ pub fn bound(live: usize, cap: usize) -> usize {
     live.saturating_mul(2).max(16 << 20).min(cap)
 }
 
+/// Blocks taken out of the quarantine under its lock, released after it: a fixed
+/// batch, so that pushing allocates nothing.
+struct Batch {
+    blocks: [(usize, usize); 16],
+    len: usize,
+}
+
+impl Batch {
+    fn full(&self) -> bool {
+        self.len == self.blocks.len()
+    }
+}
+
 /// Puts the block at `user` (header at `header`, costing `bytes`) in quarantine with
-/// bound `limit`; returns the blocks (user, header) to release now (possibly this one, if
-/// it alone exceeds the bound).
-pub fn push(user: usize, header: usize, bytes: usize, limit: usize) -> Vec<(usize, usize)> {
+/// bound `limit`, and calls `release(user, header)` for each block that leaves it
+/// (possibly this one, if it alone exceeds the bound), outside the locks.
+pub fn push(
+    user: usize,
+    header: usize,
+    bytes: usize,
+    limit: usize,
+    mut release: impl FnMut(usize, usize),
+) {
     if bytes > limit {
-        return vec![(user, header)];
+        release(user, header);
+        return;
     }
     let own = threads::current() as usize % SHARDS;
     BYTES.fetch_add(bytes, Ordering::Relaxed);
-    let mut out = Vec::new();
-    {
-        let mut q = Q[own].lock();
-        q.blocks.push_back((user, header, bytes));
-        evict(&mut q, limit, &mut out);
-    }
-    // Over the budget with an empty FIFO of our own: the bytes are in other threads'.
-    for other in (1..SHARDS).map(|i| (own + i) % SHARDS) {
-        if BYTES.load(Ordering::Relaxed) <= limit {
-            break;
-        }
-        if let Some(mut q) = Q[other].try_lock() {
+    let mut pushed = false;
+    loop {
+        let mut out = Batch {
+            blocks: [(0, 0); 16],
+            len: 0,
+        };
+        {
+            let mut q = Q[own].lock();
+            if !pushed {
+                q.blocks.push_back((user, header, bytes));
+                pushed = true;
+            }
             evict(&mut q, limit, &mut out);
         }
+        // Over the budget with an empty FIFO of our own: the bytes are in other threads'.
+        for other in (1..SHARDS).map(|i| (own + i) % SHARDS) {
+            if out.full() || BYTES.load(Ordering::Relaxed) <= limit {
+                break;
+            }
+            if let Some(mut q) = Q[other].try_lock() {
+                evict(&mut q, limit, &mut out);
+            }
+        }
+        for &(u, h) in &out.blocks[..out.len] {
+            release(u, h);
+        }
+        if !out.full() {
+            return;
+        }
     }
-    out
 }
 
 /// Takes blocks from the front of `q` into `out` while the quarantine holds more than
-/// `limit` bytes.
-fn evict(q: &mut Fifo, limit: usize, out: &mut Vec<(usize, usize)>) {
-    while BYTES.load(Ordering::Relaxed) > limit {
+/// `limit` bytes and `out` has room.
+fn evict(q: &mut Fifo, limit: usize, out: &mut Batch) {
+    while !out.full() && BYTES.load(Ordering::Relaxed) > limit {
         let Some((u, h, b)) = q.blocks.pop_front() else {
             break;
         };
         BYTES.fetch_sub(b, Ordering::Relaxed);
-        out.push((u, h));
+        out.blocks[out.len] = (u, h);
+        out.len += 1;
     }
 }
 
@@ -116,6 +151,11 @@ mod tests {
     #[test]
     fn evicts_oldest_first_within_the_bound() {
         // One test owns the global queue (the others in this crate do not use it).
+        let push = |user, header, bytes, limit| {
+            let mut out = Vec::new();
+            super::push(user, header, bytes, limit, |u, h| out.push((u, h)));
+            out
+        };
         assert!(push(1, 11, 40, 100).is_empty());
         assert!(push(2, 12, 40, 100).is_empty());
         assert_eq!(push(3, 13, 40, 100), vec![(1, 11)]);
@@ -123,6 +163,16 @@ mod tests {
         assert_eq!(push(4, 14, 500, 100), vec![(4, 14)]);
         assert_eq!(push(5, 15, 100, 100), vec![(2, 12), (3, 13)]);
         assert_eq!(bytes(), 100);
+        // More than one batch leaves at once, oldest first.
+        for i in 0..40 {
+            assert!(push(100 + i, 0, 2, 180).is_empty());
+        }
+        let out = push(999, 9, 175, 180);
+        let want: Vec<_> = std::iter::once((5, 15))
+            .chain((100..138).map(|i| (i, 0)))
+            .collect();
+        assert_eq!(out, want);
+        assert_eq!(bytes(), 179);
         assert_eq!(push(6, 16, 1, 0), vec![(6, 16)]);
     }
 
