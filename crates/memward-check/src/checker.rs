@@ -124,7 +124,12 @@ pub unsafe fn alloc(
             Header::new(user, size, align, kind, stack, tid),
         );
         core::ptr::write_bytes((user - LEFT_CANARY) as *mut u8, CANARY, LEFT_CANARY);
-        core::ptr::write_bytes(user as *mut u8, if zeroed { 0 } else { FILL_NEW }, size);
+        if zeroed {
+            core::ptr::write_bytes(user as *mut u8, 0, size);
+        } else {
+            let fill = size.min(options().malloc_fill_max);
+            core::ptr::write_bytes(user as *mut u8, FILL_NEW, fill);
+        }
         core::ptr::write_bytes((user + size) as *mut u8, CANARY, right_end(size) - size);
     }
     // SAFETY: the header just written, not otherwise referenced yet.
@@ -176,14 +181,19 @@ fn damaged_red_zones(user: usize, h: &Header) -> Option<Damage> {
 
 /// The freed bytes of a quarantined (not protected) block that changed.
 fn damaged_freed_bytes(user: usize, h: &Header) -> Option<Damage> {
-    // SAFETY: the user's bytes of a registered, unprotected block.
-    let b = unsafe { core::slice::from_raw_parts(user as *const u8, h.len()) };
+    // SAFETY: the poisoned prefix of the user's bytes of a registered, unprotected block.
+    let b = unsafe { core::slice::from_raw_parts(user as *const u8, poisoned_len(h)) };
     let i = first_mismatch(b, FILL_FREED)?;
     let last = last_mismatch(b, FILL_FREED).unwrap_or(i);
     Some(Damage {
         from: user + i,
         to: user + last + 1,
     })
+}
+
+/// How many of a freed block's bytes are poisoned (from its start).
+fn poisoned_len(h: &Header) -> usize {
+    h.len().min(options().free_fill_max)
 }
 
 /// Where a damage check runs, for the report.
@@ -358,7 +368,7 @@ fn finish_free(
     if !(h.flags() & ARMED != 0 && guard::protect_freed(user, h)) {
         // SAFETY: the user's bytes of the claimed block, writable (an unarmed guarded
         // block has no protection left).
-        unsafe { core::ptr::write_bytes(user as *mut u8, FILL_FREED, h.len()) };
+        unsafe { core::ptr::write_bytes(user as *mut u8, FILL_FREED, poisoned_len(h)) };
         h.flags.fetch_or(POISONED, Ordering::AcqRel);
     }
     h.set_state(QUARANTINED);

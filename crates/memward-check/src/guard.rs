@@ -200,7 +200,12 @@ pub unsafe fn alloc(
     unsafe {
         core::ptr::write(base as *mut Header, header);
         core::ptr::write_bytes(data_start as *mut u8, CANARY, user - data_start);
-        core::ptr::write_bytes(user as *mut u8, if zeroed { 0 } else { FILL_NEW }, size);
+        if zeroed {
+            core::ptr::write_bytes(user as *mut u8, 0, size);
+        } else {
+            let fill = size.min(options().malloc_fill_max);
+            core::ptr::write_bytes(user as *mut u8, FILL_NEW, fill);
+        }
         core::ptr::write_bytes((user + size) as *mut u8, CANARY, data_end - user - size);
     }
     filter_pages(data_start, data_end + page, true);

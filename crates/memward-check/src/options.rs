@@ -38,12 +38,25 @@ pub struct Options {
     pub suppressions: Suppressions,
     /// Most frames kept per allocation or free stack.
     pub depth: usize,
+    /// Bytes of a new block filled with `FILL_NEW` (from its start; the rest is left as
+    /// the backing gave it).
+    pub malloc_fill_max: usize,
+    /// Bytes of a freed block filled with `FILL_FREED` (and checked when it leaves
+    /// quarantine: writes after free beyond them are not seen).
+    pub free_fill_max: usize,
 }
 
 /// Default mean allocation count between guarded blocks in `sample` mode.
 pub const DEFAULT_GUARD_RATE: u32 = 64;
 /// Default stack depth (AddressSanitizer's `malloc_context_size`).
 pub const DEFAULT_DEPTH: usize = 30;
+/// Default bytes filled in a new block (AddressSanitizer's `max_malloc_fill_size`): a
+/// program that allocates a large buffer and uses its start pays for no more.
+pub const DEFAULT_MALLOC_FILL_MAX: usize = 4096;
+/// Default bytes poisoned in a freed block. AddressSanitizer fills none (its shadow
+/// memory catches the access); here the poison is how writes after free are found, so
+/// the limit is higher, but a freed 1 MiB buffer is not written and read back whole.
+pub const DEFAULT_FREE_FILL_MAX: usize = 64 << 10;
 
 impl Default for Options {
     fn default() -> Self {
@@ -57,6 +70,8 @@ impl Default for Options {
             log_file: None,
             suppressions: Suppressions::default(),
             depth: DEFAULT_DEPTH,
+            malloc_fill_max: DEFAULT_MALLOC_FILL_MAX,
+            free_fill_max: DEFAULT_FREE_FILL_MAX,
         }
     }
 }
@@ -94,6 +109,16 @@ pub fn parse(
         "MEMWARD_CHECK_STACK_DEPTH",
         memward_profile::shared::MAX_FRAMES as u64,
         DEFAULT_DEPTH as u64,
+    ) as usize;
+    o.malloc_fill_max = number(
+        "MEMWARD_CHECK_MALLOC_FILL_MAX",
+        u64::MAX,
+        DEFAULT_MALLOC_FILL_MAX as u64,
+    ) as usize;
+    o.free_fill_max = number(
+        "MEMWARD_CHECK_FREE_FILL_MAX",
+        u64::MAX,
+        DEFAULT_FREE_FILL_MAX as u64,
     ) as usize;
     let mut flag = |name: &str, default: bool| -> bool {
         match var(name).as_deref().map(str::trim) {
@@ -157,6 +182,7 @@ mod tests {
         assert_eq!(o.exit_code, 1);
         assert_eq!(o.log_file, None);
         assert_eq!(o.depth, 30);
+        assert_eq!((o.malloc_fill_max, o.free_fill_max), (4096, 64 << 10));
     }
 
     #[test]
@@ -170,6 +196,8 @@ mod tests {
             ("MEMWARD_CHECK_LOG_FILE", "/tmp/x"),
             ("MEMWARD_CHECK_GUARD_RATE", "5"),
             ("MEMWARD_CHECK_STACK_DEPTH", "8"),
+            ("MEMWARD_CHECK_MALLOC_FILL_MAX", "0"),
+            ("MEMWARD_CHECK_FREE_FILL_MAX", "1000000"),
         ]);
         let o = o.unwrap();
         assert!(w.is_empty(), "{w:?}");
@@ -179,6 +207,7 @@ mod tests {
         assert_eq!(o.exit_code, 42);
         assert_eq!(o.log_file.as_deref(), Some("/tmp/x"));
         assert_eq!((o.guard_rate, o.depth), (5, 8));
+        assert_eq!((o.malloc_fill_max, o.free_fill_max), (0, 1_000_000));
         let (o, _) = with(&[("MEMWARD_CHECK_GUARD", "none")]);
         assert_eq!(o.unwrap().guard, GuardMode::None);
     }

@@ -382,6 +382,34 @@ fn writes_after_free_are_found_at_exit() {
 }
 
 #[test]
+fn fills_stop_at_their_limits() {
+    // New blocks: the first MEMWARD_CHECK_MALLOC_FILL_MAX bytes (4096 by default).
+    let o = run("large_block_fill", &[]);
+    assert_eq!(o.value("FILLED"), "4096", "{}", o.stderr);
+    let o = run(
+        "large_block_fill",
+        &[("MEMWARD_CHECK_MALLOC_FILL_MAX", "100")],
+    );
+    assert_eq!(o.value("FILLED"), "100", "{}", o.stderr);
+    // Freed blocks: writes inside the poisoned prefix are found, past it they are not
+    // (MEMWARD_CHECK_FREE_FILL_MAX, 64 KiB by default).
+    let limit = [
+        ("MEMWARD_CHECK_GUARD", "none"),
+        ("MEMWARD_CHECK_FREE_FILL_MAX", "256"),
+    ];
+    let o = run("write_after_free_at_200", &limit);
+    assert_report(&o, "heap-use-after-free on address", "heap-use-after-free");
+    let o = run("write_after_free_at_900", &limit);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert!(!o.stderr.contains("ERROR"), "{}", o.stderr);
+    let o = run(
+        "write_after_free_at_900",
+        &[("MEMWARD_CHECK_GUARD", "none")],
+    );
+    assert_report(&o, "heap-use-after-free on address", "heap-use-after-free");
+}
+
+#[test]
 fn overflow_left_in_a_live_block_is_found_at_exit() {
     let o = run("overflow_then_exit", &[("MEMWARD_CHECK_GUARD", "none")]);
     assert_report(
@@ -882,6 +910,45 @@ mod scenarios {
             free(q, Kind::Malloc);
         }
         println!("\nCHURNED=1");
+    }
+
+    #[test]
+    #[ignore = "run in a child process"]
+    fn large_block_fill() {
+        if !child() {
+            return;
+        }
+        let p = alloc(20000, Kind::Malloc);
+        // SAFETY: the block's 20000 bytes.
+        let bytes = unsafe { std::slice::from_raw_parts(p, 20000) };
+        let filled = bytes.iter().take_while(|b| **b == 0xbe).count();
+        println!("\nFILLED={filled}");
+        free(p, Kind::Malloc);
+    }
+
+    /// Frees a 1000-byte block, then writes its byte at `offset`, then exits.
+    fn write_after_free_at(offset: usize) {
+        let p = alloc(1000, Kind::Malloc);
+        free(p, Kind::Malloc);
+        // SAFETY: deliberately writes the freed (unprotected: guard none) block.
+        unsafe { p.add(offset).write_volatile(7) };
+        std::process::exit(0);
+    }
+
+    #[test]
+    #[ignore = "run in a child process"]
+    fn write_after_free_at_200() {
+        if child() {
+            write_after_free_at(200);
+        }
+    }
+
+    #[test]
+    #[ignore = "run in a child process"]
+    fn write_after_free_at_900() {
+        if child() {
+            write_after_free_at(900);
+        }
     }
 
     #[test]
