@@ -11,7 +11,8 @@ repetition), medians with min and max.
 Tools: glibc (no preload), `memward run` (LD_PRELOAD=libmemward.so, fast mode), `memward
 check` in its default mode (sampled guard pages, leak check at exit), `memward check
 --guard all`, valgrind memcheck (--leak-check=full) and ASan. ASan needs the program
-rebuilt, so it runs only on the C++ program (clang++ -O2 -fsanitize=address, against the
+rebuilt, so it runs only on our C++ program and our 8-thread C program (bench/check/threads.c;
+clang -O2 -fsanitize=address, against the
 g++ -O2 build the other tools run); Debian's sqlite3, python3 and git are not rebuilt.
 Peak memory is the largest resident set of the command or any process it waited for
 (wait4's ru_maxrss).
@@ -37,6 +38,7 @@ CXX_NAME = "cxx_workload"
 # Runs that reported an error or failed (marked † in the tables).
 FLAGGED = set()
 CXX_SRC = os.path.join(ROOT, "crates/memward-preload/tests/programs/cxx_workload.cpp")
+THREADS_SRC = os.path.join(ROOT, "bench/check/threads.c")
 
 SQL = """
 CREATE TABLE t(a INTEGER, b TEXT, c TEXT);
@@ -65,7 +67,7 @@ def python():
 def workloads(quick, build):
     rows = 20000 if quick else 60000
     n = 20000 if quick else 60000
-    cxx, cxx_asan = build
+    cxx, cxx_asan, threads, threads_asan = build
     return [
         ("sqlite3 (indexes)", ["/usr/bin/sqlite3", ":memory:"], SQL.format(rows=rows), None),
         ("python3 (json)", [python(), "-c", PY.format(n=n)], None, None),
@@ -74,6 +76,7 @@ def workloads(quick, build):
         ("git (log -p)", ["/usr/bin/git", "-C", ROOT, "log", "-p", "-n", "150" if quick else "400"],
          None, None),
         ("C++ program", [cxx], None, [cxx_asan]),
+        ("C, 8 threads", [threads, "8"], None, [threads_asan, "8"]),
     ]
 
 
@@ -88,10 +91,11 @@ def tools(memcheck):
          lambda cmd, asan: ([MEMWARD, "check", "--guard", "all", "--"] + cmd, {"MEMWARD_LIB": LIB})),
     ]
     if memcheck:
-        # Not on the CPython tests and the C++ program: 20-30x of tens of seconds.
+        # Not on the CPython tests and our programs: 20-30x of tens of seconds.
         out.append(("memcheck", lambda cmd, asan: (
             ["valgrind", "-q", "--leak-check=full"] + cmd, {})
-            if os.path.basename(cmd[0]) != CXX_NAME and "test" not in cmd else (None, None)))
+            if os.path.basename(cmd[0]) not in (CXX_NAME, "threads") and "test" not in cmd
+            else (None, None)))
     # The C++ program checks that a huge new throws bad_alloc and a huge nothrow new gives
     # nullptr; clang -O2 folds the latter, and ASan aborts on the former unless told to
     # return null: its run may end with status 1 for those two checks (nothing else).
@@ -135,7 +139,12 @@ def build(tmp):
     subprocess.run(["clang++", "-O2", "-g", "-std=c++17", "-fsized-deallocation", "-pthread",
                     "-fsanitize=address",
                     "-o", asan, CXX_SRC], check=True)
-    return cxx, asan
+    threads = os.path.join(tmp, "threads")
+    threads_asan = os.path.join(tmp, "threads_asan")
+    subprocess.run(["gcc", "-O2", "-g", "-pthread", "-o", threads, THREADS_SRC], check=True)
+    subprocess.run(["clang", "-O2", "-g", "-pthread", "-fsanitize=address", "-o", threads_asan,
+                    THREADS_SRC], check=True)
+    return cxx, asan, threads, threads_asan
 
 
 def main():
