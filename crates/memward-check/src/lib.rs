@@ -9,6 +9,7 @@ pub mod leaks;
 
 mod block;
 mod checker;
+mod depot;
 mod exit;
 mod fork;
 mod guard;

@@ -2,10 +2,10 @@
 //! blocks), before their memory goes back to the backing, so that a use after free hits
 //! memory that is still the freed block's and a double free finds the block still known.
 //!
-//! It is a FIFO bounded by bytes, counting each block's whole backing size (red zones and
-//! guard pages included). Pushing a block returns the oldest blocks that no longer fit;
-//! the caller checks and releases them outside the lock. A block bigger than the whole
-//! bound is not kept at all.
+//! It is bounded by bytes, counting each block's whole backing size (red zones and guard
+//! pages included), and first in, first out per group of threads (below). Pushing a block
+//! returns the oldest blocks that no longer fit; the caller checks and releases them
+//! outside the lock. A block bigger than the whole bound is not kept at all.
 //!
 //! The bound is `MEMWARD_CHECK_QUARANTINE_MIB` (256 MiB by default, as in
 //! AddressSanitizer) at most, and twice the bytes the program has live at least 16 MiB
@@ -15,19 +15,30 @@
 //! heap costs about what the program's own memory does (figures in the crate README).
 //! Small programs keep at least 16 MiB of freed blocks (valgrind keeps 20 MB).
 
+use crate::threads;
 use memward_profile::shared::SpinLock;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// FIFOs of freed blocks, one per group of threads (a thread uses the one its number
+/// picks), sharing one byte budget. One FIFO behind one lock made every free of a
+/// program's threads wait for that lock. A thread evicts its own FIFO's oldest blocks
+/// first, and another FIFO's only when its own is empty, so a single-threaded program
+/// keeps the whole budget in one FIFO, in order.
+const SHARDS: usize = 8;
 
 struct Fifo {
     /// (user, header, bytes).
     blocks: VecDeque<(usize, usize, usize)>,
-    bytes: usize,
 }
 
-static Q: SpinLock<Fifo> = SpinLock::new(Fifo {
-    blocks: VecDeque::new(),
-    bytes: 0,
-});
+static Q: [SpinLock<Fifo>; SHARDS] = [const {
+    SpinLock::new(Fifo {
+        blocks: VecDeque::new(),
+    })
+}; SHARDS];
+/// Bytes held in all FIFOs together.
+static BYTES: AtomicUsize = AtomicUsize::new(0);
 
 /// The quarantine's bound for a program with `live` bytes in live blocks and the
 /// user's cap `cap`.
@@ -42,38 +53,60 @@ pub fn push(user: usize, header: usize, bytes: usize, limit: usize) -> Vec<(usiz
     if bytes > limit {
         return vec![(user, header)];
     }
-    let mut q = Q.lock();
-    q.blocks.push_back((user, header, bytes));
-    q.bytes += bytes;
+    let own = threads::current() as usize % SHARDS;
+    BYTES.fetch_add(bytes, Ordering::Relaxed);
     let mut out = Vec::new();
-    while q.bytes > limit {
+    {
+        let mut q = Q[own].lock();
+        q.blocks.push_back((user, header, bytes));
+        evict(&mut q, limit, &mut out);
+    }
+    // Over the budget with an empty FIFO of our own: the bytes are in other threads'.
+    for other in (1..SHARDS).map(|i| (own + i) % SHARDS) {
+        if BYTES.load(Ordering::Relaxed) <= limit {
+            break;
+        }
+        if let Some(mut q) = Q[other].try_lock() {
+            evict(&mut q, limit, &mut out);
+        }
+    }
+    out
+}
+
+/// Takes blocks from the front of `q` into `out` while the quarantine holds more than
+/// `limit` bytes.
+fn evict(q: &mut Fifo, limit: usize, out: &mut Vec<(usize, usize)>) {
+    while BYTES.load(Ordering::Relaxed) > limit {
         let Some((u, h, b)) = q.blocks.pop_front() else {
             break;
         };
-        q.bytes -= b;
+        BYTES.fetch_sub(b, Ordering::Relaxed);
         out.push((u, h));
     }
-    out
 }
 
 /// Bytes held now.
 #[cfg(test)]
 pub fn bytes() -> usize {
-    Q.lock().bytes
+    BYTES.load(Ordering::Relaxed)
 }
 
-/// Takes the lock before `fork`.
+/// Takes the locks before `fork`.
 pub fn lock() {
-    Q.lock_forever();
+    for q in &Q {
+        q.lock_forever();
+    }
 }
 
-/// Releases the lock `lock` took.
+/// Releases the locks `lock` took.
 ///
 /// # Safety
-/// The caller took it with `lock` on this thread and holds no guard.
+/// The caller took them with `lock` on this thread and holds no guard.
 pub unsafe fn unlock() {
-    // SAFETY: per the contract.
-    unsafe { Q.force_unlock() };
+    for q in Q.iter().rev() {
+        // SAFETY: per the contract.
+        unsafe { q.force_unlock() };
+    }
 }
 
 #[cfg(test)]

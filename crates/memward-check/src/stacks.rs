@@ -1,23 +1,26 @@
-//! Allocation and free stacks: captured with memward-profile's unwinder (the heap
-//! profiler's `.eh_frame` unwinder with its rule cache and reuse of the outer frames two
-//! consecutive captures share) and stored once each in its stack trie, so a block's header
-//! names a stack with a 32-bit id. This is the stack depot: a million blocks allocated
-//! from one place share one stack.
+//! Allocation and free stacks: walked with memward-profile's `.eh_frame` unwinder (its
+//! rule table, read without a lock, takes a frame seen before in a slot load and one or
+//! two stack reads) and stored once each in the stack depot (`depot`), so a block's
+//! header names a stack with a 32-bit id.
 //!
-//! One spin lock guards the unwinder and the trie (the unwinder's rule cache is shared, as
-//! in the profiler). The module map is refreshed outside that lock, by one thread at a
-//! time, every 256 captures: `dl_iterate_phdr` takes the loader's lock, and a thread
-//! inside `dlopen` (holding it) may be allocating. Whoever finds a refresh running skips
-//! it rather than wait. Until a refresh sees a newly loaded module, stacks end at its
-//! first frame.
+//! Threads walk and find their stacks at once. One spin lock guards the unwinder's
+//! slow path (a return address seen for the first time is learned from framehop; a
+//! frame the table cannot describe is unwound by framehop) and additions to the depot.
+//! The module map is refreshed outside that lock, by one thread at a time, every 256
+//! captures of a thread: `dl_iterate_phdr` takes the loader's lock, and a thread inside
+//! `dlopen` (holding it) may be allocating. Whoever finds a refresh running skips it
+//! rather than wait. Until a refresh sees a newly loaded module, stacks end at its first
+//! frame.
 //!
 //! Stacks are captured whole (up to memward-profile's 64 frames) and cut to the report
-//! depth when printed: cutting at capture would make the trie's shared outer frames
-//! useless, which is where the capture saves its time.
+//! depth when printed.
 
+use crate::depot::{self, Depot};
 use crate::threads;
-use memward_profile::shared::{ModuleInfo, Scan, SpinLock, Stacks, Trie, MAX_FRAMES};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use memward_profile::shared::{ModuleInfo, Scan, SpinLock, Stacks, Walker, MAX_FRAMES};
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
 
 /// A module the unwinder knows.
 #[derive(Clone)]
@@ -26,44 +29,50 @@ pub struct Module {
     info: ModuleInfo,
 }
 
-struct Depot {
+/// The unwinder, for the steps its rule table cannot take and for module changes.
+struct Unwinder {
     stacks: Stacks,
-    trie: Trie,
     modules: Vec<Module>,
 }
 
-static DEPOT: SpinLock<Option<Depot>> = SpinLock::new(None);
+/// What captures use without a lock: the walk's view of the unwinder, and the depot.
+struct Shared {
+    walker: Walker,
+    depot: Depot,
+}
+
+static UNWINDER: SpinLock<Option<Unwinder>> = SpinLock::new(None);
+static SHARED: OnceLock<Shared> = OnceLock::new();
 static SCAN: SpinLock<Option<Scan>> = SpinLock::new(None);
 static REFRESHING: AtomicBool = AtomicBool::new(false);
-static CAPTURES: AtomicU64 = AtomicU64::new(0);
 
 /// Sets up the unwinder with the modules loaded now; false if memory cannot be mapped.
 pub fn init() -> bool {
-    let (Some(mut scan), Some(trie)) = (Scan::new(), Trie::new()) else {
+    let (Some(mut scan), Some(depot)) = (Scan::new(), Depot::new()) else {
         return false;
     };
     scan.refresh();
-    let mut depot = Depot {
+    let mut unwinder = Unwinder {
         stacks: Stacks::new(),
-        trie,
         modules: Vec::new(),
     };
-    depot.apply(scan.modules());
+    unwinder.apply(scan.modules());
     // Frames inside our own module are the allocator's, unless that module is the
     // executable itself (memward linked statically, or a test binary).
     let here = init as fn() -> bool as usize as u64;
     let mods = scan.modules();
     if let Some(i) = mods.iter().position(|m| m.contains(here)) {
         if i != 0 {
-            depot.stacks.skip_frames_in(&mods[i]);
+            unwinder.stacks.skip_frames_in(&mods[i]);
         }
     }
+    let walker = unwinder.stacks.walker();
     *SCAN.lock() = Some(scan);
-    *DEPOT.lock() = Some(depot);
-    true
+    *UNWINDER.lock() = Some(unwinder);
+    SHARED.set(Shared { walker, depot }).is_ok()
 }
 
-impl Depot {
+impl Unwinder {
     fn apply(&mut self, scan: &[ModuleInfo]) {
         for m in scan {
             if self.modules.iter().any(|k| k.key == m.key()) {
@@ -97,8 +106,8 @@ fn refresh_modules() {
     let mut scan = SCAN.lock();
     if let Some(scan) = scan.as_mut() {
         if scan.refresh() {
-            if let Some(d) = DEPOT.lock().as_mut() {
-                d.apply(scan.modules());
+            if let Some(u) = UNWINDER.lock().as_mut() {
+                u.apply(scan.modules());
             }
         }
     }
@@ -110,65 +119,57 @@ fn refresh_modules() {
 /// checker is not set up).
 #[inline(never)]
 pub fn capture() -> u32 {
-    if CAPTURES.fetch_add(1, Ordering::Relaxed) % 256 == 255 {
+    let (top, count) = threads::next_capture();
+    if count % 256 == 255 {
         refresh_modules();
     }
-    let top = threads::stack_top();
+    let Some(shared) = SHARED.get() else { return 0 };
     let mut frames = [0u64; MAX_FRAMES];
-    let mut ids = [0u32; MAX_FRAMES];
-    let mut depot = DEPOT.lock();
-    let Some(d) = depot.as_mut() else { return 0 };
-    let (n, known) = d.stacks.capture(&mut frames, &mut ids, top);
-    let outer = if known < n { ids[known] } else { 0 };
-    match d
-        .trie
-        .intern_from(&frames[..known], outer, &mut ids[..known], |_, _, _| {})
-    {
-        Some(id) => {
-            d.stacks.remember(&ids[..n]);
-            id
-        }
-        None => outer,
+    let n = shared
+        .walker
+        .walk(&mut frames, top, &mut |ra, sp, bp, lo, hi| {
+            UNWINDER
+                .lock()
+                .as_mut()
+                .and_then(|u| u.stacks.step_slow(ra, sp, bp, lo, hi))
+        });
+    let frames = &frames[..n];
+    let h = depot::hash(frames);
+    if let Some(id) = shared.depot.find(frames, h) {
+        return id;
     }
+    let _adding = UNWINDER.lock();
+    shared.depot.add(frames, h)
 }
 
 /// The stack of code interrupted at `ip` (a signal context), not interned.
 pub fn capture_from(ip: u64, sp: u64, bp: u64, stack_top: u64) -> Vec<u64> {
     let mut out = [0u64; MAX_FRAMES];
-    let mut depot = DEPOT.lock();
-    let Some(d) = depot.as_mut() else {
+    let mut unwinder = UNWINDER.lock();
+    let Some(u) = unwinder.as_mut() else {
         return vec![ip];
     };
-    let n = d.stacks.capture_from(ip, sp, bp, stack_top, &mut out);
+    let n = u.stacks.capture_from(ip, sp, bp, stack_top, &mut out);
     out[..n].to_vec()
 }
 
 /// The frames of stack `id`, innermost first (return addresses).
 pub fn frames(id: u32) -> Vec<u64> {
-    let mut out = Vec::new();
-    let mut depot = DEPOT.lock();
-    let Some(d) = depot.as_mut() else { return out };
-    let mut id = id;
-    while let Some((address, parent)) = d.trie.node(id) {
-        out.push(address);
-        id = parent;
-    }
-    out
+    SHARED.get().map(|s| s.depot.frames(id)).unwrap_or_default()
 }
 
 /// The depot's own mappings (start, end): not roots for the leak scan.
 pub fn own_mappings() -> Vec<(usize, usize)> {
-    DEPOT
-        .lock()
-        .as_ref()
-        .map(|d| d.trie.mappings().collect())
+    SHARED
+        .get()
+        .map(|s| s.depot.mappings().to_vec())
         .unwrap_or_default()
 }
 
 /// Takes the locks before `fork`.
 pub fn lock_all() {
     SCAN.lock_forever();
-    DEPOT.lock_forever();
+    UNWINDER.lock_forever();
 }
 
 /// Releases the locks `lock_all` took.
@@ -178,7 +179,7 @@ pub fn lock_all() {
 pub unsafe fn unlock_all() {
     // SAFETY: per the contract.
     unsafe {
-        DEPOT.force_unlock();
+        UNWINDER.force_unlock();
         SCAN.force_unlock();
     }
 }

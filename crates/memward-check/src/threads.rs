@@ -13,12 +13,14 @@ static NEXT: AtomicU32 = AtomicU32::new(1);
 struct Cached {
     number: u32,
     stack_top: u64,
+    /// Stacks captured on this thread (for the module map's refresh).
+    captures: u32,
     known: bool,
 }
 
 thread_local! {
     static THREAD: Cell<Cached> = const {
-        Cell::new(Cached { number: 0, stack_top: 0, known: false })
+        Cell::new(Cached { number: 0, stack_top: 0, captures: 0, known: false })
     };
 }
 
@@ -46,6 +48,7 @@ fn cached() -> Cached {
                 None => 0,
             }
         },
+        captures: 0,
         known: true,
     };
     THREAD.with(|c| c.set(t));
@@ -60,6 +63,16 @@ pub fn current() -> u32 {
 /// The top of the calling thread's stack (0 if unknown).
 pub fn stack_top() -> u64 {
     cached().stack_top
+}
+
+/// For a stack capture: the top of the calling thread's stack (0 if unknown), and how
+/// many captures the thread made before this one.
+pub fn next_capture() -> (u64, u32) {
+    let mut t = cached();
+    let count = t.captures;
+    t.captures = count.wrapping_add(1);
+    THREAD.with(|c| c.set(t));
+    (t.stack_top, count)
 }
 
 /// The number as a header stores it (saturating at 65535).

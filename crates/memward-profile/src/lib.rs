@@ -41,8 +41,9 @@ mod unwind;
 pub mod shared {
     pub use crate::lock::{Guard, SpinLock};
     pub use crate::modules::{ModuleInfo, Scan};
+    pub use crate::sys::Region;
     pub use crate::trie::Trie;
-    pub use crate::unwind::{stack_top, thread_stack, Stacks, MAX_FRAMES};
+    pub use crate::unwind::{stack_top, thread_stack, Stacks, Walker, MAX_FRAMES};
 }
 
 pub use recorder::{

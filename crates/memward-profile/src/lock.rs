@@ -49,6 +49,14 @@ impl<T> SpinLock<T> {
         Guard { lock: self }
     }
 
+    /// The lock, if no one holds it now.
+    pub fn try_lock(&self) -> Option<Guard<'_, T>> {
+        self.locked
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .ok()
+            .map(|_| Guard { lock: self })
+    }
+
     /// Takes the lock and keeps it past the guard's scope (for `fork`'s prepare handler;
     /// released by `force_unlock` in the parent and the child).
     pub fn lock_forever(&self) {

@@ -25,7 +25,8 @@
 //! A module added or removed clears the table (it is rare: the start and `dlopen`), since
 //! an address outside every known module was unwound with framehop's fallback rule.
 
-use crate::sys::{Region, ZeroValid};
+use crate::sys::Region;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Slots in the table (a power of two).
 const SLOTS: usize = 1 << 12;
@@ -49,21 +50,17 @@ pub enum Shape {
     },
 }
 
-#[derive(Clone, Copy)]
+/// One slot: two words written by one thread at a time (the owner of the unwinder) and
+/// read by any thread without a lock. `shape` packs the rule (`cfa_offset` in bits 0-31,
+/// `bp_offset` in 32-47, `kind` in 48-55); `key` is the return address xor a mix of
+/// `shape`, so a reader that catches a slot half rewritten sees a key that does not
+/// match and takes the slow path (a false match needs two different slots' words to
+/// collide on all 64 bits).
 #[repr(C)]
 struct Slot {
-    /// The return address; 0: empty.
-    ra: u64,
-    cfa_offset: u32,
-    bp_offset: i16,
-    /// 0 empty, 1 end, 2 general, 3 cfa from sp, 4 cfa from bp; plus 8 if the frame
-    /// pointer is loaded.
-    kind: u8,
-    _pad: u8,
+    key: AtomicU64,
+    shape: AtomicU64,
 }
-
-// SAFETY: integers only; all-zero is an empty slot.
-unsafe impl ZeroValid for Slot {}
 
 const END: u8 = 1;
 const GENERAL: u8 = 2;
@@ -71,11 +68,18 @@ const FROM_SP: u8 = 3;
 const FROM_BP: u8 = 4;
 const LOADS_BP: u8 = 8;
 
-/// The rule table.
+#[inline]
+fn mix(shape: u64) -> u64 {
+    shape.wrapping_mul(0xff51_afd7_ed55_8ccd)
+}
+
+/// The rule table. Reading ([`RuleTable::get`]) needs only a shared reference, so walks
+/// on many threads can use it at once; [`RuleTable::set`] and [`RuleTable::clear`] are
+/// for the one thread that owns the unwinder at the time (the caller's lock).
 pub struct RuleTable {
-    slots: Option<Region>,
+    slots: Option<&'static [Slot]>,
     /// Something was stored since the last clear.
-    dirty: bool,
+    dirty: AtomicBool,
 }
 
 #[inline]
@@ -85,82 +89,176 @@ fn index(ra: u64) -> usize {
 
 impl RuleTable {
     /// An empty table in its own mapping (without one, every lookup says `Unknown` and
-    /// the caller keeps using framehop).
+    /// the caller keeps using framehop). The mapping is kept for the rest of the process:
+    /// walks on other threads may still read it.
     pub fn new() -> RuleTable {
+        let slots = Region::map(SLOTS * core::mem::size_of::<Slot>()).map(|r| {
+            let bytes = r.leak();
+            // SAFETY: page-aligned, `SLOTS` whole slots fit, all-zero bytes are valid
+            // atomics (an empty slot), and the mapping now lives for the process; it is
+            // only ever accessed through these atomics.
+            unsafe { core::slice::from_raw_parts(bytes.as_ptr().cast::<Slot>(), SLOTS) }
+        });
         RuleTable {
-            slots: Region::map(SLOTS * core::mem::size_of::<Slot>()),
-            dirty: false,
+            slots,
+            dirty: AtomicBool::new(false),
         }
     }
 
     /// The shape learned for `ra`.
     #[inline]
-    pub fn get(&mut self, ra: u64) -> Shape {
-        let Some(r) = self.slots.as_mut() else {
-            return Shape::Unknown;
-        };
-        let s = r.slice_of::<Slot>()[index(ra)];
-        if s.ra != ra || s.kind == 0 {
-            return Shape::Unknown;
-        }
-        match s.kind & 7 {
-            END => Shape::End,
-            FROM_SP | FROM_BP => Shape::Cfa {
-                from_bp: s.kind & 7 == FROM_BP,
-                cfa_offset: s.cfa_offset,
-                bp_from_cfa: (s.kind & LOADS_BP != 0).then_some(i32::from(s.bp_offset)),
-            },
-            _ => Shape::General,
-        }
+    pub fn get(&self, ra: u64) -> Shape {
+        self.reader().get(ra)
+    }
+
+    /// A read-only view of the table, for walks on other threads.
+    pub fn reader(&self) -> RuleReader {
+        RuleReader { slots: self.slots }
     }
 
     /// Stores `shape` for `ra` (replacing whatever shared its slot). A shape whose
     /// offsets do not fit the slot is stored as `General`.
-    pub fn set(&mut self, ra: u64, shape: Shape) {
-        let Some(r) = self.slots.as_mut() else {
+    pub fn set(&self, ra: u64, shape: Shape) {
+        let Some(slots) = self.slots else {
             return;
         };
-        let mut slot = Slot {
-            ra,
-            cfa_offset: 0,
-            bp_offset: 0,
-            kind: GENERAL,
-            _pad: 0,
-        };
+        let (mut cfa_offset, mut bp_offset, mut kind) = (0u32, 0i16, GENERAL);
         match shape {
             Shape::Unknown => return,
-            Shape::End => slot.kind = END,
+            Shape::End => kind = END,
             Shape::General => {}
             Shape::Cfa {
                 from_bp,
-                cfa_offset,
+                cfa_offset: offset,
                 bp_from_cfa,
             } => {
                 let bp = match bp_from_cfa {
                     None => Some((0, 0)),
                     Some(o) => i16::try_from(o).ok().map(|o| (o, LOADS_BP)),
                 };
-                if let Some((bp_offset, loads)) = bp {
-                    slot.cfa_offset = cfa_offset;
-                    slot.bp_offset = bp_offset;
-                    slot.kind = if from_bp { FROM_BP } else { FROM_SP } | loads;
+                if let Some((o, loads)) = bp {
+                    cfa_offset = offset;
+                    bp_offset = o;
+                    kind = if from_bp { FROM_BP } else { FROM_SP } | loads;
                 }
             }
         }
-        r.slice_of::<Slot>()[index(ra)] = slot;
-        self.dirty = true;
+        let word =
+            u64::from(cfa_offset) | u64::from(bp_offset as u16) << 32 | u64::from(kind) << 48;
+        let slot = &slots[index(ra)];
+        // The key first goes to a value no reader's address matches with either shape.
+        slot.key.store(0, Ordering::Release);
+        slot.shape.store(word, Ordering::Release);
+        slot.key.store(ra ^ mix(word), Ordering::Release);
+        self.dirty.store(true, Ordering::Relaxed);
     }
 
     /// Forgets everything (the module set changed).
-    pub fn clear(&mut self) {
-        if !self.dirty {
+    pub fn clear(&self) {
+        if !self.dirty.swap(false, Ordering::Relaxed) {
             return;
         }
-        self.dirty = false;
-        if let Some(r) = self.slots.as_mut() {
-            r.bytes_mut().fill(0);
+        for slot in self.slots.unwrap_or_default() {
+            slot.key.store(0, Ordering::Release);
+            slot.shape.store(0, Ordering::Release);
         }
     }
+}
+
+/// Lookups in a [`RuleTable`] from any thread, without its owner's lock.
+#[derive(Clone, Copy)]
+pub struct RuleReader {
+    slots: Option<&'static [Slot]>,
+}
+
+impl RuleReader {
+    /// The shape learned for `ra`.
+    #[inline]
+    pub fn get(&self, ra: u64) -> Shape {
+        let Some(slots) = self.slots else {
+            return Shape::Unknown;
+        };
+        let slot = &slots[index(ra)];
+        let shape = slot.shape.load(Ordering::Acquire);
+        let key = slot.key.load(Ordering::Acquire);
+        if key != ra ^ mix(shape) {
+            return Shape::Unknown;
+        }
+        let kind = (shape >> 48) as u8;
+        match kind & 7 {
+            END => Shape::End,
+            FROM_SP | FROM_BP => Shape::Cfa {
+                from_bp: kind & 7 == FROM_BP,
+                cfa_offset: shape as u32,
+                bp_from_cfa: (kind & LOADS_BP != 0)
+                    .then_some(i32::from((shape >> 32) as u16 as i16)),
+            },
+            GENERAL => Shape::General,
+            _ => Shape::Unknown,
+        }
+    }
+
+    /// One step of a walk with the rule learned for `ra`, from the frame whose stack and
+    /// frame pointers are `sp` and `bp` (updated to the caller's) and with stack words
+    /// `read` from `[lo, lo + span + 8)`: the same as [`apply`] with the shape [`get`]
+    /// gives, decoded in place (the walk's hottest code).
+    ///
+    /// [`get`]: RuleReader::get
+    #[inline(always)]
+    pub fn step(&self, ra: u64, sp: &mut u64, bp: &mut u64, lo: u64, span: u64) -> Step {
+        let Some(slots) = self.slots else {
+            return Step::Slow;
+        };
+        let read = |addr: u64| -> Option<u64> {
+            if addr.wrapping_sub(lo) <= span && addr & 7 == 0 {
+                // SAFETY: `[lo, lo + span + 8)` is the caller's readable stack (the
+                // contract of `span`), and `addr` is an aligned word within it.
+                Some(unsafe { core::ptr::read_volatile(addr as *const u64) })
+            } else {
+                None
+            }
+        };
+        let slot = &slots[index(ra)];
+        let shape = slot.shape.load(Ordering::Acquire);
+        let key = slot.key.load(Ordering::Acquire);
+        if key != ra ^ mix(shape) {
+            return Step::Slow;
+        }
+        let kind = (shape >> 48) as u8;
+        let base = match kind & 7 {
+            FROM_SP => *sp,
+            FROM_BP if *bp != 0 => *bp,
+            FROM_BP | END => return Step::End,
+            _ => return Step::Slow,
+        };
+        let cfa = base.wrapping_add(u64::from(shape as u32));
+        if cfa <= *sp {
+            return Step::End;
+        }
+        let Some(next) = read(cfa - 8) else {
+            return Step::End;
+        };
+        if kind & LOADS_BP != 0 {
+            let at = cfa.wrapping_add_signed(i64::from((shape >> 32) as u16 as i16));
+            match read(at) {
+                Some(v) => *bp = v,
+                None => return Step::End,
+            }
+        }
+        *sp = cfa;
+        Step::Next(next)
+    }
+}
+
+/// What [`RuleReader::step`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Moved to the caller, which returns to this address.
+    Next(u64),
+    /// The stack ends here, or cannot be read further.
+    End,
+    /// No rule for this frame (not learned yet, or framehop's to unwind).
+    Slow,
 }
 
 /// Applies a `Cfa` shape to the registers `(sp, bp)` of the frame returning to the
@@ -250,7 +348,7 @@ mod tests {
 
     #[test]
     fn stores_and_reads_shapes() {
-        let mut t = RuleTable::new();
+        let t = RuleTable::new();
         assert_eq!(t.get(0x1234), Shape::Unknown);
         let s = Shape::Cfa {
             from_bp: false,

@@ -75,6 +75,11 @@ impl Region {
     pub fn len(&self) -> usize {
         self.len
     }
+
+    /// Whether the mapping is empty (it never is: `mmap` refuses zero bytes).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 impl Drop for Region {

@@ -33,6 +33,9 @@
 //! by name.
 
 mod from_context;
+mod walk;
+
+pub use walk::Walker;
 
 use crate::modules::ModuleInfo;
 use crate::rules::{self, RuleTable, Shape};
