@@ -84,9 +84,10 @@ pub(crate) fn remember(s: ThreadStack) {
         return;
     }
     let claim = |e: &Entry, from: u32| {
-        e.state
-            .compare_exchange(from, WRITING, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
+        e.state.load(Ordering::Relaxed) == from
+            && e.state
+                .compare_exchange(from, WRITING, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
     };
     let slot = TABLE.iter().find(|e| claim(e, EMPTY)).or_else(|| {
         (0..CAPACITY)
