@@ -23,8 +23,8 @@
 //!
 //! The table only ever makes the scan read less when all of this holds, and reads as
 //! before otherwise: every other thread stopped (one that did not answer could be
-//! running on any stack); the mapping still starts where the remembered block did; the
-//! word at the thread pointer still holds its own address, as every x86-64 thread
+//! running on any stack); the mapping is anonymous and still starts where the remembered
+//! block did; the word at the thread pointer still holds its own address, as every x86-64 thread
 //! control block does (so the memory is still that thread's descriptor, not a later
 //! mapping at the same address); and no live thread's stack or thread pointer in the
 //! mapping (a cached stack handed to a new thread is that thread's again). When the table
@@ -140,7 +140,9 @@ pub(crate) fn dead_stack_floors(
 ) {
     for m in parse_maps(maps) {
         let (start, end) = (m.start as usize, m.end as usize);
-        if !m.readable() || !m.writable() {
+        // glibc maps stacks anonymous; a file mapping at the same address is not one
+        // (and, read directly, could fault past the end of its file).
+        if !m.readable() || !m.writable() || m.inode != 0 {
             continue;
         }
         let first = stacks.partition_point(|s| s.start < start);
@@ -240,6 +242,36 @@ mod tests {
             tp,
         };
         assert_eq!(floors_for(&[moved], &[]), vec![]);
+    }
+
+    #[test]
+    fn a_file_mapping_is_never_a_stack() {
+        let path = std::env::temp_dir().join(format!("memward-dead-stacks-{}", std::process::id()));
+        std::fs::write(&path, [0u8; 2 * PAGE]).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        use std::os::fd::AsRawFd;
+        // SAFETY: a private mapping of our own file, written only inside, then unmapped.
+        unsafe {
+            let p = libc::mmap(
+                core::ptr::null_mut(),
+                2 * PAGE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            );
+            assert_ne!(p, libc::MAP_FAILED);
+            let (start, tp) = (p as usize, p as usize + PAGE);
+            (tp as *mut usize).write(tp);
+            let stacks = [ThreadStack {
+                start,
+                end: start + 2 * PAGE,
+                tp,
+            }];
+            assert_eq!(floors_for(&stacks, &[]), vec![]);
+            libc::munmap(p, 2 * PAGE);
+        }
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]
