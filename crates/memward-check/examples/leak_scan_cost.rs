@@ -5,6 +5,12 @@
 //! `cargo run --release -p memward-check --example leak_scan_cost -- N REPS`
 //! (`bench/leak_cost.sh` runs it beside LeakSanitizer on the same heap shape.)
 //!
+//! With `-- N REPS THREADS REMEMBER`, `THREADS` threads (1 MiB stacks, all running at
+//! once, each using 64 KiB of its stack) have exited and been joined before the scans,
+//! so glibc holds their stacks in its cache; with `REMEMBER` 1 each remembered its stack
+//! (`remember_thread_stack`, as the checker does), and the scan reads only their thread
+//! descriptors; with 0 it reads them whole, as before it knew exited threads' stacks.
+//!
 //! The blocks come from this program's global allocator, one `mmap`ed region whose
 //! `owns` is exact, as the checker's backing is; the scan's own tables live there too.
 
@@ -80,10 +86,41 @@ fn owns(p: usize) -> bool {
     p >= base && p - base < REGION
 }
 
+/// Runs `count` threads at once, each using 64 KiB of its stack, and joins them.
+fn run_and_join(count: usize, remember: bool) {
+    let all = std::sync::Arc::new(std::sync::Barrier::new(count + 1));
+    let threads: Vec<_> = (0..count)
+        .map(|_| {
+            let all = all.clone();
+            std::thread::Builder::new()
+                .stack_size(1 << 20)
+                .spawn(move || {
+                    if remember {
+                        memward_check::leaks::remember_thread_stack();
+                    } else {
+                        // The same glibc call (its `malloc` makes the thread an arena,
+                        // whose heap is root memory too), without remembering.
+                        std::hint::black_box(memward_profile::shared::thread_stack());
+                    }
+                    std::hint::black_box([1u8; 64 << 10]);
+                    all.wait();
+                })
+                .expect("spawn")
+        })
+        .collect();
+    all.wait();
+    for t in threads {
+        t.join().expect("join");
+    }
+}
+
 fn main() {
     let mut args = std::env::args().skip(1).map(|a| a.parse::<usize>());
     let n = args.next().and_then(Result::ok).unwrap_or(1_000_000);
     let reps = args.next().and_then(Result::ok).unwrap_or(5);
+    let exited = args.next().and_then(Result::ok).unwrap_or(0);
+    let remember = args.next().and_then(Result::ok).unwrap_or(1) != 0;
+    run_and_join(exited, remember);
     let layout = Layout::from_size_align(32, 16).unwrap();
     let mut blocks = Vec::with_capacity(n);
     let mut prev = 0usize;

@@ -1,6 +1,8 @@
 //! Thread numbers as reports print them (`T0` for the main thread, then `T1`, `T2`, ... in
 //! the order threads first reach the checker), and each thread's stack top for the
-//! unwinder, both cached in thread-local storage.
+//! unwinder, both cached in thread-local storage. A thread other than the main one also
+//! has its stack block remembered for the leak scan then, which must not read its frames
+//! once it has exited (`leaks::remember_thread_stack`).
 
 use core::cell::Cell;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -35,7 +37,17 @@ fn cached() -> Cached {
         } else {
             NEXT.fetch_add(1, Ordering::Relaxed)
         },
-        stack_top: memward_profile::shared::stack_top(main),
+        stack_top: if main {
+            memward_profile::shared::stack_top(true)
+        } else {
+            match memward_profile::shared::thread_stack() {
+                Some((start, end)) => {
+                    crate::leaks::remember_stack(start, end);
+                    end
+                }
+                None => 0,
+            }
+        },
         captures: 0,
         known: true,
     };

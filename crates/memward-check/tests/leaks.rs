@@ -362,6 +362,133 @@ fn store_in_tls(masked: usize) {
     TLS_SLOT.set(unmask(masked));
 }
 
+// ---- threads that have exited ----------------------------------------------------------
+
+/// Keeps the block's address in a frame 8 KiB down the stack until it returns: the frame
+/// stays behind in the thread's stack, which glibc keeps mapped after the thread exits.
+/// Deep enough that the thread's exit path (destructors, glibc's cleanup) does not write
+/// over it, not so deep that glibc discards it: an exiting thread gives back with
+/// `MADV_DONTNEED` its stack from 16 KiB below its last frame down.
+#[inline(never)]
+fn leave_in_frame(masked: usize) {
+    let below = [0u8; 8 << 10];
+    black_box(&below);
+    leave_here(masked);
+}
+
+#[inline(never)]
+fn leave_here(masked: usize) {
+    let slot = [unmask(masked); 4];
+    black_box(&slot);
+}
+
+/// Threads of this process, from `/proc/self/task`.
+fn task_count() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+#[test]
+fn a_block_only_an_exited_threads_stack_points_to_is_leaked() {
+    expect(
+        in_child(
+            "a_block_only_an_exited_threads_stack_points_to_is_leaked",
+            || {
+                GLOBAL.store(unmask(block(40, 1)), Ordering::Relaxed);
+                let dropped = block(40, 2);
+                let t = std::thread::spawn(move || {
+                    memward_check::leaks::remember_thread_stack();
+                    leave_in_frame(dropped);
+                });
+                t.join().unwrap();
+                scan();
+            },
+        ),
+        &["LEAK 2 Direct", "UNSUSPENDED 0"],
+    );
+}
+
+extern "C" fn return_block(masked: *mut libc::c_void) -> *mut libc::c_void {
+    memward_check::leaks::remember_thread_stack();
+    leave_in_frame(masked as usize);
+    unmask(masked as usize) as *mut libc::c_void
+}
+
+#[test]
+fn an_exited_threads_descriptor_is_still_read() {
+    expect(
+        in_child("an_exited_threads_descriptor_is_still_read", || {
+            // The value an exited thread returned waits in its descriptor (in its
+            // stack mapping, above the dead frames) until it is joined.
+            let returned = block(24, 1);
+            block(24, 2);
+            let before = task_count();
+            let mut t: libc::pthread_t = 0;
+            // SAFETY: `return_block` has the start routine's ABI and takes its
+            // argument by value.
+            let rc = unsafe {
+                libc::pthread_create(
+                    &mut t,
+                    core::ptr::null(),
+                    return_block,
+                    returned as *mut libc::c_void,
+                )
+            };
+            assert_eq!(rc, 0);
+            while task_count() > before {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            scan();
+            let mut result = core::ptr::null_mut();
+            // SAFETY: `t` is a joinable thread not joined yet.
+            assert_eq!(unsafe { libc::pthread_join(t, &mut result) }, 0);
+            assert_eq!(result as usize, unmask(returned));
+        }),
+        &["LEAK 2 Direct", "UNSUSPENDED 0"],
+    );
+}
+
+#[test]
+fn a_new_thread_on_an_exited_threads_stack_keeps_what_it_holds() {
+    expect(
+        in_child(
+            "a_new_thread_on_an_exited_threads_stack_keeps_what_it_holds",
+            || {
+                let kept = block(72, 1);
+                let dropped = block(72, 2);
+                // The same stack size: glibc hands the cached stack to the next thread.
+                let spawn = || std::thread::Builder::new().stack_size(256 << 10);
+                let first = spawn()
+                    .spawn(move || {
+                        memward_check::leaks::remember_thread_stack();
+                        leave_in_frame(dropped);
+                        memward_profile::shared::thread_stack()
+                    })
+                    .unwrap();
+                let first_stack = first.join().unwrap();
+                let ready = Arc::new(AtomicBool::new(false));
+                let release = Arc::new(AtomicU32::new(0));
+                let (r, g) = (ready.clone(), release.clone());
+                let second = spawn()
+                    .spawn(move || {
+                        memward_check::leaks::remember_thread_stack();
+                        let stack = memward_profile::shared::thread_stack();
+                        hold_on_stack(kept, &r, &g);
+                        stack
+                    })
+                    .unwrap();
+                while !ready.load(Ordering::Acquire) {
+                    std::thread::yield_now();
+                }
+                scan();
+                release.store(1, Ordering::Release);
+                let second_stack = second.join().unwrap();
+                assert_eq!(first_stack, second_stack, "glibc did not reuse the stack");
+            },
+        ),
+        &["LEAK 2 Direct", "UNSUSPENDED 0"],
+    );
+}
+
 #[test]
 fn chains_through_heap_blocks_and_interior_pointers_are_followed() {
     expect(

@@ -29,13 +29,21 @@ mod unwind;
 /// let top = memward_profile::shared::stack_top(true);
 /// let (n, _) = stacks.capture(&mut frames, &mut ids, top);
 /// assert!(n > 0);
+/// // Another thread's stack block, from glibc's descriptor of it.
+/// std::thread::spawn(|| {
+///     let (start, end) = memward_profile::shared::thread_stack().unwrap();
+///     let here = &start as *const u64 as u64;
+///     assert!(start <= here && here < end);
+/// })
+/// .join()
+/// .unwrap();
 /// ```
 pub mod shared {
     pub use crate::lock::{Guard, SpinLock};
     pub use crate::modules::{ModuleInfo, Scan};
     pub use crate::sys::Region;
     pub use crate::trie::Trie;
-    pub use crate::unwind::{stack_top, Stacks, Walker, MAX_FRAMES};
+    pub use crate::unwind::{stack_top, thread_stack, Stacks, Walker, MAX_FRAMES};
 }
 
 pub use recorder::{

@@ -560,6 +560,28 @@ extern "C" {
     static __libc_stack_end: *mut core::ffi::c_void;
 }
 
+/// The calling thread's stack block `[start, end)` as glibc describes it, for a thread
+/// other than the main one (whose stack glibc sizes from `/proc/self/maps`, allocating):
+/// its thread descriptor and static TLS lie at the top, the guard page just below
+/// `start`. `None` if unknown.
+pub fn thread_stack() -> Option<(u64, u64)> {
+    // glibc reads the bounds from the thread descriptor (its small allocation is served,
+    // not recorded: hooks are not re-entered).
+    // SAFETY: `attr` is initialised by pthread_getattr_np before use and destroyed
+    // after; the out-pointers are valid locals.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = core::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+            return None;
+        }
+        let mut addr: *mut libc::c_void = core::ptr::null_mut();
+        let mut size: usize = 0;
+        let ok = libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0;
+        libc::pthread_attr_destroy(&mut attr);
+        ok.then(|| (addr as u64, addr as u64 + size as u64))
+    }
+}
+
 /// The highest address of the calling thread's stack (exclusive); 0 if unknown.
 pub fn stack_top(is_main_thread: bool) -> u64 {
     if is_main_thread {
@@ -568,23 +590,5 @@ pub fn stack_top(is_main_thread: bool) -> u64 {
         // The page holding it is part of the stack mapping.
         return (end + 4095) & !4095;
     }
-    // For threads other than the main one glibc reads the bounds from the thread
-    // descriptor (its small allocation is served, not recorded: hooks are not re-entered).
-    // SAFETY: `attr` is initialised by pthread_getattr_np before use and destroyed
-    // after; the out-pointers are valid locals.
-    unsafe {
-        let mut attr: libc::pthread_attr_t = core::mem::zeroed();
-        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
-            return 0;
-        }
-        let mut addr: *mut libc::c_void = core::ptr::null_mut();
-        let mut size: usize = 0;
-        let ok = libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0;
-        libc::pthread_attr_destroy(&mut attr);
-        if ok {
-            addr as u64 + size as u64
-        } else {
-            0
-        }
-    }
+    thread_stack().map_or(0, |(_, top)| top)
 }

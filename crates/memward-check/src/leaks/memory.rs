@@ -231,6 +231,24 @@ pub(crate) fn gettid() -> i32 {
     unsafe { libc::gettid() }
 }
 
+/// `arch_prctl`'s request for the `fs` base.
+const ARCH_GET_FS: libc::c_int = 0x1003;
+
+/// The calling thread's thread pointer: the `fs` base, where x86-64 keeps the thread
+/// control block (glibc's thread descriptor, `pthread_self()`); 0 if unknown. One system
+/// call, async-signal-safe, and safe on a thread that has no TLS (nothing is read
+/// through `fs`).
+pub(crate) fn thread_pointer() -> usize {
+    let mut fs: usize = 0;
+    // SAFETY: ARCH_GET_FS stores the fs base into the word `fs` points to.
+    let r = unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_GET_FS, &mut fs as *mut usize) };
+    if r == 0 {
+        fs
+    } else {
+        0
+    }
+}
+
 /// The registers that may hold the caller's pointers across a call (x86-64 SysV:
 /// `rbx`, `rbp`, `r12`-`r15`) and the stack pointer, last.
 #[derive(Debug, Clone, Copy)]
@@ -285,6 +303,16 @@ mod tests {
             read_file(c"/nonexistent", &mut any),
             Err(ReadError::Os(libc::ENOENT))
         ));
+    }
+
+    #[test]
+    fn the_thread_pointer_is_the_thread_descriptor() {
+        // glibc's pthread_t is the descriptor's address; the TCB starts with itself.
+        let tp = thread_pointer();
+        // SAFETY: pthread_self has no preconditions.
+        assert_eq!(tp, unsafe { libc::pthread_self() } as usize);
+        // SAFETY: the calling thread's TCB is readable for its life.
+        assert_eq!(unsafe { *(tp as *const usize) }, tp);
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //!    marking state, the mark stack, the buffers for `/proc/self/maps` and the task list,
 //!    and one slot per thread.
 //! 2. **Scan** (nothing allocated): stop every other thread (`threads`), read the map of
-//!    the address space, scan the memory roots (`roots`) and the registers, mark
+//!    the address space, find the stacks of threads that have exited (`dead_stacks`),
+//!    scan the memory roots (`roots`) and the registers, mark
 //!    transitively (`mark`), let the threads go. Allocating here could wait forever on a
 //!    lock a stopped thread holds.
 //! 3. **Classify and report** (allocating again): unreached blocks are direct or indirect
@@ -24,6 +25,7 @@
 //! `docs/memward-check-leaks.md`.
 
 mod blocks;
+mod dead_stacks;
 mod mark;
 mod memory;
 mod report;
@@ -36,7 +38,7 @@ pub use report::{write_report, LeakRecord};
 
 use blocks::BlockIndex;
 use mark::Marker;
-use memory::{current_registers, read_file, ReadError, Registers, RootReader};
+use memory::{current_registers, read_file, thread_pointer, ReadError, Registers, RootReader};
 use std::fmt;
 use threads::{StopError, World};
 
@@ -145,13 +147,52 @@ impl LiveBlocks for Vec<LiveBlock> {
     }
 }
 
+/// Remembers the calling thread's stack, so that once the thread has exited a scan reads
+/// only its thread descriptor there, not its dead frames: glibc keeps an exited thread's
+/// stack mapped (for a join, then for reuse), and a pointer left in a dead frame would
+/// keep a leaked block reachable. The checker calls this on each thread's first checked
+/// call; a caller of [`find_leaks`] whose threads allocate calls it on each of them.
+/// Does nothing on the main thread, whose stack outlives every other thread. Allocates
+/// (glibc's `pthread_getattr_np`), once.
+///
+/// ```
+/// std::thread::spawn(memward_check::leaks::remember_thread_stack)
+///     .join()
+///     .unwrap();
+/// ```
+pub fn remember_thread_stack() {
+    if memory::gettid() == std::process::id() as i32 {
+        return;
+    }
+    if let Some((start, end)) = memward_profile::shared::thread_stack() {
+        remember_stack(start, end);
+    }
+}
+
+/// [`remember_thread_stack`] for a thread whose stack block, from
+/// `memward_profile::shared::thread_stack`, is `[start, end)`.
+pub(crate) fn remember_stack(start: u64, end: u64) {
+    dead_stacks::remember(dead_stacks::ThreadStack {
+        start: start as usize,
+        end: end as usize,
+        tp: thread_pointer(),
+    });
+}
+
+/// Forgets every remembered thread stack: in a fork child, whose other threads never
+/// ran (their stacks are then read whole, as memory of the parent's).
+pub(crate) fn forget_thread_stacks() {
+    dead_stacks::forget_all();
+}
+
 /// Finds the live blocks that nothing reachable points to. `owns` says whether an
 /// address is memory of the backing allocator (the heap and the checker's tables), which
 /// is never a root.
 ///
 /// Stops every other thread of the process while it lists the blocks and scans (see the
 /// module docs); the calling thread's roots are its registers and the frames of its
-/// callers. Allocates before and after the stop, through the global allocator and C
+/// callers. The stacks of threads that have exited ([`remember_thread_stack`]) are not
+/// roots. Allocates before and after the stop, through the global allocator and C
 /// `malloc`, which the caller routes to the backing (the checker's unchecked section).
 ///
 /// # Safety
@@ -210,12 +251,14 @@ unsafe fn scan(
         ReadError::Full => ScanError::Threads(libc::ENOBUFS),
     })?;
     let mut room = source.estimate().saturating_mul(2).max(1024);
+    let mut stacks = Vec::with_capacity(dead_stacks::CAPACITY);
     loop {
         let mut blocks: Vec<LiveBlock> = Vec::with_capacity(room);
         let reached: Vec<bool> = Vec::with_capacity(room);
         let pending: Vec<u32> = Vec::with_capacity(room);
         let starts: Vec<usize> = Vec::with_capacity(room);
-        let mut floors: Vec<usize> = Vec::with_capacity(threads + 1);
+        let mut floors: Vec<usize> = Vec::with_capacity(threads + 1 + dead_stacks::CAPACITY);
+        let mut live: Vec<usize> = Vec::with_capacity(2 * threads + 2);
         let mut unsuspended: Vec<i32> = Vec::with_capacity(threads);
         let world = match World::stop(threads, &mut task_buf) {
             Ok(world) => world,
@@ -255,13 +298,22 @@ unsafe fn scan(
         for t in world.stopped() {
             floors.push(t.sp().saturating_sub(roots::RED_ZONE));
         }
+        let live_floors = floors.len();
+        // A thread that did not stop could be running on any stack: then every stack
+        // is read as a live one.
+        if world.unresponsive().next().is_none() {
+            live.extend([here.sp(), thread_pointer()]);
+            live.extend(world.stopped().flat_map(|t| [t.sp(), t.tp()]));
+            dead_stacks::snapshot(&mut stacks);
+            dead_stacks::dead_stack_floors(&maps, &stacks, &live, &mut reader, &mut floors);
+        }
         let root_bytes = roots::scan_memory_roots(&maps, &floors, owns, &mut reader, &mut marker);
         here.0.iter().for_each(|&w| marker.visit(w));
         for t in world.stopped() {
             t.words().for_each(|w| marker.visit(w));
         }
         // A stack inside a block (a coroutine's): that block is a root.
-        for &floor in &floors {
+        for &floor in &floors[..live_floors] {
             if owns(floor) {
                 marker.visit(floor);
                 marker.visit(floor.saturating_add(roots::RED_ZONE));

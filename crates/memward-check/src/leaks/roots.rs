@@ -33,7 +33,9 @@ pub(crate) const RED_ZONE: usize = 128;
 /// Scans the memory roots listed in `maps` (the text of `/proc/self/maps`).
 ///
 /// `stack_floors` holds, for each thread whose stack pointer is known, the lowest address
-/// of its stack to scan; in a mapping holding one, only that address and above are read.
+/// of its stack to scan (and for each stack of a thread that has exited, its thread
+/// descriptor: `dead_stacks`); in a mapping holding some, only the lowest and above are
+/// read.
 pub(crate) fn scan_memory_roots(
     maps: &[u8],
     stack_floors: &[usize],

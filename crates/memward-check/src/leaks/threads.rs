@@ -6,8 +6,8 @@
 //! reachable block would be reported. So every other thread is stopped, the way Boehm GC
 //! does it on Linux: a signal (`SIGPWR`, Boehm's choice too) is sent to each thread of
 //! `/proc/self/task` with `tgkill`; the handler, running on that thread, copies the
-//! interrupted registers from its `ucontext` (which holds the stack pointer) into the
-//! thread's slot, says so with a release store, and waits on a futex until the round
+//! interrupted registers from its `ucontext` (which holds the stack pointer) and its
+//! thread pointer (`arch_prctl`, for `dead_stacks`) into the thread's slot, says so with a release store, and waits on a futex until the round
 //! ends. The task list is read again until it shows no new thread, since a thread not
 //! yet stopped may have created one. LeakSanitizer attaches to each thread with `ptrace`
 //! from a helper task instead; that needs ptrace permission (Yama, containers) and a
@@ -18,10 +18,10 @@
 //! LeakSanitizer prints `Running thread N was not suspended. False leaks are possible.`:
 //! its stack is then scanned whole, but its registers are not known. Everything the
 //! handler and the stopping thread share is atomics in slots allocated before the round;
-//! the handler calls only `gettid` and `futex`, which are async-signal-safe, and keeps
-//! `errno`.
+//! the handler makes only the `gettid`, `arch_prctl` and `futex` system calls, which are
+//! async-signal-safe, and keeps `errno`.
 
-use super::memory::{errno, gettid, list_threads, ReadError};
+use super::memory::{errno, gettid, list_threads, thread_pointer, ReadError};
 use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -45,6 +45,8 @@ pub(crate) struct Slot {
     tid: AtomicI32,
     state: AtomicU32,
     regs: [AtomicUsize; NREGS],
+    /// The thread pointer (`fs` base).
+    tp: AtomicUsize,
 }
 
 /// Odd while a round is on; the stopped threads wait for it to change.
@@ -86,6 +88,7 @@ impl World {
                 tid: AtomicI32::new(0),
                 state: AtomicU32::new(0),
                 regs: [const { AtomicUsize::new(0) }; NREGS],
+                tp: AtomicUsize::new(0),
             })
             .collect();
         SLOT_COUNT.store(0, Ordering::Relaxed);
@@ -250,6 +253,11 @@ impl ThreadRegisters<'_> {
         self.slot.regs[REG_RSP].load(Ordering::Relaxed)
     }
 
+    /// The thread pointer (the `fs` base: the thread's descriptor), 0 if unknown.
+    pub(crate) fn tp(&self) -> usize {
+        self.slot.tp.load(Ordering::Relaxed)
+    }
+
     /// All saved general registers.
     pub(crate) fn words(&self) -> impl Iterator<Item = usize> + '_ {
         self.slot.regs.iter().map(|r| r.load(Ordering::Relaxed))
@@ -305,6 +313,7 @@ extern "C" fn on_stop_signal(_sig: i32, _info: *mut libc::siginfo_t, context: *m
                 for (r, &g) in slot.regs.iter().zip(uc.uc_mcontext.gregs.iter()) {
                     r.store(g as usize, Ordering::Relaxed);
                 }
+                slot.tp.store(thread_pointer(), Ordering::Relaxed);
                 if slot
                     .state
                     .compare_exchange(ASKED, STOPPED, Ordering::AcqRel, Ordering::Acquire)
@@ -371,8 +380,10 @@ mod tests {
         let _one = ONE_AT_A_TIME.lock().unwrap();
         let counter = Arc::new(AtomicUsize::new(0));
         let done = Arc::new(AtomicBool::new(false));
-        let (c, d) = (counter.clone(), done.clone());
+        let spinner_tp = Arc::new(AtomicUsize::new(0));
+        let (c, d, t) = (counter.clone(), done.clone(), spinner_tp.clone());
         let spinner = std::thread::spawn(move || {
+            t.store(thread_pointer(), Ordering::Relaxed);
             while !d.load(Ordering::Relaxed) {
                 c.fetch_add(1, Ordering::Relaxed);
             }
@@ -392,6 +403,12 @@ mod tests {
         );
         assert!(world.stopped().count() >= 1);
         assert!(world.stopped().all(|t| t.sp() != 0));
+        assert!(
+            world
+                .stopped()
+                .any(|t| t.tp() == spinner_tp.load(Ordering::Relaxed)),
+            "the spinner's thread pointer"
+        );
         assert_eq!(world.unresponsive().count(), 0);
         assert_eq!(
             World::stop(256, &mut buf).err(),
