@@ -232,6 +232,38 @@ unsafe fn malloc_aligned(h: *mut Heap, size: usize, align: usize) -> *mut u8 {
     unsafe { (*h).local().alloc_large(size, align) }
 }
 
+/// A huge block of `size` bytes at `p` such that `p + prefix` is a multiple of `align` (a
+/// power of two up to `MAX_ALIGN`) and lies in the block's first segment, so that the
+/// engine finds the block from `p + prefix` as from `p`; `prefix` is a multiple of the OS
+/// page size, at most a quarter segment. For the checker's backing (`check_env.rs`),
+/// whose blocks keep a header of their own before the pointer the program gets: with an
+/// ordinary aligned block that pointer would lie a whole alignment past the block's
+/// start, beyond the first segment for alignments of a segment or more. Reported as any
+/// allocation (so its page is flagged in hooked mode); never routed to the interposer.
+/// Null when out of memory or for a bad argument.
+///
+/// # Safety
+/// As for [`heap_malloc`].
+#[cfg(feature = "check")]
+pub unsafe fn heap_malloc_huge_at(h: *mut Heap, size: usize, align: usize, prefix: usize) -> *mut u8 {
+    if !align.is_power_of_two() || align > MAX_ALIGN {
+        return ptr::null_mut();
+    }
+    let op = || {
+        let h = ensure_heap(h);
+        if h.is_null() {
+            return ptr::null_mut();
+        }
+        // SAFETY: h is a real heap owned by this thread, not borrowed elsewhere.
+        unsafe { (*h).local().alloc_huge_at(size, align, prefix) }
+    };
+    if hooks::installed() || thread::is_empty(h) {
+        // SAFETY: `op` returns null or a block of the calling thread's heap.
+        return unsafe { reported_once(op, |hooks, p| (hooks.alloc)(p, size)) };
+    }
+    op()
+}
+
 /// Allocates with `align` only when it exceeds what plain allocation guarantees.
 ///
 /// # Safety
