@@ -255,5 +255,27 @@ fn large_alignments_work_and_their_errors_are_reported() {
             &o,
             &["Direct leak of 100 byte(s) in 1 object(s) allocated from:"],
         );
+        // With --guard all they are guarded too: reads past the end and after the free
+        // fault at the instruction.
+        let all = [("MEMWARD_CHECK_GUARD", "all")];
+        let o = check(&program, &["read_past_end", align], &all);
+        assert_eq!(o.status.code(), Some(1), "{align}: {}", stderr(&o));
+        assert_has(
+            &o,
+            &[
+                "==ERROR: memward: heap-buffer-overflow on address 0x",
+                "READ of unknown size at 0x",
+                "is located 0 bytes after 4096-byte region",
+            ],
+        );
+        let o = check(&program, &["read_after_free", align], &all);
+        assert_eq!(o.status.code(), Some(1), "{align}: {}", stderr(&o));
+        assert_has(
+            &o,
+            &[
+                "==ERROR: memward: heap-use-after-free on address 0x",
+                "is located 10 bytes inside of 100-byte region",
+            ],
+        );
     }
 }

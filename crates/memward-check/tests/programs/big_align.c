@@ -55,6 +55,26 @@ static int far_interior_free(size_t a) {
   return 0;
 }
 
+/* Reads the byte after a page-sized aligned block (with --guard all: its guard page). */
+static int read_past_end(size_t a) {
+  char *p = memalign(a, 4096);
+  if (!p) fail("memalign failed", a);
+  volatile char c = p[4096];
+  (void)c;
+  free(p);
+  return 0;
+}
+
+/* Reads an aligned block after its free (with --guard all: a protected page). */
+static int read_after_free(size_t a) {
+  char *volatile p = aligned_alloc(a, 100);
+  if (!p) fail("aligned_alloc failed", a);
+  free(p);
+  volatile char c = p[10];
+  (void)c;
+  return 0;
+}
+
 static size_t align_arg(int argc, char **argv) {
   return argc > 2 ? strtoull(argv[2], NULL, 0) : 4096;
 }
@@ -103,5 +123,7 @@ int main(int argc, char **argv) {
   if (!strcmp(argv[1], "double_free")) return double_free(a);
   if (!strcmp(argv[1], "overflow")) return overflow(a);
   if (!strcmp(argv[1], "leak")) return leak(a);
+  if (!strcmp(argv[1], "read_past_end")) return read_past_end(a);
+  if (!strcmp(argv[1], "read_after_free")) return read_after_free(a);
   return 2;
 }
