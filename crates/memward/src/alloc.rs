@@ -431,3 +431,45 @@ unsafe fn realloc(h: *mut Heap, p: *mut u8, new_size: usize, align: usize) -> *m
         q
     }
 }
+
+#[cfg(all(test, feature = "check"))]
+mod tests {
+    use super::*;
+    use crate::layout::SEGMENT_SIZE;
+    use crate::{segment_map, thread};
+
+    /// Blocks placed for an interposer's prefix: the aligned address is found to be the
+    /// block's (owned, same segment, same page), and the block frees as any.
+    #[test]
+    fn huge_blocks_placed_for_a_prefix_are_found_from_the_aligned_address() {
+        let ps = os::page_size();
+        for align in [2 << 20, SEGMENT_SIZE, 16 << 20, 64 << 20] {
+            for size in [100, 3 * align] {
+                // SAFETY: the calling thread's heap.
+                let p = unsafe { heap_malloc_huge_at(thread::current(), size, align, ps) };
+                assert!(!p.is_null(), "{align} {size}");
+                let user = p.wrapping_add(ps);
+                assert_eq!(user as usize % align, 0, "{align} {size}");
+                assert!(segment_map::contains(Segment::of(user) as usize));
+                assert_eq!(Segment::of(user), Segment::of(p));
+                // SAFETY: p is a live block of ours; its segment header is readable.
+                unsafe {
+                    let s = &*Segment::of(p);
+                    assert_eq!(s.page_of(user), s.page_of(p));
+                    assert!(usable_size(p) >= size);
+                    p.write_bytes(1, size);
+                    free(p);
+                }
+            }
+        }
+        // A prefix that is no multiple of the page, or too long, and an alignment that is
+        // no power of two, are refused.
+        let h = thread::current();
+        // SAFETY: the calling thread's heap.
+        unsafe {
+            assert!(heap_malloc_huge_at(h, 100, SEGMENT_SIZE, 48).is_null());
+            assert!(heap_malloc_huge_at(h, 100, SEGMENT_SIZE, SEGMENT_SIZE).is_null());
+            assert!(heap_malloc_huge_at(h, 100, 3 << 20, ps).is_null());
+        }
+    }
+}

@@ -589,39 +589,4 @@ mod tests {
         assert!(placed_at_segment_end(SEGMENT_SIZE));
         assert!(!placed_at_segment_end(2 << 20));
     }
-
-    /// Blocks placed for an interposer's prefix: the aligned address is found to be the
-    /// block's (owned, same segment, same page), and the block frees as any.
-    #[cfg(feature = "check")]
-    #[test]
-    fn huge_blocks_placed_for_a_prefix_are_found_from_the_aligned_address() {
-        use crate::{alloc, raw, thread};
-        let ps = os::page_size();
-        for align in [2 << 20, SEGMENT_SIZE, 16 << 20, 64 << 20] {
-            for size in [100, 3 * align] {
-                // SAFETY: the calling thread's heap.
-                let p = unsafe { alloc::heap_malloc_huge_at(thread::current(), size, align, ps) };
-                assert!(!p.is_null(), "{align} {size}");
-                let user = p as usize + ps;
-                assert_eq!(user % align, 0, "{align} {size}");
-                assert!(raw::owns(user as *const u8));
-                assert_eq!(Segment::of(user as *const u8), Segment::of(p));
-                // SAFETY: p is a live block of ours; its page descriptor is readable.
-                unsafe {
-                    let s = &*Segment::of(p);
-                    assert_eq!(s.page_of(user as *const u8), s.page_of(p));
-                    assert!(raw::usable_size(p) >= size);
-                    p.write_bytes(1, size);
-                    raw::free(p);
-                }
-            }
-        }
-        // A prefix that is no multiple of the page, or too long, is refused.
-        // SAFETY: the calling thread's heap.
-        unsafe {
-            assert!(alloc::heap_malloc_huge_at(thread::current(), 100, SEGMENT_SIZE, 48).is_null());
-            assert!(alloc::heap_malloc_huge_at(thread::current(), 100, SEGMENT_SIZE, SEGMENT_SIZE).is_null());
-            assert!(alloc::heap_malloc_huge_at(thread::current(), 100, 3 << 20, ps).is_null());
-        }
-    }
 }
