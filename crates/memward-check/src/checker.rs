@@ -107,7 +107,10 @@ pub unsafe fn alloc(
     }
     // Large alignments: the backing's own placement, one page before the aligned address
     // (see block.rs).
-    let placed = backing().alloc_at.as_ref().filter(|at| align >= at.min_align);
+    let placed = backing()
+        .alloc_at
+        .as_ref()
+        .filter(|at| align >= at.min_align);
     let (base, left) = if let Some(at) = placed {
         let left = guard::page();
         let Some(total) = block::total_after(size, left) else {
