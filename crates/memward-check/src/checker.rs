@@ -135,10 +135,9 @@ pub unsafe fn alloc(
     if placed.is_some() {
         header.flags.store(PAGE_PREFIX, Ordering::Relaxed);
     }
-    // SAFETY: `[base, base + total)` is the backing block just allocated, writable and
-    // ours; the header, the canaries and the user's bytes lie inside it (block::layout,
-    // block::total_after), and the header's address is 8-aligned (user is 16-aligned, 48
-    // bytes before it).
+    // SAFETY: the backing block just allocated is ours and holds the header, the canaries
+    // and the user's bytes (`block::layout`, `block::total_after`); the header's address
+    // is 8-aligned (user is 16-aligned, 48 bytes before it).
     unsafe {
         core::ptr::write(h as *mut Header, header);
         core::ptr::write_bytes((user - LEFT_CANARY) as *mut u8, CANARY, LEFT_CANARY);
