@@ -14,6 +14,16 @@
 //! | (alignment) | Header 32 | canary 16 | user bytes | canary ......... |
 //! ```
 //!
+//! The left zone is as long as the block's alignment (at least 48 bytes), so the backing
+//! block starts a whole alignment before the user's bytes. Blocks with a large alignment
+//! (from the backing's `AllocAt::min_align`, 2 MiB for the engine) take one OS page
+//! instead: the backing places its block so that the address one page in is aligned
+//! (flag [`PAGE_PREFIX`]). That saves the alignment's worth of memory, and it is what
+//! makes such blocks work at all on the engine, which finds a block from a pointer only
+//! within the block's first 4 MiB segment: with a 4 MiB or larger alignment the ordinary
+//! layout's user pointer lay a segment or more past the block's start, and its `free`
+//! never reached the checker.
+//!
 //! New blocks are filled with [`FILL_NEW`] (or zeroed for `calloc`), so a read of
 //! uninitialised memory reads the same bytes on every run; freed blocks are filled with
 //! [`FILL_FREED`] while they wait in quarantine, and the fill is checked when they leave
@@ -121,6 +131,9 @@ pub const GUARDED: u8 = 1;
 pub const ARMED: u8 = 2;
 /// Flag: the freed block was filled with `FILL_FREED` (and can be checked for writes).
 pub const POISONED: u8 = 4;
+/// Flag: the left zone is one OS page (the backing placed the block with `AllocAt`),
+/// not the block's alignment.
+pub const PAGE_PREFIX: u8 = 8;
 
 impl Header {
     /// A live header for a block of `size` bytes at `user`.
@@ -209,9 +222,17 @@ pub const fn round_up(n: usize, to: usize) -> usize {
 /// `None` if the size overflows.
 pub fn layout(size: usize, align: usize) -> Option<(usize, usize)> {
     let left = round_up(HEADER + LEFT_CANARY, align);
+    Some((total_after(size, left)?, left))
+}
+
+/// Bytes to take from the backing for a block of `size` bytes whose user's bytes start
+/// `left` bytes into it (at least `HEADER + LEFT_CANARY`, a multiple of 16); `None` if
+/// the size overflows.
+pub fn total_after(size: usize, left: usize) -> Option<usize> {
+    debug_assert!(left >= HEADER + LEFT_CANARY && left % 16 == 0);
     let body = size.checked_add(15 + MIN_RIGHT)? & !15;
     let total = left.checked_add(body)?;
-    (total <= isize::MAX as usize).then_some((total, left))
+    (total <= isize::MAX as usize).then_some(total)
 }
 
 /// End of the right canary zone of an ordinary block (offset from the user start).
@@ -271,6 +292,8 @@ mod tests {
         assert_eq!(left, 64);
         let (_, left) = layout(8, 4096).unwrap();
         assert_eq!(left, 4096);
+        assert_eq!(total_after(13, 4096), Some(4096 + 32));
+        assert_eq!(total_after(usize::MAX - 8, 4096), None);
         assert_eq!(layout(usize::MAX - 8, 16), None);
         assert_eq!(layout(isize::MAX as usize, 16), None);
     }

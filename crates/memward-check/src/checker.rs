@@ -14,7 +14,7 @@
 
 use crate::block::{
     self, first_mismatch, last_mismatch, right_end, Header, Kind, ARMED, CANARY, FILL_FREED,
-    FILL_NEW, FREEING, GUARDED, HEADER, LEFT_CANARY, LIVE, POISONED, QUARANTINED,
+    FILL_NEW, FREEING, GUARDED, HEADER, LEFT_CANARY, LIVE, PAGE_PREFIX, POISONED, QUARANTINED,
 };
 use crate::options::Options;
 use crate::report::{Report, Stack};
@@ -105,24 +105,41 @@ pub unsafe fn alloc(
             return user as *mut u8;
         }
     }
-    let Some((total, left)) = block::layout(size, align) else {
-        return core::ptr::null_mut();
+    // Large alignments: the backing's own placement, one page before the aligned address
+    // (see block.rs).
+    let placed = backing()
+        .alloc_at
+        .as_ref()
+        .filter(|at| align >= at.min_align);
+    let (base, left) = if let Some(at) = placed {
+        let left = guard::page();
+        let Some(total) = block::total_after(size, left) else {
+            return core::ptr::null_mut();
+        };
+        // SAFETY: the backing's placement function, with a power-of-two alignment of at
+        // least its `min_align` and the page size as the offset.
+        (unsafe { (at.alloc)(total, align, left) } as usize, left)
+    } else {
+        let Some((total, left)) = block::layout(size, align) else {
+            return core::ptr::null_mut();
+        };
+        // SAFETY: the backing's allocation function with a power-of-two alignment >= 16.
+        (unsafe { (backing().alloc)(total, align) } as usize, left)
     };
-    // SAFETY: the backing's allocation function with a power-of-two alignment >= 16.
-    let base = unsafe { (backing().alloc)(total, align) } as usize;
     if base == 0 {
         return core::ptr::null_mut();
     }
     let user = base + left;
     let h = user - registry::HEADER_AT;
-    // SAFETY: `[base, base + total)` is the backing block just allocated, writable and
-    // ours; the header, the canaries and the user's bytes lie inside it (block::layout),
-    // and the header's address is 8-aligned (user is 16-aligned, 48 bytes before it).
+    let header = Header::new(user, size, align, kind, stack, tid);
+    if placed.is_some() {
+        header.flags.store(PAGE_PREFIX, Ordering::Relaxed);
+    }
+    // SAFETY: the backing block just allocated is ours and holds the header, the canaries
+    // and the user's bytes (`block::layout`, `block::total_after`); the header's address
+    // is 8-aligned (user is 16-aligned, 48 bytes before it).
     unsafe {
-        core::ptr::write(
-            h as *mut Header,
-            Header::new(user, size, align, kind, stack, tid),
-        );
+        core::ptr::write(h as *mut Header, header);
         core::ptr::write_bytes((user - LEFT_CANARY) as *mut u8, CANARY, LEFT_CANARY);
         if zeroed {
             core::ptr::write_bytes(user as *mut u8, 0, size);
@@ -261,16 +278,19 @@ fn report_freed_write(user: usize, h: &Header, d: &Damage, at: Found) {
     r.emit();
 }
 
-/// Describes an address that is no block's start: a block containing it, if any.
-fn describe_interior(r: &mut Report, p: usize) {
-    if let Some((user, h)) = registry::containing(p, extent) {
-        let h = header(h);
-        if !h.valid_for(user) {
-            return;
-        }
-        r.location(p, user, h.len());
-        r.block_history(h, h.state() != LIVE);
+/// Describes an address that is no block's start: a block containing it, if any (then
+/// true).
+fn describe_interior(r: &mut Report, p: usize) -> bool {
+    let Some((user, h)) = registry::containing(p, extent) else {
+        return false;
+    };
+    let h = header(h);
+    if !h.valid_for(user) {
+        return false;
     }
+    r.location(p, user, h.len());
+    r.block_history(h, h.state() != LIVE);
+    true
 }
 
 fn report_double_free(p: usize, h: &Header, stack: u32) {
@@ -292,13 +312,14 @@ fn report_bad_free(p: usize, stack: u32, foreign: Option<&str>) {
         &format!("attempting free on address which was not malloc()-ed: {p:#x} in thread T{tid}"),
     );
     r.stack_id(stack);
-    match foreign {
-        Some(api) => {
-            r.line(&format!(
-                "{p:#x} is not heap memory (a stack, global or unmapped address passed to {api})"
-            ));
-        }
-        None => describe_interior(&mut r, p),
+    // A block containing the address, if any: also for an address the backing disowns,
+    // which may still lie inside one of our blocks (the engine finds a block only from
+    // its first segment).
+    let described = describe_interior(&mut r, p);
+    if let (Some(api), false) = (foreign, described) {
+        r.line(&format!(
+            "{p:#x} is not heap memory (a stack, global or unmapped address passed to {api})"
+        ));
     }
     r.emit();
 }
@@ -392,6 +413,8 @@ fn finish_free(
 fn base_of(user: usize, h: &Header) -> usize {
     if h.flags() & GUARDED != 0 {
         guard::base(user, h)
+    } else if h.flags() & PAGE_PREFIX != 0 {
+        user - guard::page()
     } else {
         user - block::round_up(HEADER + LEFT_CANARY, 1 << h.align_log2)
     }
@@ -469,7 +492,7 @@ pub fn usable_size(p: usize) -> usize {
         ),
     );
     r.stack_id(stacks::capture());
-    describe_interior(&mut r, p);
+    let _ = describe_interior(&mut r, p);
     r.emit();
     0
 }

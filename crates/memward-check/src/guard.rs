@@ -21,7 +21,13 @@
 //! dividing its size (CPython's bytes objects do). So a block whose size is a multiple of
 //! 16 ends exactly at the guard page, and otherwise up to 15 bytes of slack lie between:
 //! reads there are not caught, writes there are (canaries, checked at free). Explicit
-//! larger alignments are honoured the same way.
+//! larger alignments are honoured the same way, up to a page. Alignments above a page are
+//! guarded only where the backing places such blocks itself (`AllocAt`, 2 MiB and up on
+//! the engine): the backing block starts one page (the header page) before an aligned
+//! address, the user's bytes start there, and the guard page follows the page their end
+//! falls in, so up to a page less 16 bytes of slack lie between (caught for writes, by the
+//! canaries). Alignments between a page and the backing's `min_align` are not guarded
+//! (ordinary blocks with red zones).
 //!
 //! `MEMWARD_CHECK_GUARD=all` guards every block, `sample` one allocation in
 //! `MEMWARD_CHECK_GUARD_RATE` (64) on average, chosen by a per-thread countdown drawn
@@ -134,9 +140,25 @@ pub fn wanted(size: usize, align: usize) -> bool {
     };
     chosen
         && size > 0
-        && align <= page()
+        && (align <= page() || placed_by_backing(align))
         && size <= (1 << 40)
         && COUNT.load(Ordering::Relaxed) < limit(o.guard)
+}
+
+/// Whether the backing places blocks aligned to `align` one page before an aligned
+/// address (`AllocAt`).
+fn placed_by_backing(align: usize) -> bool {
+    backing()
+        .alloc_at
+        .as_ref()
+        .is_some_and(|at| align >= at.min_align)
+}
+
+/// The granule a guarded block's size is rounded to, so that its end (or the guard page
+/// after it) keeps the block aligned: its alignment, or the page for larger alignments
+/// (their user's bytes start on the data's first page).
+fn granule(align: usize) -> usize {
+    align.min(page())
 }
 
 /// The alignment a guarded block of `size` bytes gets for a requested `align`: the
@@ -171,11 +193,18 @@ pub unsafe fn alloc(
 ) -> Option<usize> {
     let page = page();
     let a = alignment(size, align);
-    let rsize = size.checked_add(a - 1)? & !(a - 1);
+    let g = granule(a);
+    let rsize = size.checked_add(g - 1)? & !(g - 1);
     let data = rsize.checked_add(page - 1)? & !(page - 1);
     let total = data.checked_add(2 * page)?;
-    // SAFETY: the backing's allocation function with a power-of-two alignment.
-    let base = unsafe { (backing().alloc)(total, page) } as usize;
+    let base = match backing().alloc_at.as_ref() {
+        // SAFETY: the backing's placement with a power-of-two alignment of at least its
+        // `min_align` (`wanted` checked) and the page as the offset: the data start one
+        // page in is aligned to `a`, and the user's bytes start there (rsize == data).
+        Some(at) if a > page => unsafe { (at.alloc)(total, a, page) },
+        // SAFETY: the backing's allocation function with a power-of-two alignment.
+        _ => unsafe { (backing().alloc)(total, page) },
+    } as usize;
     if base == 0 {
         return None;
     }
@@ -219,8 +248,8 @@ pub unsafe fn alloc(
 /// The guarded block's regions: (data_start, data_end, guard_end).
 pub fn regions(user: usize, header: &Header) -> (usize, usize, usize) {
     let page = page();
-    let a = 1usize << header.align_log2;
-    let rsize = (header.len() + a - 1) & !(a - 1);
+    let g = granule(1usize << header.align_log2);
+    let rsize = (header.len() + g - 1) & !(g - 1);
     let data_end = user + rsize;
     let data_start = data_end - ((rsize + page - 1) & !(page - 1));
     (data_start, data_end, data_end + page)
@@ -297,5 +326,12 @@ mod tests {
         assert_eq!(alignment(48, 16), 16);
         assert_eq!(alignment(4096, 16), 16);
         assert_eq!(alignment(13, 64), 64);
+    }
+
+    #[test]
+    fn sizes_round_to_the_alignment_up_to_a_page() {
+        assert_eq!(granule(16), 16);
+        assert_eq!(granule(4096), 4096);
+        assert_eq!(granule(4 << 20), page());
     }
 }

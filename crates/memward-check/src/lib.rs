@@ -43,6 +43,7 @@ pub use block::Kind;
 /// }
 /// static LIBC: Backing = Backing {
 ///     alloc,
+///     alloc_at: None,
 ///     free,
 ///     owns: |_| false,
 ///     unchecked: |f| f(),
@@ -51,6 +52,9 @@ pub use block::Kind;
 pub struct Backing {
     /// `size` bytes aligned to `align` (a power of two, >= 16), null when out of memory.
     pub alloc: unsafe fn(size: usize, align: usize) -> *mut u8,
+    /// The placement of blocks with large alignments, if the backing has one (else they
+    /// are cut from an `alloc` block aligned like them, as every other block).
+    pub alloc_at: Option<AllocAt>,
     /// Frees a block `alloc` returned.
     pub free: unsafe fn(p: *mut u8),
     /// Is `p` in memory the backing manages? (The leak scan skips such memory as roots:
@@ -62,6 +66,33 @@ pub struct Backing {
     pub unchecked: fn(f: &mut dyn FnMut()),
 }
 
+/// A backing's placement of blocks whose alignment is large: the backing block starts one
+/// OS page before an aligned address, which the checker hands out (the page holds the
+/// header and the left red zone). The ordinary layout puts a whole alignment there
+/// instead, which costs that much memory, and which some backings cannot resolve: the
+/// engine finds a block from a pointer only in the block's first 4 MiB segment, so a free
+/// of a pointer 4 MiB or more past the block's start would not reach the checker.
+///
+/// ```
+/// use memward_check::AllocAt;
+/// unsafe fn alloc_at(size: usize, align: usize, offset: usize) -> *mut u8 {
+///     // A backing that cannot place blocks so would not offer `AllocAt`; this one
+///     // gives up (null means out of memory).
+///     let _ = (size, align, offset);
+///     core::ptr::null_mut()
+/// }
+/// let at = AllocAt { min_align: 2 << 20, alloc: alloc_at };
+/// assert!(at.min_align.is_power_of_two());
+/// ```
+pub struct AllocAt {
+    /// The smallest alignment placed this way (a power of two above the page size).
+    pub min_align: usize,
+    /// `size` bytes at an address `p` such that `p + offset` is a multiple of `align` (a
+    /// power of two of at least `min_align`), with `offset` the OS page size; null when
+    /// out of memory. The block is freed with [`Backing::free`]`(p)`.
+    pub alloc: unsafe fn(size: usize, align: usize, offset: usize) -> *mut u8,
+}
+
 /// Reads the `MEMWARD_CHECK*` variables; true if checking is on (then the engine routes
 /// to the entry points below). Called once, during the process setup of the first
 /// allocation, before any block exists. Registers the checker's own atexit, fork and
@@ -70,7 +101,7 @@ pub struct Backing {
 ///
 /// ```
 /// # use memward_check::Backing;
-/// # static B: Backing = Backing { alloc: |_, _| core::ptr::null_mut(), free: |_| {},
+/// # static B: Backing = Backing { alloc: |_, _| core::ptr::null_mut(), alloc_at: None, free: |_| {},
 /// #     owns: |_| false, unchecked: |f| f() };
 /// // Without MEMWARD_CHECK=1 in the environment, checking stays off.
 /// if std::env::var_os("MEMWARD_CHECK").is_none() {

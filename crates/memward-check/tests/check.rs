@@ -90,6 +90,7 @@ fn backing_owns(p: *const u8) -> bool {
 
 static LIBC: Backing = Backing {
     alloc: backing_alloc,
+    alloc_at: None,
     free: backing_free,
     owns: backing_owns,
     unchecked: |f| f(),

@@ -850,6 +850,7 @@ unsafe fn region_free(_p: *mut u8) {}
 /// The checker over this binary's region: `owns` is exact, as the engine's is.
 static REGION_BACKING: memward_check::Backing = memward_check::Backing {
     alloc: region_alloc,
+    alloc_at: None,
     free: region_free,
     owns: |p| owns(p as usize),
     unchecked: |f| f(),

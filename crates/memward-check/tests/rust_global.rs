@@ -106,3 +106,70 @@ fn a_correct_program_runs_silently() {
     assert!(out.status.success(), "{err}");
     assert!(!err.contains("ERROR"), "{err}");
 }
+
+/// Alignments from the default one to 64 MiB: the engine finds a block only from its
+/// first 4 MiB segment, so blocks aligned to 4 MiB or more need the checker's own
+/// placement (`AllocAt`) for their frees to reach it.
+const ALIGNMENTS: [usize; 6] = [64, 4096, 2 << 20, 4 << 20, 16 << 20, 64 << 20];
+
+#[test]
+fn large_alignments_through_the_global_allocator() {
+    if child().is_some() {
+        use std::alloc::{alloc, alloc_zeroed, dealloc, realloc, Layout};
+        for align in ALIGNMENTS {
+            let layout = Layout::from_size_align(1000, align).unwrap();
+            // SAFETY: a non-zero size; every block is used within its size and freed
+            // once with its layout (realloc keeps the alignment).
+            unsafe {
+                let p = std::hint::black_box(alloc(layout));
+                assert!(!p.is_null() && p as usize % align == 0, "alignment {align}");
+                p.write_bytes(0x5a, 1000);
+                let q = realloc(p, layout, 5000);
+                assert!(!q.is_null() && q as usize % align == 0, "alignment {align}");
+                assert_eq!(*q.add(999), 0x5a);
+                q.add(4999).write(1);
+                dealloc(q, Layout::from_size_align(5000, align).unwrap());
+                let z = std::hint::black_box(alloc_zeroed(layout));
+                assert!(!z.is_null() && z as usize % align == 0, "alignment {align}");
+                assert!(std::slice::from_raw_parts(z, 1000).iter().all(|b| *b == 0));
+                dealloc(z, layout);
+            }
+        }
+        return;
+    }
+    let out = run_child("large_alignments_through_the_global_allocator", "1");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("ERROR"), "{err}");
+}
+
+#[test]
+fn interior_free_of_a_large_aligned_block_is_a_bad_free() {
+    if let Some(align) = child() {
+        use std::alloc::{alloc, dealloc, Layout};
+        let layout = Layout::from_size_align(1000, align.parse().unwrap()).unwrap();
+        // SAFETY: not sound, on purpose: frees a pointer 16 bytes into the block.
+        unsafe {
+            let p = std::hint::black_box(alloc(layout));
+            assert!(!p.is_null());
+            dealloc(std::hint::black_box(p.add(16)), layout);
+        }
+        return;
+    }
+    for align in [4096usize, 4 << 20, 16 << 20, 64 << 20] {
+        let out = run_child(
+            "interior_free_of_a_large_aligned_block_is_a_bad_free",
+            &align.to_string(),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "alignment {align}: {err}");
+        assert!(
+            err.contains("ERROR: memward: attempting free on address which was not malloc()-ed"),
+            "alignment {align}: {err}"
+        );
+        assert!(
+            err.contains("is located 16 bytes inside of 1000-byte region"),
+            "alignment {align}: {err}"
+        );
+    }
+}

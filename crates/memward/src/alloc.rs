@@ -232,6 +232,38 @@ unsafe fn malloc_aligned(h: *mut Heap, size: usize, align: usize) -> *mut u8 {
     unsafe { (*h).local().alloc_large(size, align) }
 }
 
+/// A huge block of `size` bytes at `p` such that `p + prefix` is a multiple of `align` (a
+/// power of two up to `MAX_ALIGN`) and lies in the block's first segment, so that the
+/// engine finds the block from `p + prefix` as from `p`; `prefix` is a multiple of the OS
+/// page size, at most a quarter segment. For the checker's backing (`check_env.rs`),
+/// whose blocks keep a header of their own before the pointer the program gets: with an
+/// ordinary aligned block that pointer would lie a whole alignment past the block's
+/// start, beyond the first segment for alignments of a segment or more. Reported as any
+/// allocation (so its page is flagged in hooked mode); never routed to the interposer.
+/// Null when out of memory or for a bad argument.
+///
+/// # Safety
+/// As for [`heap_malloc`].
+#[cfg(feature = "check")]
+pub unsafe fn heap_malloc_huge_at(h: *mut Heap, size: usize, align: usize, prefix: usize) -> *mut u8 {
+    if !align.is_power_of_two() || align > MAX_ALIGN {
+        return ptr::null_mut();
+    }
+    let op = || {
+        let h = ensure_heap(h);
+        if h.is_null() {
+            return ptr::null_mut();
+        }
+        // SAFETY: h is a real heap owned by this thread, not borrowed elsewhere.
+        unsafe { (*h).local().alloc_huge_at(size, align, prefix) }
+    };
+    if hooks::installed() || thread::is_empty(h) {
+        // SAFETY: `op` returns null or a block of the calling thread's heap.
+        return unsafe { reported_once(op, |hooks, p| (hooks.alloc)(p, size)) };
+    }
+    op()
+}
+
 /// Allocates with `align` only when it exceeds what plain allocation guarantees.
 ///
 /// # Safety
@@ -397,5 +429,47 @@ unsafe fn realloc(h: *mut Heap, p: *mut u8, new_size: usize, align: usize) -> *m
         ptr::copy_nonoverlapping(p, q, usable.min(new_size));
         free_any(p);
         q
+    }
+}
+
+#[cfg(all(test, feature = "check"))]
+mod tests {
+    use super::*;
+    use crate::layout::SEGMENT_SIZE;
+    use crate::{segment_map, thread};
+
+    /// Blocks placed for an interposer's prefix: the aligned address is found to be the
+    /// block's (owned, same segment, same page), and the block frees as any.
+    #[test]
+    fn huge_blocks_placed_for_a_prefix_are_found_from_the_aligned_address() {
+        let ps = os::page_size();
+        for align in [2 << 20, SEGMENT_SIZE, 16 << 20, 64 << 20] {
+            for size in [100, 3 * align] {
+                // SAFETY: the calling thread's heap.
+                let p = unsafe { heap_malloc_huge_at(thread::current(), size, align, ps) };
+                assert!(!p.is_null(), "{align} {size}");
+                let user = p.wrapping_add(ps);
+                assert_eq!(user as usize % align, 0, "{align} {size}");
+                assert!(segment_map::contains(Segment::of(user) as usize));
+                assert_eq!(Segment::of(user), Segment::of(p));
+                // SAFETY: p is a live block of ours; its segment header is readable.
+                unsafe {
+                    let s = &*Segment::of(p);
+                    assert_eq!(s.page_of(user), s.page_of(p));
+                    assert!(usable_size(p) >= size);
+                    p.write_bytes(1, size);
+                    free(p);
+                }
+            }
+        }
+        // A prefix that is no multiple of the page, or too long, and an alignment that is
+        // no power of two, are refused.
+        let h = thread::current();
+        // SAFETY: the calling thread's heap.
+        unsafe {
+            assert!(heap_malloc_huge_at(h, 100, SEGMENT_SIZE, 48).is_null());
+            assert!(heap_malloc_huge_at(h, 100, SEGMENT_SIZE, SEGMENT_SIZE).is_null());
+            assert!(heap_malloc_huge_at(h, 100, 3 << 20, ps).is_null());
+        }
     }
 }

@@ -9,12 +9,22 @@
 #[cfg(feature = "check")]
 mod on {
     use crate::interpose::{self, Interposer, Kind};
-    use crate::raw;
+    use crate::layout::LARGE_MAX;
+    use crate::{alloc, raw, thread};
 
     // The checker's memory: engine blocks, taken inside the interposer's unchecked
     // section (or `unchecked` below), so these calls never come back to the checker.
     unsafe fn backing_alloc(size: usize, align: usize) -> *mut u8 {
         raw::aligned_alloc(align, size)
+    }
+
+    // Blocks aligned to `LARGE_MAX` or more are huge blocks either way (the ordinary
+    // layout puts a whole alignment before the user's bytes); placed for the checker's
+    // prefix, the pointer the program gets stays in the block's first segment, where the
+    // engine finds the block from it (`alloc::heap_malloc_huge_at`).
+    unsafe fn backing_alloc_at(size: usize, align: usize, offset: usize) -> *mut u8 {
+        // SAFETY: the calling thread's heap.
+        unsafe { alloc::heap_malloc_huge_at(thread::current(), size, align, offset) }
     }
 
     unsafe fn backing_free(p: *mut u8) {
@@ -28,6 +38,10 @@ mod on {
 
     static BACKING: memward_check::Backing = memward_check::Backing {
         alloc: backing_alloc,
+        alloc_at: Some(memward_check::AllocAt {
+            min_align: LARGE_MAX,
+            alloc: backing_alloc_at,
+        }),
         free: backing_free,
         owns: raw::owns,
         unchecked: backing_unchecked,

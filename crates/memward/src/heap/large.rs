@@ -46,13 +46,26 @@ fn round_up(n: usize, to: usize) -> Option<usize> {
 }
 
 /// Offset of a huge block from its segment start, and the alignment the mapping needs for
-/// the block to be aligned to `align`.
-fn huge_placement(align: usize) -> (usize, usize) {
-    if align > SEGMENT_SIZE {
-        (SEGMENT_SIZE, align)
+/// the block's address plus `prefix` to be a multiple of `align` (`prefix` is 0 for an
+/// ordinary aligned block). The aligned address is the first multiple of `align` after
+/// the header and `prefix`, and never lies past the segment's first `SEGMENT_SIZE` bytes,
+/// where `Segment::of` finds the header from it: for alignments of a segment or more the
+/// mapping is placed so that `segment + SEGMENT_SIZE` is that multiple.
+fn huge_placement(align: usize, prefix: usize) -> (usize, usize) {
+    debug_assert!(prefix <= SEGMENT_SIZE - HEADER_SIZE);
+    if align >= SEGMENT_SIZE {
+        (SEGMENT_SIZE - prefix, align)
     } else {
-        ((HEADER_SIZE + align - 1) & !(align - 1), SEGMENT_SIZE)
+        (((HEADER_SIZE + prefix + align - 1) & !(align - 1)) - prefix, SEGMENT_SIZE)
     }
+}
+
+/// Whether a huge block at `offset` from its segment start was placed against the
+/// segment's end (aligned to a segment or more, see [`huge_placement`]): a moved mapping
+/// must then keep the alignment of `segment + SEGMENT_SIZE`. Other huge blocks start in
+/// the first half (after the header, at an alignment of at most half a segment).
+fn placed_at_segment_end(offset: usize) -> bool {
+    offset > SEGMENT_SIZE / 2
 }
 
 impl Local {
@@ -76,15 +89,40 @@ impl Local {
         let p = if block_size <= LARGE_MAX && align <= LARGE_MAX {
             self.alloc_span(block_size, align)
         } else {
-            self.alloc_huge(block_size, align, growing)
+            self.alloc_huge(block_size, align, 0, growing)
         };
+        self.count_large(p, size, block_size);
+        p
+    }
+
+    /// A huge block of `size` bytes whose address plus `prefix` (a multiple of the OS
+    /// page size, at most `SEGMENT_SIZE / 4`) is a multiple of `align` (a power of two, at
+    /// most `MAX_ALIGN`), with that address in the block's first segment: for an
+    /// interposer that keeps `prefix` bytes of its own before the pointer it hands out,
+    /// so that the engine finds the block from that pointer too. Null when out of memory.
+    #[cfg(feature = "check")]
+    pub fn alloc_huge_at(&mut self, size: usize, align: usize, prefix: usize) -> *mut u8 {
+        debug_assert!(align.is_power_of_two() && align <= MAX_ALIGN);
+        let ps = os::page_size();
+        if prefix % ps != 0 || prefix > SEGMENT_SIZE / 4 {
+            return ptr::null_mut();
+        }
+        let Some(block_size) = round_up(size, ps) else {
+            return ptr::null_mut();
+        };
+        let p = self.alloc_huge(block_size, align.max(ps), prefix, false);
+        self.count_large(p, size, block_size);
+        p
+    }
+
+    /// Counts a large or huge block just allocated (none if `p` is null).
+    fn count_large(&self, p: *mut u8, size: usize, block_size: usize) {
         if !p.is_null() {
             let c = &self.heap().counters;
             bump(&c.requested, size as u64);
             bump(&c.allocs[0], 1);
             bump(&c.alloc_bytes, block_size as u64);
         }
-        p
     }
 
     /// A run of slots in one of our large segments (or a new one).
@@ -271,9 +309,10 @@ impl Local {
         }
     }
 
-    /// A huge segment for one block.
-    fn alloc_huge(&mut self, block_size: usize, align: usize, growing: bool) -> *mut u8 {
-        let (offset, map_align) = huge_placement(align);
+    /// A huge segment for one block, placed so that its address plus `prefix` is aligned
+    /// to `align` (see [`huge_placement`]).
+    fn alloc_huge(&mut self, block_size: usize, align: usize, prefix: usize, growing: bool) -> *mut u8 {
+        let (offset, map_align) = huge_placement(align, prefix);
         let Some(needed) = offset.checked_add(block_size) else {
             return ptr::null_mut();
         };
@@ -474,9 +513,10 @@ impl Local {
     /// `seg` is a huge segment of this heap holding one live block at `offset`; no page of
     /// it is borrowed.
     unsafe fn move_huge(&mut self, seg: *mut Segment, size: usize, new_size: usize, offset: usize) -> *mut Segment {
-        // A block one segment above its header keeps the alignment it has.
-        let map_align = if offset == SEGMENT_SIZE {
-            let start = seg as usize + offset;
+        // A block placed against its segment's end (one segment above its header, or
+        // just below that for an interposer's prefix) keeps the alignment it has.
+        let map_align = if placed_at_segment_end(offset) {
+            let start = seg as usize + SEGMENT_SIZE;
             (1usize << start.trailing_zeros()).clamp(SEGMENT_SIZE, MAX_ALIGN)
         } else {
             SEGMENT_SIZE
@@ -511,5 +551,42 @@ impl Local {
             self.huge.push_front(moved);
             moved
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_blocks_are_placed_where_their_segment_is_found() {
+        let ps = 4096;
+        // Ordinary blocks: at the alignment after the header, or one segment up.
+        assert_eq!(huge_placement(ps, 0), ((HEADER_SIZE + ps - 1) & !(ps - 1), SEGMENT_SIZE));
+        assert_eq!(huge_placement(2 << 20, 0), (2 << 20, SEGMENT_SIZE));
+        assert_eq!(huge_placement(SEGMENT_SIZE, 0), (SEGMENT_SIZE, SEGMENT_SIZE));
+        assert_eq!(huge_placement(64 << 20, 0), (SEGMENT_SIZE, 64 << 20));
+        // With a prefix, the aligned address (offset + prefix) stays in the first
+        // segment, at most one segment above its header.
+        for align in [ps, 64 << 10, 2 << 20, SEGMENT_SIZE, 16 << 20, MAX_ALIGN] {
+            for prefix in [ps, 4 * ps, SEGMENT_SIZE / 4] {
+                let (offset, map_align) = huge_placement(align, prefix);
+                assert!(offset >= HEADER_SIZE, "{align} {prefix}");
+                assert!(offset + prefix <= SEGMENT_SIZE, "{align} {prefix}");
+                assert_eq!(offset % ps, 0);
+                if align >= SEGMENT_SIZE {
+                    // The mapping makes segment + SEGMENT_SIZE a multiple of `align`.
+                    assert_eq!(offset + prefix, SEGMENT_SIZE);
+                    assert_eq!(map_align, align);
+                    assert!(placed_at_segment_end(offset));
+                } else {
+                    assert_eq!((offset + prefix) % align, 0);
+                    assert_eq!(map_align, SEGMENT_SIZE);
+                    assert!(!placed_at_segment_end(offset));
+                }
+            }
+        }
+        assert!(placed_at_segment_end(SEGMENT_SIZE));
+        assert!(!placed_at_segment_end(2 << 20));
     }
 }
