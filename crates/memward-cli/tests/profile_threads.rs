@@ -301,7 +301,9 @@ fn first_number(text: &str) -> u64 {
 
 /// The number just before `word` in `line` ("6,300 blocks" → 6300).
 fn number_before(line: &str, word: &str) -> u64 {
-    let end = line.find(word).unwrap_or_else(|| panic!("no {word} in {line}"));
+    let end = line
+        .find(word)
+        .unwrap_or_else(|| panic!("no {word} in {line}"));
     let digits: String = line[..end]
         .trim_end()
         .chars()
