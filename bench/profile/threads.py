@@ -5,6 +5,7 @@ repetition), medians with min and max.
 
     cargo build --release -p memward-cli -p memward-preload
     python3 bench/profile/threads.py [--reps N]
+    MEMWARD_BENCH_BEFORE_LIB=old/libmemward.so python3 bench/profile/threads.py  # + before
 
 Programs (built here with `cc -O2 -fomit-frame-pointer -pthread`):
 - threads: crates/memward-cli/tests/programs/threads.c, the exact-figure test's program
@@ -17,7 +18,8 @@ Ways of running, each timed as one process tree:
 - `memward run -- CMD` and `memward profile -o F -- CMD`: the commands as a user types
   them (the second includes the profiler's report step: compaction, summary, HTML page);
 - LD_PRELOAD=libmemward.so, alone and with MEMWARD_PROFILE=F: the recording itself, as
-  bench/profile/overhead.py times it.
+  bench/profile/overhead.py times it; with MEMWARD_BENCH_BEFORE_LIB, also the recording
+  with that build of the library (say, main's), in the same rounds.
 
 Prints Markdown tables: wall and CPU (user + system of all processes) seconds, median
 (min-max), and the median's ratio to its baseline (`memward run` for the commands, the
@@ -37,6 +39,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LIB = os.path.join(ROOT, "target/release/libmemward.so")
 MEMWARD = os.path.join(ROOT, "target/release/memward")
+BEFORE = os.environ.get("MEMWARD_BENCH_BEFORE_LIB")
 SOURCES = {
     "threads": os.path.join(ROOT, "crates/memward-cli/tests/programs/threads.c"),
     "churn": os.path.join(ROOT, "bench/profile/thread_churn.c"),
@@ -62,7 +65,9 @@ def ways(out):
         ("memward profile", lambda cmd: ([MEMWARD, "profile", "-o", out, "--"] + cmd, base)),
         ("preload", lambda cmd: (cmd, dict(base, LD_PRELOAD=LIB))),
         ("preload + recording", lambda cmd: (cmd, dict(base, LD_PRELOAD=LIB, MEMWARD_PROFILE=out))),
-    ]
+    ] + ([
+        ("before: preload + recording", lambda cmd: (cmd, dict(base, LD_PRELOAD=BEFORE, MEMWARD_PROFILE=out))),
+    ] if BEFORE else [])
 
 
 def run_once(argv, env, status):
@@ -99,7 +104,8 @@ def main():
                         os.remove(os.path.join(tmp, f))
         print("rep %d/%d done" % (rep + 1, a.reps), file=sys.stderr)
     baseline = {"memward run": "memward run", "memward profile": "memward run",
-                "preload": "preload", "preload + recording": "preload"}
+                "preload": "preload", "preload + recording": "preload",
+                "before: preload + recording": "preload"}
     names = [w for w, _ in ways(out)]
     for title, table in (("Wall time", times), ("CPU time (user + system, all processes)", cpus)):
         print("%s: median (min-max) and **median ratio to its baseline**\n" % title)
