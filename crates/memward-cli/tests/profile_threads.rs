@@ -334,7 +334,12 @@ fn hundreds_of_threads_in_two_waves_give_exact_figures() {
 
     // The program runs under the profiler as it runs without it.
     let plain = Command::new(&exe).output().unwrap();
-    assert_eq!(plain.status.code(), Some(7));
+    assert_eq!(
+        plain.status.code(),
+        Some(7),
+        "without the profiler: {}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
     assert_eq!(plain.stdout, b"600 threads done\n");
     let file = dir.join("threads.prof");
     let o = memward()
