@@ -194,6 +194,7 @@ struct Replay {
     allocs: u64,
     frees: u64,
     unknown_frees: u64,
+    /// The peak's bytes and blocks.
     peak: (u64, u64),
     /// Threads that allocated or freed, and those whose name was written.
     active_threads: HashSet<u32>,
@@ -205,8 +206,9 @@ fn replay(p: &Profile) -> Replay {
     let mut live: HashMap<u64, Block> = HashMap::new();
     let mut names: HashMap<u32, String> = HashMap::new();
     let (mut bytes, mut blocks) = (0u64, 0u64);
-    // The figures at the peak: the live blocks once the allocation that reached it is
-    // followed by a free (or the end), as no allocation in between raises it further.
+    // The figures at the peak: the live blocks just before the first free (or the end)
+    // after the last allocation that raised the peak; allocations in between each raised
+    // it further.
     let mut at_peak: HashMap<String, (u64, u64)> = HashMap::new();
     let mut peak_pending = false;
     let snapshot = |live: &HashMap<u64, Block>, at_peak: &mut HashMap<String, (u64, u64)>| {
