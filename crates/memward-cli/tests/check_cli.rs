@@ -6,8 +6,8 @@
 //!
 //! Needs the release library (`cargo build --release`, or `MEMWARD_LIB`).
 
-mod check_lib;
-use check_lib::library;
+mod library;
+use library::library;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

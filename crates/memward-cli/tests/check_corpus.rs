@@ -10,8 +10,8 @@
 //! Needs the release library (`cargo build --release`, or `MEMWARD_LIB`) and a C and C++
 //! compiler (`cc`, `c++`).
 
-mod check_lib;
-use check_lib::library;
+mod library;
+use library::library;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;

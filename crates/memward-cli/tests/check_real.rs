@@ -15,8 +15,8 @@
 use std::ffi::OsStr;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
-mod check_lib;
-use check_lib::library;
+mod library;
+use library::library;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

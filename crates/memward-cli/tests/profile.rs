@@ -7,26 +7,15 @@
 //!
 //! Needs the release library (`cargo build --release`) and a C compiler (`cc`).
 
-use memward_profile_format::{Ending, Header, ModuleMap, Reader, Record, StackTable};
-use object::{Object, ObjectSymbol};
+mod library;
+mod profile_lib;
+
+use library::library;
+use memward_profile_format::{Ending, Reader, Record};
+use profile_lib::Loaded;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn library() -> PathBuf {
-    if let Some(p) = std::env::var_os("MEMWARD_LIB").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p).canonicalize().unwrap();
-    }
-    let tool = Path::new(env!("CARGO_BIN_EXE_memward"));
-    tool.ancestors()
-        .skip(1)
-        .take(3)
-        .map(|d| d.join("release/libmemward.so"))
-        .find(|p| p.is_file())
-        .expect("libmemward.so is missing: run `cargo build --release` first (or set MEMWARD_LIB)")
-        .canonicalize()
-        .unwrap()
-}
 
 fn temp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!(
@@ -67,91 +56,6 @@ fn profile(file: &Path, cmd: &[&std::ffi::OsStr], extra: &[&str]) -> Output {
 }
 
 /// A profile read back, with the program's function symbols to name sites.
-struct Loaded {
-    header: Header,
-    modules: ModuleMap,
-    stacks: StackTable,
-    events: Vec<Record>,
-    ending: Ending,
-    symbols: Vec<(u64, u64, String)>,
-    exe: PathBuf,
-}
-
-fn load(file: &Path, exe: &Path) -> Loaded {
-    let mut r = Reader::new(std::io::BufReader::new(std::fs::File::open(file).unwrap())).unwrap();
-    let header = r.header().clone();
-    let mut modules = ModuleMap::default();
-    let mut stacks = StackTable::default();
-    let mut events = Vec::new();
-    while let Some(rec) = r.next_record().unwrap() {
-        match rec {
-            Record::Module(m) => modules.insert(m),
-            Record::StackNode(n) => stacks.insert(n).unwrap(),
-            other => events.push(other),
-        }
-    }
-    let data = std::fs::read(exe).unwrap();
-    let obj = object::File::parse(&*data).unwrap();
-    let symbols = obj
-        .symbols()
-        .filter(|s| s.kind() == object::SymbolKind::Text && s.size() > 0)
-        .map(|s| (s.address(), s.size(), s.name().unwrap_or("").to_string()))
-        .collect();
-    Loaded {
-        header,
-        modules,
-        stacks,
-        events,
-        ending: r.ending(),
-        symbols,
-        exe: exe.canonicalize().unwrap(),
-    }
-}
-
-impl Loaded {
-    /// The function of the program holding the stack's innermost return address, or
-    /// `<basename of the module>` when it lies in a library.
-    fn site(&self, stack: u32) -> String {
-        let Some(addr) = self.stacks.frames(stack).next() else {
-            return "<no stack>".into();
-        };
-        let Some(m) = self.modules.find(addr) else {
-            return format!("<unknown {addr:#x}>");
-        };
-        if Path::new(std::str::from_utf8(&m.path).unwrap()) != self.exe {
-            let path = String::from_utf8_lossy(&m.path);
-            return format!("<{}>", path.rsplit('/').next().unwrap());
-        }
-        let rel = m.relative(addr) - 1;
-        self.symbols
-            .iter()
-            .find(|(start, size, _)| rel >= *start && rel < start + size)
-            .map_or_else(|| format!("<{rel:#x} in exe>"), |s| s.2.clone())
-    }
-
-    /// Whether every frame of some stack of `site` resolves to a module (the unwinder
-    /// got past the program into libc's start code).
-    fn full_stack(&self, stack: u32) -> Vec<String> {
-        self.stacks
-            .frames(stack)
-            .map(|a| match self.modules.find(a) {
-                Some(m) if Path::new(std::str::from_utf8(&m.path).unwrap()) == self.exe => {
-                    let rel = m.relative(a) - 1;
-                    self.symbols
-                        .iter()
-                        .find(|(s, z, _)| rel >= *s && rel < s + z)
-                        .map_or("?".into(), |s| s.2.clone())
-                }
-                Some(m) => {
-                    let p = String::from_utf8_lossy(&m.path).into_owned();
-                    format!("<{}>", p.rsplit('/').next().unwrap())
-                }
-                None => "<unknown>".into(),
-            })
-            .collect()
-    }
-}
-
 /// Per-site figures, as DHAT defines them.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct Figures {
@@ -266,7 +170,7 @@ fn every_figure_of_the_known_sites_is_exact() {
     let file = dir.join("sites.prof");
     let o = profile(&file, &[exe.as_os_str()], &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let p = load(&file, &exe);
+    let p = Loaded::load(&file, &exe);
     assert_eq!(p.ending, Ending::Complete);
     assert_eq!(p.header.sample_rate, 0);
     assert_eq!(
@@ -390,7 +294,7 @@ fn every_figure_of_the_known_sites_is_exact() {
             _ => None,
         })
         .unwrap();
-    let frames = p.full_stack(stack);
+    let frames = p.frames(stack);
     assert_eq!(frames[..2], ["leak_site", "main"], "{frames:?}");
     assert!(
         frames[2..].iter().any(|f| f.starts_with("<libc")),
@@ -437,13 +341,13 @@ fn a_forked_child_writes_its_own_file() {
     let file = dir.join("fork.prof");
     let o = profile(&file, &[exe.as_os_str(), "fork".as_ref()], &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let parent = load(&file, &exe);
+    let parent = Loaded::load(&file, &exe);
     assert_eq!(parent.ending, Ending::Complete);
     assert_eq!(sizes_of(&parent).get(&333), Some(&3));
     assert_eq!(sizes_of(&parent).get(&777), None);
     let children = only_file_with_prefix(&dir, "fork.prof.");
     assert_eq!(children.len(), 1, "{children:?}");
-    let child = load(&children[0], &exe);
+    let child = Loaded::load(&children[0], &exe);
     assert_eq!(child.ending, Ending::Complete);
     assert_eq!(child.header.ppid, parent.header.pid);
     assert_eq!(
@@ -468,13 +372,13 @@ fn an_exec_d_program_writes_its_own_file() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let children = only_file_with_prefix(&dir, "exec.prof.");
     assert_eq!(children.len(), 1, "{children:?}");
-    let child = load(&children[0], &exe);
+    let child = Loaded::load(&children[0], &exe);
     assert_eq!(child.header.args.last().unwrap(), b"exec-child");
     assert_eq!(child.ending, Ending::Complete);
     assert_eq!(sizes_of(&child).get(&555), Some(&5));
     assert_eq!(replay(&child).sites["keep"].exit_bytes, 5 * 555);
     // The command itself kept FILE.
-    let parent = load(&file, &exe);
+    let parent = Loaded::load(&file, &exe);
     assert_eq!(parent.header.args.last().unwrap(), b"exec");
     assert_eq!(sizes_of(&parent).get(&555), None);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -487,7 +391,7 @@ fn threads_are_recorded_apart() {
     let file = dir.join("threads.prof");
     let o = profile(&file, &[exe.as_os_str(), "threads".as_ref()], &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let p = load(&file, &exe);
+    let p = Loaded::load(&file, &exe);
     let r = replay(&p);
     let w = r.sites["worker"];
     assert_eq!((w.total_blocks, w.exit_blocks), (8000, 0));
@@ -519,7 +423,7 @@ fn exit_without_handlers_and_sigkill_leave_readable_profiles() {
             // memward passes a signal death on as 128 + N, like a shell.
             None => assert_eq!(o.status.code(), Some(128 + 9)),
         }
-        let p = load(&file, &exe);
+        let p = Loaded::load(&file, &exe);
         assert!(
             matches!(p.ending, Ending::Truncated { .. }),
             "{mode}: {:?}",
@@ -600,7 +504,7 @@ fn a_full_disk_gets_one_message_and_the_program_goes_on() {
         "{err}"
     );
     // What was written reads back, cut short.
-    let p = load(&file, &exe);
+    let p = Loaded::load(&file, &exe);
     assert!(matches!(p.ending, Ending::Truncated { .. }));
     assert!(std::fs::metadata(&file).unwrap().len() <= 8192);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -616,7 +520,7 @@ fn sampling_by_bytes_gives_unbiased_estimates() {
     let file = dir.join("sampled.prof");
     let o = profile(&file, &[exe.as_os_str()], &["--sample-rate", "4096"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let p = load(&file, &exe);
+    let p = Loaded::load(&file, &exe);
     assert_eq!(p.header.sample_rate, 4096);
     assert_eq!(p.ending, Ending::Complete);
     let r = replay(&p);
@@ -644,7 +548,7 @@ fn sampling_by_bytes_gives_unbiased_estimates() {
         .count();
     assert!(frees < 2_000, "{frees} frees recorded");
     let small = p.events.len();
-    let whole = load(&full, &exe).events.len();
+    let whole = Loaded::load(&full, &exe).events.len();
     assert!(small * 20 < whole, "sampled {small} events vs {whole}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

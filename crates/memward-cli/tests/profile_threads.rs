@@ -15,10 +15,14 @@
 //! from tests/profile.rs, whose helpers it repeats in a smaller form, so that each file
 //! stays a readable size.
 
-use memward_profile_format::{Ending, Header, ModuleMap, Reader, Record, StackTable};
-use object::{Object, ObjectSymbol};
+mod library;
+mod profile_lib;
+
+use library::library;
+use memward_profile_format::{Ending, Record};
+use profile_lib::Loaded;
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 /// Threads per wave, sites per wave, blocks per thread: as in threads.c.
@@ -26,21 +30,6 @@ const THREADS: u64 = 300;
 const SITES: u64 = 10;
 const FIRST_BLOCKS: u64 = 20;
 const SECOND_BLOCKS: u64 = 5;
-
-fn library() -> PathBuf {
-    if let Some(p) = std::env::var_os("MEMWARD_LIB").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p).canonicalize().unwrap();
-    }
-    Path::new(env!("CARGO_BIN_EXE_memward"))
-        .ancestors()
-        .skip(1)
-        .take(3)
-        .map(|d| d.join("release/libmemward.so"))
-        .find(|p| p.is_file())
-        .expect("libmemward.so is missing: run `cargo build --release` first (or set MEMWARD_LIB)")
-        .canonicalize()
-        .unwrap()
-}
 
 fn memward() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_memward"));
@@ -107,72 +96,6 @@ fn truth() -> HashMap<String, Truth> {
 }
 
 /// The profile's events with the program's function symbols to name sites.
-struct Profile {
-    header: Header,
-    modules: ModuleMap,
-    stacks: StackTable,
-    events: Vec<Record>,
-    ending: Ending,
-    symbols: Vec<(u64, u64, String)>,
-    exe: PathBuf,
-}
-
-impl Profile {
-    fn load(file: &Path, exe: &Path) -> Profile {
-        let mut r = Reader::new(std::io::BufReader::new(std::fs::File::open(file).unwrap()))
-            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        let header = r.header().clone();
-        let mut modules = ModuleMap::default();
-        let mut stacks = StackTable::default();
-        let mut events = Vec::new();
-        while let Some(rec) = r.next_record().unwrap() {
-            match rec {
-                Record::Module(m) => modules.insert(m),
-                Record::StackNode(n) => stacks.insert(n).unwrap(),
-                other => events.push(other),
-            }
-        }
-        let data = std::fs::read(exe).unwrap();
-        let obj = object::File::parse(&*data).unwrap();
-        let symbols = obj
-            .symbols()
-            .filter(|s| s.kind() == object::SymbolKind::Text && s.size() > 0)
-            .map(|s| (s.address(), s.size(), s.name().unwrap_or("").to_string()))
-            .collect();
-        Profile {
-            header,
-            modules,
-            stacks,
-            events,
-            ending: r.ending(),
-            symbols,
-            exe: exe.canonicalize().unwrap(),
-        }
-    }
-
-    /// Each frame of a stack, innermost first: the program's function holding it, or
-    /// `<basename>` of the library holding it, or `<unknown>`.
-    fn frames(&self, stack: u32) -> Vec<String> {
-        self.stacks
-            .frames(stack)
-            .map(|a| match self.modules.find(a) {
-                Some(m) if Path::new(std::str::from_utf8(&m.path).unwrap()) == self.exe => {
-                    let rel = m.relative(a) - 1;
-                    self.symbols
-                        .iter()
-                        .find(|(s, z, _)| rel >= *s && rel < s + z)
-                        .map_or_else(|| format!("<{rel:#x} in exe>"), |s| s.2.clone())
-                }
-                Some(m) => {
-                    let p = String::from_utf8_lossy(&m.path).into_owned();
-                    format!("<{}>", p.rsplit('/').next().unwrap())
-                }
-                None => "<unknown>".into(),
-            })
-            .collect()
-    }
-}
-
 /// A block as the replay of the events saw it.
 struct Block {
     size: u64,
@@ -201,7 +124,7 @@ struct Replay {
     named_threads: HashSet<u32>,
 }
 
-fn replay(p: &Profile) -> Replay {
+fn replay(p: &Loaded) -> Replay {
     let mut r = Replay::default();
     let mut live: HashMap<u64, Block> = HashMap::new();
     let mut names: HashMap<u32, String> = HashMap::new();
@@ -252,10 +175,7 @@ fn replay(p: &Profile) -> Replay {
             } => {
                 r.allocs += 1;
                 r.active_threads.insert(thread);
-                let site = names
-                    .entry(stack)
-                    .or_insert_with(|| p.frames(stack).first().cloned().unwrap_or_default())
-                    .clone();
+                let site = names.entry(stack).or_insert_with(|| p.site(stack)).clone();
                 r.threads.entry(site.clone()).or_default().insert(thread);
                 r.stacks.entry(site.clone()).or_default().insert(stack);
                 let f = r.sites.entry(site.clone()).or_default();
@@ -357,7 +277,7 @@ fn hundreds_of_threads_in_two_waves_give_exact_figures() {
     assert_eq!(o.stdout, plain.stdout);
 
     // The profile reads back whole.
-    let p = Profile::load(&file, &exe);
+    let p = Loaded::load(&file, &exe);
     assert_eq!(p.ending, Ending::Complete);
     let end = p
         .events

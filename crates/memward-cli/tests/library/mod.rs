@@ -1,4 +1,4 @@
-//! Shared by the `memward check` test files: where the release build's libmemward.so is.
+//! Shared by the CLI test files: where the release build's libmemward.so is.
 
 use std::path::{Path, PathBuf};
 
