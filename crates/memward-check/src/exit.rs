@@ -45,7 +45,7 @@ fn check_leaks() {
     let found = {
         let blocks = registry::lock_live_blocks();
         // SAFETY: the listed blocks are live checker blocks, readable for their size;
-        // the registry's lock keeps them from being freed (or new ones added) until
+        // the registry's locks keep them from being freed (or new ones added) until
         // the scan returns; the engine's `owns` takes no lock.
         unsafe { leaks::find_leaks(&blocks, &owns) }
     };

@@ -16,15 +16,18 @@
 //! table instead.
 //!
 //! Enumeration (the leak scan's list of live blocks, the checks at exit, the block that
-//! contains an interior pointer) uses a table of (user address, header address) slots
-//! behind one lock; a block's header holds its slot, and freed slots are reused last in,
-//! first out, so the table stays as long as the most blocks that existed at once and its
-//! hot end stays in cache.
+//! contains an interior pointer) uses tables of (user address, header address) slots,
+//! eight of them, each behind its lock, a thread adding to the one its number picks (one
+//! table made every allocation and free of a program's threads wait for one lock). A
+//! block's header holds its slot (index and table), and freed slots are reused last in,
+//! first out, so a table stays as long as the most blocks it held at once and its hot end
+//! stays in cache.
 
 use crate::block::{Header, FREEING, GUARDED, HEADER, LEFT_CANARY, LIVE};
 use crate::checker::backing;
 use crate::guard;
-use memward_profile::shared::SpinLock;
+use crate::threads;
+use memward_profile::shared::{Guard, SpinLock};
 
 /// How far before the user's bytes an ordinary block's header starts.
 pub const HEADER_AT: usize = HEADER + LEFT_CANARY;
@@ -34,19 +37,25 @@ struct Slots {
     free: Vec<u32>,
 }
 
-static SLOTS: SpinLock<Slots> = SpinLock::new(Slots {
-    entries: Vec::new(),
-    free: Vec::new(),
-});
+/// Tables; a slot number is `index * TABLES + table`.
+const TABLES: usize = 8;
+
+static SLOTS: [SpinLock<Slots>; TABLES] = [const {
+    SpinLock::new(Slots {
+        entries: Vec::new(),
+        free: Vec::new(),
+    })
+}; TABLES];
 
 /// Records the block at `user` with header `header`; sets the header's slot.
 pub fn insert(user: usize, header: &mut Header) {
     let h = header as *mut Header as usize;
-    let mut s = SLOTS.lock();
-    let slot = match s.free.pop() {
-        Some(slot) => {
-            s.entries[slot as usize] = (user, h);
-            slot
+    let table = threads::current() as usize % TABLES;
+    let mut s = SLOTS[table].lock();
+    let index = match s.free.pop() {
+        Some(index) => {
+            s.entries[index as usize] = (user, h);
+            index
         }
         None => {
             s.entries.push((user, h));
@@ -54,16 +63,16 @@ pub fn insert(user: usize, header: &mut Header) {
         }
     };
     drop(s);
-    header.slot = slot;
+    header.slot = index * TABLES as u32 + table as u32;
 }
 
 /// Forgets the block with header `header`.
 pub fn remove(header: &Header) {
-    let mut s = SLOTS.lock();
-    let slot = header.slot;
-    if let Some(e) = s.entries.get_mut(slot as usize) {
+    let (index, table) = (header.slot / TABLES as u32, header.slot as usize % TABLES);
+    let mut s = SLOTS[table].lock();
+    if let Some(e) = s.entries.get_mut(index as usize) {
         *e = (0, 0);
-        s.free.push(slot);
+        s.free.push(index);
     }
 }
 
@@ -153,26 +162,29 @@ pub fn containing(
     best
 }
 
-/// The live blocks as the leak scan lists them: a view of the slot table whose lock it
+/// The live blocks as the leak scan lists them: a view of the slot tables whose locks it
 /// holds, so no block can be added or freed while the scan runs (threads that try wait).
 pub struct LockedLiveBlocks {
-    slots: memward_profile::shared::Guard<'static, Slots>,
+    tables: [Guard<'static, Slots>; TABLES],
 }
 
-/// Locks the slot table for a leak scan (released when the view is dropped).
+/// Locks the slot tables for a leak scan (released when the view is dropped).
 pub fn lock_live_blocks() -> LockedLiveBlocks {
     LockedLiveBlocks {
-        slots: SLOTS.lock(),
+        tables: core::array::from_fn(|i| SLOTS[i].lock()),
     }
 }
 
 impl crate::leaks::LiveBlocks for LockedLiveBlocks {
     fn estimate(&self) -> usize {
-        self.slots.entries.len() - self.slots.free.len()
+        self.tables
+            .iter()
+            .map(|t| t.entries.len() - t.free.len())
+            .sum()
     }
 
     fn for_each(&self, f: &mut dyn FnMut(crate::leaks::LiveBlock)) {
-        for &(user, h) in self.slots.entries.iter() {
+        for &(user, h) in self.tables.iter().flat_map(|t| t.entries.iter()) {
             if user == 0 {
                 continue;
             }
@@ -197,20 +209,28 @@ impl crate::leaks::LiveBlocks for LockedLiveBlocks {
 
 /// Every registered block (user address, header address).
 pub fn all_blocks() -> Vec<(usize, usize)> {
-    let s = SLOTS.lock();
-    s.entries.iter().copied().filter(|e| e.0 != 0).collect()
+    let mut out = Vec::new();
+    for table in &SLOTS {
+        let s = table.lock();
+        out.extend(s.entries.iter().copied().filter(|e| e.0 != 0));
+    }
+    out
 }
 
-/// Takes the lock and keeps it (before `fork`).
+/// Takes the locks and keeps them (before `fork`).
 pub fn lock_all() {
-    SLOTS.lock_forever();
+    for table in &SLOTS {
+        table.lock_forever();
+    }
 }
 
-/// Releases the lock `lock_all` took (after `fork`, in parent and child).
+/// Releases the locks `lock_all` took (after `fork`, in parent and child).
 ///
 /// # Safety
-/// The caller took it with `lock_all` on this thread and holds no guard.
+/// The caller took them with `lock_all` on this thread and holds no guard.
 pub unsafe fn unlock_all() {
-    // SAFETY: per the contract.
-    unsafe { SLOTS.force_unlock() };
+    for table in SLOTS.iter().rev() {
+        // SAFETY: per the contract.
+        unsafe { table.force_unlock() };
+    }
 }

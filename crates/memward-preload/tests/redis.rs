@@ -36,6 +36,9 @@ impl Drop for ServerGuard {
     fn drop(&mut self) {
         if !self.stopped {
             kill_group(self.pgid);
+            // The server itself too: a group kill that missed it (the group gone, or
+            // the server in another one) left this wait hanging for good.
+            let _ = self.child.kill();
             let _ = self.child.wait();
         }
     }
