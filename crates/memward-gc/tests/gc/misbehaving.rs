@@ -39,11 +39,15 @@ macro_rules! misbehaving_tests {
                 /// Reports its stash through a borrow it drops at once, then (the next
                 /// rogue to run) moves the stashed handles to `SINK`.
                 ReportThenMoveOut,
-                /// Moves the `kids` of the objects in `VICTIMS` to `SINK` if their cell
-                /// can be borrowed (it cannot: the collector holds it).
+                /// Upgrades its `Weak` (to its own node), moves that node's `kids` to
+                /// `SINK` if the cell can be borrowed (it cannot: the collector holds
+                /// it), and drops the upgraded handle again (counts unchanged).
                 MoveOutOfTraced,
                 /// Clones its stash into `SINK`, then drops one clone.
                 Clone,
+                /// Upgrades its `Weak` (a handle made while the target is counted) into
+                /// `SINK`.
+                Upgrade,
                 /// Drops (empties) `SINK`.
                 DropGlobal,
                 /// Allocates and drops new `Gc`s.
@@ -57,6 +61,7 @@ macro_rules! misbehaving_tests {
             pub struct Rogue {
                 pub act: Act,
                 pub stash: $cell<Vec<Gc<Node>>>,
+                pub weak: $cell<Option<Weak<Node>>>,
             }
 
             #[derive(Trace)]
@@ -103,15 +108,17 @@ macro_rules! misbehaving_tests {
                                 global(|sink| sink.extend(moved));
                             }
                         }
-                        Act::MoveOutOfTraced => victims(|victims| {
-                            for v in victims.iter() {
-                                if let Some(mut kids) = try_cell!($lock, v.kids) {
+                        Act::MoveOutOfTraced => {
+                            let weak = try_cell!($lock, self.weak).and_then(|w| w.clone());
+                            if let Some(me) = weak.and_then(|w| w.upgrade()) {
+                                if let Some(mut kids) = try_cell!($lock, me.kids) {
                                     let moved: Vec<Gc<Node>> = kids.drain(..).collect();
                                     drop(kids);
                                     global(|sink| sink.extend(moved));
                                 }
+                                drop(me);
                             }
-                        }),
+                        }
                         Act::Clone => {
                             let clones: Vec<Gc<Node>> =
                                 try_cell!($lock, self.stash).map_or(Vec::new(), |s| s.clone());
@@ -119,6 +126,12 @@ macro_rules! misbehaving_tests {
                             more.pop();
                             global(|sink| sink.extend(clones));
                             drop(more);
+                        }
+                        Act::Upgrade => {
+                            let weak = try_cell!($lock, self.weak).and_then(|w| w.clone());
+                            if let Some(strong) = weak.and_then(|w| w.upgrade()) {
+                                global(|sink| sink.push(strong));
+                            }
                         }
                         Act::DropGlobal => {
                             let taken = global(std::mem::take);
@@ -143,6 +156,7 @@ macro_rules! misbehaving_tests {
                     rogue: Rogue {
                         act,
                         stash: $cell::new(Vec::new()),
+                        weak: $cell::new(None),
                     },
                     tag: Tag {
                         payload: payload.to_string(),
@@ -176,6 +190,12 @@ macro_rules! misbehaving_tests {
                 let (a, a_drops) = node("a", act);
                 edit(&a.kids, |k| k.push(a.clone()));
                 edit(&a.kids, |k| k.push(victim.clone()));
+                let target = if act == Act::MoveOutOfTraced {
+                    &a
+                } else {
+                    &victim
+                };
+                edit(&a.rogue.weak, |w| *w = Some(Gc::downgrade(target)));
                 if victim_stashed {
                     edit(&a.rogue.stash, |k| k.push(victim.clone()));
                 }
@@ -259,6 +279,11 @@ macro_rules! misbehaving_tests {
             #[test]
             fn cloning_in_trace_frees_nothing_reachable() {
                 run(Act::Clone, true, false);
+            }
+
+            #[test]
+            fn upgrading_in_trace_frees_nothing_reachable() {
+                run(Act::Upgrade, false, false);
             }
 
             #[test]
