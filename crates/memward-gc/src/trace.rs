@@ -194,7 +194,10 @@ pub struct Tracer {
     /// Held `RefCell` borrows, kept without a box each (a thread-local collection takes
     /// one per `RefCell` it traces).
     held_refs: Vec<Ref<'static, ()>>,
-    hold_guards: bool,
+    pub(crate) hold_guards: bool,
+    /// Set when non-structural code ran while tracing (a hand impl): only then can a
+    /// `trace` move a reported handle, so only then must guards have been held.
+    pub(crate) untrusted_ran: bool,
     opaque: bool,
     /// Reports count only while this is set: from the collector's entry into a
     /// structural value down through structural impls only.
@@ -213,14 +216,16 @@ impl Tracer {
             held: Vec::new(),
             held_refs: Vec::new(),
             hold_guards,
+            untrusted_ran: false,
             opaque: false,
             trusted: false,
         }
     }
 
-    /// The thread-local collector's tracer: counts into its `scan`, holds guards.
+    /// The thread-local collector's tracer: counts into its `scan`; holds guards only
+    /// once the thread has met a hand impl (the heap sets `hold_guards` then).
     pub(crate) const fn counting() -> Self {
-        let mut tracer = Tracer::new(true);
+        let mut tracer = Tracer::new(false);
         tracer.counting = true;
         tracer
     }
@@ -262,6 +267,7 @@ impl Tracer {
         if T::STRUCTURAL.0 || !self.trusted {
             value.trace(self)
         } else {
+            self.untrusted_ran = true;
             self.trusted = false;
             value.trace(self);
             self.trusted = true;
@@ -273,6 +279,7 @@ impl Tracer {
     #[inline(always)]
     pub(crate) fn trace_object<T: Trace>(&mut self, value: &T) {
         self.trusted = T::STRUCTURAL.0;
+        self.untrusted_ran |= !T::STRUCTURAL.0;
         value.trace(self);
         self.trusted = false;
     }

@@ -176,6 +176,14 @@ pub(crate) fn collect(tracer: &mut Tracer) -> usize {
         std::panic::resume_unwind(panic);
     }
     check_counts(&mut tracer.scan);
+    // A hand impl ran and the guards were not held (the thread had not met one
+    // before): a reported handle may have been moved out of its cell, so nothing may
+    // die this time. Every member is kept and goes back to the buffer; the heap holds
+    // guards from now on.
+    let retry = tracer.untrusted_ran && !tracer.hold_guards;
+    if retry {
+        keep_all(&mut tracer.scan);
+    }
     let scan = &mut tracer.scan;
     let live = if scan.referenced > 0 || scan.marked {
         rescue(scan)
@@ -198,9 +206,35 @@ pub(crate) fn collect(tracer: &mut Tracer) -> usize {
     } else {
         &scan.garbage
     });
+    if retry {
+        rebuffer(&scan.members);
+    }
     drop_orphans(scan);
     scan.clear();
     live
+}
+
+/// Marks every member live (a seed of the rescue).
+fn keep_all(scan: &mut Scan) {
+    for &member in &scan.members {
+        // SAFETY: members are live (IN_SET).
+        let h = unsafe { header(member.ptr) };
+        h.meta.set(h.meta.get() | MARK);
+    }
+    scan.marked = true;
+}
+
+/// Puts former members (all kept) back into the candidate buffer.
+fn rebuffer(members: &[Edge]) {
+    for &member in members {
+        // SAFETY: kept live by the collection: not freed (one with no handle left waits
+        // for `drop_orphans`, which runs after this).
+        let h = unsafe { header(member.ptr) };
+        if h.strong.get() > 0 {
+            // SAFETY: live, with a non-zero strong count.
+            unsafe { super::heap::possible_root(member) };
+        }
+    }
 }
 
 /// After the count: a member whose strong count is not what it was when it joined had

@@ -180,7 +180,20 @@ macro_rules! misbehaving_tests {
             /// there) finds it alive and intact; a later collection with the rogue
             /// disarmed frees everything, each destructor once.
             fn run(act: Act, victim_stashed: bool, in_sink: bool) {
+                run_with(act, victim_stashed, in_sink, true)
+            }
+
+            /// `run`; with `warm`, a collection that meets a hand impl runs first (the
+            /// thread-local heap holds guards from then on; the first such collection
+            /// on a thread decides nothing).
+            fn run_with(act: Act, victim_stashed: bool, in_sink: bool, warm: bool) {
                 let _serial = serial();
+                if warm {
+                    let (w, _) = node("warm-up", Act::Quiet);
+                    edit(&w.kids, |k| k.push(w.clone()));
+                    drop(w);
+                    collect();
+                }
                 global(|s| s.clear());
                 victims(|v| v.clear());
                 disarm(false);
@@ -224,7 +237,7 @@ macro_rules! misbehaving_tests {
                 // collection was abandoned.
                 assert!(a_drops.load(Ordering::SeqCst) <= 1);
                 assert!(b_drops.load(Ordering::SeqCst) <= 1);
-                if act != Act::Panic {
+                if act != Act::Panic && warm {
                     assert!(weak_b.upgrade().is_none(), "plain garbage was kept");
                 }
                 // Values still reachable are intact, readable, and their counts right.
@@ -274,6 +287,15 @@ macro_rules! misbehaving_tests {
             #[test]
             fn moving_out_of_a_traced_cell_is_refused() {
                 run(Act::MoveOutOfTraced, false, false);
+            }
+
+            /// On a fresh thread the first collection that meets a hand impl did not
+            /// hold the guards: it must decide nothing, then the next one frees.
+            #[test]
+            fn first_collection_meeting_a_hand_impl_is_safe() {
+                std::thread::spawn(|| run_with(Act::MoveOutOfTraced, false, false, false))
+                    .join()
+                    .unwrap();
             }
 
             #[test]
