@@ -94,6 +94,7 @@ impl<T: Copy> Trace for Cell<T> {
 // the Box owns its contents; they are traced once.
 impl<T: ?Sized + Trace> Trace for Box<T> {
     structural!();
+    #[inline]
     fn trace(&self, tracer: &mut Tracer) {
         tracer.visit(&**self)
     }
@@ -102,6 +103,7 @@ impl<T: ?Sized + Trace> Trace for Box<T> {
 // Option owns its contents; traced once when present.
 impl<T: Trace> Trace for Option<T> {
     structural!();
+    #[inline]
     fn trace(&self, tracer: &mut Tracer) {
         if let Some(value) = self {
             tracer.visit(value)
@@ -112,6 +114,7 @@ impl<T: Trace> Trace for Option<T> {
 // Result owns its one live variant; traced once.
 impl<T: Trace, E: Trace> Trace for Result<T, E> {
     structural!();
+    #[inline]
     fn trace(&self, tracer: &mut Tracer) {
         match self {
             Ok(value) => tracer.visit(value),
@@ -123,6 +126,7 @@ impl<T: Trace, E: Trace> Trace for Result<T, E> {
 // a slice owns its elements; each traced once.
 impl<T: Trace> Trace for [T] {
     structural!();
+    #[inline]
     fn trace(&self, tracer: &mut Tracer) {
         for item in self {
             tracer.visit(item)
@@ -133,6 +137,7 @@ impl<T: Trace> Trace for [T] {
 // an array owns its elements; each traced once.
 impl<T: Trace, const N: usize> Trace for [T; N] {
     structural!();
+    #[inline]
     fn trace(&self, tracer: &mut Tracer) {
         tracer.visit(self.as_slice())
     }
@@ -143,6 +148,7 @@ macro_rules! sequence {
         // the collection owns its elements; iteration visits each once.
         impl<T: Trace> Trace for $c<T> {
             structural!();
+            #[inline]
             fn trace(&self, tracer: &mut Tracer) {
                 for item in self {
                     tracer.visit(item)
@@ -156,6 +162,7 @@ sequence!(Vec, VecDeque, LinkedList, BTreeSet, BinaryHeap);
 // the set owns its elements; iteration visits each once.
 impl<T: Trace, S> Trace for HashSet<T, S> {
     structural!();
+    #[inline]
     fn trace(&self, tracer: &mut Tracer) {
         for item in self {
             tracer.visit(item)
@@ -166,6 +173,7 @@ impl<T: Trace, S> Trace for HashSet<T, S> {
 // the map owns its keys and values; iteration visits each entry once.
 impl<K: Trace, V: Trace, S> Trace for HashMap<K, V, S> {
     structural!();
+    #[inline]
     fn trace(&self, tracer: &mut Tracer) {
         for (key, value) in self {
             tracer.visit(key);
@@ -177,6 +185,7 @@ impl<K: Trace, V: Trace, S> Trace for HashMap<K, V, S> {
 // the map owns its keys and values; iteration visits each entry once.
 impl<K: Trace, V: Trace> Trace for BTreeMap<K, V> {
     structural!();
+    #[inline]
     fn trace(&self, tracer: &mut Tracer) {
         for (key, value) in self {
             tracer.visit(key);
@@ -216,6 +225,7 @@ tuple!(A B C D E F G H I J K L);
 // and reported opaque. The RefCell is part of the traced value (Tracer::hold's contract).
 impl<T: ?Sized + Trace> Trace for RefCell<T> {
     structural!();
+    #[inline]
     fn trace(&self, tracer: &mut Tracer) {
         match self.try_borrow() {
             Ok(contents) => {
@@ -232,6 +242,7 @@ impl<T: ?Sized + Trace> Trace for RefCell<T> {
 // as for RefCell, with try_lock; a poisoned lock still guards valid contents.
 impl<T: ?Sized + Trace> Trace for Mutex<T> {
     structural!();
+    #[inline]
     fn trace(&self, tracer: &mut Tracer) {
         let guard = match self.try_lock() {
             Ok(guard) => guard,
@@ -248,6 +259,7 @@ impl<T: ?Sized + Trace> Trace for Mutex<T> {
 // as for Mutex, with a read guard (no writer can move contents while it is held).
 impl<T: ?Sized + Trace> Trace for RwLock<T> {
     structural!();
+    #[inline]
     fn trace(&self, tracer: &mut Tracer) {
         let guard = match self.try_read() {
             Ok(guard) => guard,
