@@ -335,6 +335,7 @@ macro_rules! misbehaving_tests {
             fn last_handle_dropped_in_trace() {
                 let _serial = serial();
                 global(|s| s.clear());
+                disarm(false);
                 let (x, x_drops) = node("x", Act::Quiet);
                 let weak_x = Gc::downgrade(&x);
                 // x is a candidate (a clone dropped), then its last handle sits in SINK,
