@@ -9,9 +9,10 @@
 //! the test keeps, *and* from a garbage cycle whose rogue field misbehaves, so that an
 //! over-reporting collector would free it with the cycle.
 
-/// The tests, for one collector flavour: `$gc` (module with `Gc`, `Weak`, `collect`),
-/// `$cell` (the interior-mutable cell its objects use), `$global` (a macro giving the
-/// global `Vec` of handles).
+/// The tests, for one collector flavour: `$gcmod` (the module with `Gc`, `Weak`,
+/// `collect`), `$cell` (the interior-mutable cell its objects use) and `$lock` (how to
+/// borrow it: see `lock_cell!`), `$globals` (the module with the flavour's globals:
+/// `SINK`, where a handle keeps its object reachable, and the disarm switch).
 macro_rules! misbehaving_tests {
     ($flavour:ident, $gcmod:path, $cell:ident, $lock:ident, $globals:ident) => {
         mod $flavour {
