@@ -12,5 +12,7 @@ pub mod sync;
 mod unsync;
 
 pub use memward_gc_derive::Trace;
+#[doc(hidden)]
+pub use trace::Structural;
 pub use trace::{Trace, Tracer};
 pub use unsync::{collect, trim, Gc, Weak};

@@ -1,22 +1,34 @@
 //! `Trace` for the standard library's types.
 //!
-//! Leaves (numbers, `String`, `PathBuf`...) report nothing. Owning containers trace each
-//! element once. Interior mutability goes through `try_borrow` / `try_lock` / `try_read`:
-//! when the contents are in use right now the value is reported opaque (so kept alive),
-//! and the guard is handed to [`Tracer::hold`] so that the thread-safe collector can keep
-//! the contents still until it has decided. `Cell<T: Copy>` reports nothing: a `Copy`
+//! Every impl here is *structural* (`STRUCTURAL` proved with `unsafe`, see [`Trace`]): it
+//! visits exactly what the value owns, in place, each part once, through
+//! [`Tracer::visit`], and runs no other code. Leaves (numbers, `String`, `PathBuf`...)
+//! report nothing. Owning containers visit each element once. Interior mutability goes
+//! through `try_borrow` / `try_lock` / `try_read`: when the contents are in use right now
+//! the value is reported opaque (so kept alive), and the guard is handed to the tracer
+//! to hold, so that the contents stay still until the collector has decided. `Cell<T: Copy>` reports nothing: a `Copy`
 //! type cannot own a `Gc`. Shared owners (`Rc`, `Arc`) get no impl on purpose: two
 //! objects sharing one `Rc<Gc<_>>` would both report the same `Gc`.
-use crate::trace::{Trace, Tracer};
+use crate::trace::{Structural, Trace, Tracer};
 use core::cell::{Cell, RefCell};
 use core::marker::PhantomData;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, LinkedList, VecDeque};
 use std::sync::{Mutex, RwLock, TryLockError};
 
+/// `const STRUCTURAL` for an impl of this module.
+macro_rules! structural {
+    () => {
+        // SAFETY: every impl in this module visits each owned part once, in place, and
+        // does nothing else (checked by reading each one; see the module docs).
+        const STRUCTURAL: Structural = unsafe { Structural::assert_structural() };
+    };
+}
+
 macro_rules! leaf {
     ($($t:ty),* $(,)?) => {$(
-        // SAFETY: the type owns no Gc; reporting nothing is exact.
-        unsafe impl Trace for $t {
+        // the type owns no Gc; reporting nothing is exact.
+        impl Trace for $t {
+            structural!();
             #[inline]
             fn trace(&self, _: &mut Tracer) {}
         }
@@ -61,70 +73,85 @@ leaf!(
     std::sync::atomic::AtomicI32,
 );
 
-// SAFETY: a static reference owns nothing.
-unsafe impl<T: ?Sized + 'static> Trace for &'static T {
+// a static reference owns nothing.
+impl<T: ?Sized + 'static> Trace for &'static T {
+    structural!();
     fn trace(&self, _: &mut Tracer) {}
 }
 
-// SAFETY: PhantomData owns nothing.
-unsafe impl<T: ?Sized> Trace for PhantomData<T> {
+// PhantomData owns nothing.
+impl<T: ?Sized> Trace for PhantomData<T> {
+    structural!();
     fn trace(&self, _: &mut Tracer) {}
 }
 
-// SAFETY: a Copy type cannot own a Gc (Gc is not Copy), so there is nothing to report.
-unsafe impl<T: Copy> Trace for Cell<T> {
+// a Copy type cannot own a Gc (Gc is not Copy), so there is nothing to report.
+impl<T: Copy> Trace for Cell<T> {
+    structural!();
     fn trace(&self, _: &mut Tracer) {}
 }
 
-// SAFETY: the Box owns its contents; they are traced once.
-unsafe impl<T: ?Sized + Trace> Trace for Box<T> {
+// the Box owns its contents; they are traced once.
+impl<T: ?Sized + Trace> Trace for Box<T> {
+    structural!();
+    #[inline]
     fn trace(&self, tracer: &mut Tracer) {
-        (**self).trace(tracer)
+        tracer.visit(&**self)
     }
 }
 
-// SAFETY: Option owns its contents; traced once when present.
-unsafe impl<T: Trace> Trace for Option<T> {
+// Option owns its contents; traced once when present.
+impl<T: Trace> Trace for Option<T> {
+    structural!();
+    #[inline]
     fn trace(&self, tracer: &mut Tracer) {
         if let Some(value) = self {
-            value.trace(tracer)
+            tracer.visit(value)
         }
     }
 }
 
-// SAFETY: Result owns its one live variant; traced once.
-unsafe impl<T: Trace, E: Trace> Trace for Result<T, E> {
+// Result owns its one live variant; traced once.
+impl<T: Trace, E: Trace> Trace for Result<T, E> {
+    structural!();
+    #[inline]
     fn trace(&self, tracer: &mut Tracer) {
         match self {
-            Ok(value) => value.trace(tracer),
-            Err(error) => error.trace(tracer),
+            Ok(value) => tracer.visit(value),
+            Err(error) => tracer.visit(error),
         }
     }
 }
 
-// SAFETY: a slice owns its elements; each traced once.
-unsafe impl<T: Trace> Trace for [T] {
+// a slice owns its elements; each traced once.
+impl<T: Trace> Trace for [T] {
+    structural!();
+    #[inline]
     fn trace(&self, tracer: &mut Tracer) {
         for item in self {
-            item.trace(tracer)
+            tracer.visit(item)
         }
     }
 }
 
-// SAFETY: an array owns its elements; each traced once.
-unsafe impl<T: Trace, const N: usize> Trace for [T; N] {
+// an array owns its elements; each traced once.
+impl<T: Trace, const N: usize> Trace for [T; N] {
+    structural!();
+    #[inline]
     fn trace(&self, tracer: &mut Tracer) {
-        self.as_slice().trace(tracer)
+        tracer.visit(self.as_slice())
     }
 }
 
 macro_rules! sequence {
     ($($c:ident),*) => {$(
-        // SAFETY: the collection owns its elements; iteration visits each once.
-        unsafe impl<T: Trace> Trace for $c<T> {
+        // the collection owns its elements; iteration visits each once.
+        impl<T: Trace> Trace for $c<T> {
+            structural!();
+            #[inline]
             fn trace(&self, tracer: &mut Tracer) {
                 for item in self {
-                    item.trace(tracer)
+                    tracer.visit(item)
                 }
             }
         }
@@ -132,43 +159,50 @@ macro_rules! sequence {
 }
 sequence!(Vec, VecDeque, LinkedList, BTreeSet, BinaryHeap);
 
-// SAFETY: the set owns its elements; iteration visits each once.
-unsafe impl<T: Trace, S> Trace for HashSet<T, S> {
+// the set owns its elements; iteration visits each once.
+impl<T: Trace, S> Trace for HashSet<T, S> {
+    structural!();
+    #[inline]
     fn trace(&self, tracer: &mut Tracer) {
         for item in self {
-            item.trace(tracer)
+            tracer.visit(item)
         }
     }
 }
 
-// SAFETY: the map owns its keys and values; iteration visits each entry once.
-unsafe impl<K: Trace, V: Trace, S> Trace for HashMap<K, V, S> {
+// the map owns its keys and values; iteration visits each entry once.
+impl<K: Trace, V: Trace, S> Trace for HashMap<K, V, S> {
+    structural!();
+    #[inline]
     fn trace(&self, tracer: &mut Tracer) {
         for (key, value) in self {
-            key.trace(tracer);
-            value.trace(tracer);
+            tracer.visit(key);
+            tracer.visit(value);
         }
     }
 }
 
-// SAFETY: the map owns its keys and values; iteration visits each entry once.
-unsafe impl<K: Trace, V: Trace> Trace for BTreeMap<K, V> {
+// the map owns its keys and values; iteration visits each entry once.
+impl<K: Trace, V: Trace> Trace for BTreeMap<K, V> {
+    structural!();
+    #[inline]
     fn trace(&self, tracer: &mut Tracer) {
         for (key, value) in self {
-            key.trace(tracer);
-            value.trace(tracer);
+            tracer.visit(key);
+            tracer.visit(value);
         }
     }
 }
 
 macro_rules! tuple {
     ($($name:ident)+) => {
-        // SAFETY: a tuple owns its fields; each traced once.
-        unsafe impl<$($name: Trace),+> Trace for ($($name,)+) {
+        // a tuple owns its fields; each traced once.
+        impl<$($name: Trace),+> Trace for ($($name,)+) {
+            structural!();
             #[allow(non_snake_case)]
             fn trace(&self, tracer: &mut Tracer) {
                 let ($($name,)+) = self;
-                $($name.trace(tracer);)+
+                $(tracer.visit($name);)+
             }
         }
     };
@@ -186,49 +220,55 @@ tuple!(A B C D E F G H I J);
 tuple!(A B C D E F G H I J K);
 tuple!(A B C D E F G H I J K L);
 
-// SAFETY: the contents are traced once through a shared borrow, which is then held (or
+// the contents are traced once through a shared borrow, which is then held (or
 // dropped) by the tracer; a failed borrow means a `&mut` is live, so the value is in use
 // and reported opaque. The RefCell is part of the traced value (Tracer::hold's contract).
-unsafe impl<T: ?Sized + Trace> Trace for RefCell<T> {
+impl<T: ?Sized + Trace> Trace for RefCell<T> {
+    structural!();
+    #[inline]
     fn trace(&self, tracer: &mut Tracer) {
         match self.try_borrow() {
             Ok(contents) => {
-                contents.trace(tracer);
-                // SAFETY: the RefCell is part of the value being traced, which the
-                // collector keeps alive while the guard is held.
-                unsafe { tracer.hold(contents) }
+                tracer.visit(&*contents);
+                // SAFETY: when trusted, the RefCell is part of the value being traced
+                // (structural path), which the collector keeps alive while it holds.
+                unsafe { tracer.hold_ref(contents) }
             }
             Err(_) => tracer.mark_opaque(),
         }
     }
 }
 
-// SAFETY: as for RefCell, with try_lock; a poisoned lock still guards valid contents.
-unsafe impl<T: ?Sized + Trace> Trace for Mutex<T> {
+// as for RefCell, with try_lock; a poisoned lock still guards valid contents.
+impl<T: ?Sized + Trace> Trace for Mutex<T> {
+    structural!();
+    #[inline]
     fn trace(&self, tracer: &mut Tracer) {
         let guard = match self.try_lock() {
             Ok(guard) => guard,
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
             Err(TryLockError::WouldBlock) => return tracer.mark_opaque(),
         };
-        guard.trace(tracer);
-        // SAFETY: the Mutex is part of the value being traced, which the collector keeps
-        // alive while the guard is held.
+        tracer.visit(&*guard);
+        // SAFETY: when trusted, the Mutex is part of the value being traced (structural
+        // path), which the collector keeps alive while the guard is held.
         unsafe { tracer.hold(guard) }
     }
 }
 
-// SAFETY: as for Mutex, with a read guard (no writer can move contents while it is held).
-unsafe impl<T: ?Sized + Trace> Trace for RwLock<T> {
+// as for Mutex, with a read guard (no writer can move contents while it is held).
+impl<T: ?Sized + Trace> Trace for RwLock<T> {
+    structural!();
+    #[inline]
     fn trace(&self, tracer: &mut Tracer) {
         let guard = match self.try_read() {
             Ok(guard) => guard,
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
             Err(TryLockError::WouldBlock) => return tracer.mark_opaque(),
         };
-        guard.trace(tracer);
-        // SAFETY: the RwLock is part of the value being traced, which the collector keeps
-        // alive while the guard is held.
+        tracer.visit(&*guard);
+        // SAFETY: when trusted, the RwLock is part of the value being traced (structural
+        // path), which the collector keeps alive while the guard is held.
         unsafe { tracer.hold(guard) }
     }
 }

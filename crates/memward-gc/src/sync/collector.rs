@@ -238,6 +238,11 @@ fn take_and_pin(h: &super::gc_box::Header) -> Option<u64> {
     }
 }
 
+/// Whether this thread is running a collection (tracing or dropping its garbage).
+pub(crate) fn in_collection() -> bool {
+    IN_COLLECTION.try_with(|c| c.get()).unwrap_or(false)
+}
+
 /// Marks this thread as collecting for the guard's life.
 struct InCollection;
 impl InCollection {

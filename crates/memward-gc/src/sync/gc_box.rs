@@ -78,7 +78,8 @@ impl Header {
     }
 
     /// Adds a strong reference unless the object is dead or has none; waits while the
-    /// collector validates it. Returns the new word.
+    /// collector validates it (on the collecting thread itself: gives `None` then).
+    /// Returns the new word.
     pub(crate) fn try_inc_strong(&self) -> Option<u64> {
         let mut word = self.word.load(Ordering::Relaxed);
         loop {
@@ -86,6 +87,12 @@ impl Header {
                 return None;
             }
             if word & PENDING != 0 {
+                if super::collector::in_collection() {
+                    // A `trace` (or destructor) run by the collection validating this
+                    // object: waiting would wait for ourselves. The object may well be
+                    // garbage; say it is gone.
+                    return None;
+                }
                 std::thread::yield_now();
                 word = self.word.load(Ordering::Relaxed);
                 continue;
@@ -151,7 +158,7 @@ pub(crate) unsafe fn header<'h>(ptr: NonNull<()>) -> &'h Header {
 unsafe fn trace_value<T: Trace>(ptr: NonNull<()>, tracer: &mut Tracer) {
     // SAFETY: forwarded from the caller.
     let value = unsafe { (*ptr.cast::<GcBox<T>>().as_ptr()).value.assume_init_ref() };
-    value.trace(tracer)
+    tracer.trace_object(value)
 }
 
 /// # Safety

@@ -26,6 +26,31 @@ pub(crate) struct Graph {
     live: Vec<bool>,
     /// Validated garbage (indices); filled by `validate`.
     garbage: Vec<usize>,
+    /// Set by `release`; until then dropping the graph means a `trace` panicked.
+    released: bool,
+}
+
+impl Drop for Graph {
+    /// A `trace` panicked (count or re-trace): nothing dies. Members leave the graph
+    /// (`slot` cleared, so a later collection does not take them for its own), lose
+    /// `PENDING` (upgrades would wait for ever), and give their pin back as a drop that
+    /// makes them candidates again; a member whose pin is its last reference keeps it
+    /// (leaks) rather than have its value dropped while unwinding.
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        for &edge in &self.nodes {
+            // SAFETY: pinned until the end of this iteration.
+            let h = unsafe { header(edge.ptr) };
+            h.slot.store(0, Ordering::Relaxed);
+            h.word.fetch_and(!PENDING, Ordering::AcqRel);
+            if count(h.word.load(Ordering::Acquire)) > 1 {
+                // SAFETY: we own the pin (a strong reference) and give it up here.
+                unsafe { super::collector::drop_as_candidate(edge) };
+            }
+        }
+    }
 }
 
 impl Graph {
@@ -45,7 +70,9 @@ impl Graph {
             self.starts.push(self.targets.len());
             // A pin was taken only if the object was not DEAD, and only a collection drops a
             // value with strong references (collections do not overlap).
-            // SAFETY: pinned, so alive and its value not dropped (above).
+            // SAFETY: pinned, so alive and its value not dropped (above). Only reports
+            // through structural impls count (`Tracer::trusted`); anything else a
+            // `trace` does shows in the state words, which `validate` checks.
             unsafe { self.nodes[i].trace(tracer) };
             if tracer.take_opaque() {
                 self.refs[i] = u64::MAX;
@@ -210,7 +237,8 @@ impl Graph {
     }
 
     /// Phase 5: unpin live members; drop garbage values, then unpin them.
-    pub(crate) fn release(self, kill: bool) {
+    pub(crate) fn release(mut self, kill: bool) {
+        self.released = true;
         for &edge in &self.nodes {
             // SAFETY: pinned.
             unsafe { header(edge.ptr) }.slot.store(0, Ordering::Relaxed);

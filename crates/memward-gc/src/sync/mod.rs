@@ -12,7 +12,7 @@ mod graph;
 
 pub use collector::collect;
 
-use crate::trace::{Trace, Tracer};
+use crate::trace::{Structural, Trace, Tracer};
 use core::fmt;
 use core::marker::PhantomData;
 use core::ops::Deref;
@@ -266,12 +266,16 @@ impl<T: Trace + Send + Sync + 'static> Drop for Gc<T> {
     }
 }
 
-// SAFETY: reports this one owned handle.
-unsafe impl<T: Trace + Send + Sync + 'static> Trace for Gc<T> {
+// Reports this one handle, when reached through structural impls only (see `Tracer`).
+impl<T: Trace + Send + Sync + 'static> Trace for Gc<T> {
+    // SAFETY: reports its one handle, in place, and nothing else.
+    const STRUCTURAL: Structural = unsafe { Structural::assert_structural() };
+
     #[inline]
     fn trace(&self, tracer: &mut Tracer) {
-        // A thread-local collection (the counting tracer) leaves sync objects alone.
-        if !tracer.counting {
+        // A thread-local collection (the counting tracer) leaves sync objects alone; a
+        // hand-written impl's reports do not count.
+        if tracer.trusted && !tracer.counting {
             tracer.sync_edges.push(GcBox::edge(self.ptr));
         }
     }
@@ -326,8 +330,11 @@ impl<T: Trace + Send + Sync + 'static> Drop for Weak<T> {
     }
 }
 
-// SAFETY: a Weak keeps nothing alive: no edge.
-unsafe impl<T: Trace + Send + Sync + 'static> Trace for Weak<T> {
+// A Weak keeps nothing alive: no edge.
+impl<T: Trace + Send + Sync + 'static> Trace for Weak<T> {
+    // SAFETY: reports nothing.
+    const STRUCTURAL: Structural = unsafe { Structural::assert_structural() };
+
     fn trace(&self, _: &mut Tracer) {}
 }
 

@@ -31,7 +31,7 @@
 //! No vector is allocated per collection: the scan keeps its capacity between collections
 //! (the heap holds it while idle), and the candidate buffer and the member list trade
 //! places, so a collection fills the buffer the previous one emptied.
-use super::gc_box::{header, try_free, Header, BUFFERED, DEAD, IN_SET, SHIFT};
+use super::gc_box::{header, release_last_strong, try_free, Header, BUFFERED, DEAD, IN_SET, SHIFT};
 use crate::trace::{Edge, Tracer};
 use core::ptr::NonNull;
 
@@ -47,6 +47,9 @@ const ONE: usize = 1 << SHIFT;
 pub(crate) struct Scan {
     /// The set, in the order found.
     members: Vec<Edge>,
+    /// Each member's strong count when it joined: a member whose count differs after
+    /// the count phase was touched by a `trace` and is kept (see `check_counts`).
+    joined: Vec<usize>,
     /// Allocations the recorded edges point to (all members); member `i`'s edges are
     /// `targets[ends[i - 1]..ends[i]]` (from 0 for the first).
     targets: Vec<NonNull<()>>,
@@ -64,6 +67,7 @@ impl Scan {
     pub(crate) const fn new() -> Self {
         Scan {
             members: Vec::new(),
+            joined: Vec::new(),
             targets: Vec::new(),
             ends: Vec::new(),
             referenced: 0,
@@ -102,6 +106,7 @@ impl Scan {
             .set((h.meta.get() & FLAGS) | IN_SET | (outside << SHIFT));
         self.referenced += usize::from(outside > 0);
         self.members.push(edge);
+        self.joined.push(h.strong.get());
     }
 
     /// Whether the set is empty.
@@ -117,6 +122,7 @@ impl Scan {
     /// Empties the scan, keeping its capacity.
     fn clear(&mut self) {
         self.members.clear();
+        self.joined.clear();
         self.targets.clear();
         self.ends.clear();
         self.stack.clear();
@@ -135,6 +141,7 @@ pub(crate) fn take_candidates(tracer: &mut Tracer, buffer: &mut Vec<Edge>) {
     debug_assert!(scan.members.is_empty());
     core::mem::swap(&mut scan.members, buffer);
     let mut referenced = 0;
+    let joined = &mut scan.joined;
     scan.members.retain(|&edge| {
         // SAFETY: BUFFERED kept the allocation alive until now.
         let h = unsafe { header(edge.ptr) };
@@ -151,6 +158,7 @@ pub(crate) fn take_candidates(tracer: &mut Tracer, buffer: &mut Vec<Edge>) {
             // exceed `usize::MAX >> (SHIFT + 1)`, so the shift loses nothing.
             h.meta.set(meta | IN_SET | (outside << SHIFT));
             referenced += usize::from(outside > 0);
+            joined.push(outside);
             true
         }
     });
@@ -160,7 +168,22 @@ pub(crate) fn take_candidates(tracer: &mut Tracer, buffer: &mut Vec<Edge>) {
 /// Runs phases 1 to 4 on a scan whose members were just added by `take_candidates`.
 /// Returns the number of live members found. Leaves the scan empty.
 pub(crate) fn collect(tracer: &mut Tracer) -> usize {
-    count(tracer);
+    // A panicking `trace` ends the collection: every member leaves the set untouched
+    // (nothing dies), then the panic goes on.
+    let counted = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| count(tracer)));
+    if let Err(panic) = counted {
+        abandon(tracer);
+        std::panic::resume_unwind(panic);
+    }
+    check_counts(&mut tracer.scan);
+    // A hand impl ran and the guards were not held (the thread had not met one
+    // before): a reported handle may have been moved out of its cell, so nothing may
+    // die this time. Every member is kept and goes back to the buffer; the heap holds
+    // guards from now on.
+    let retry = tracer.untrusted_ran && !tracer.hold_guards;
+    if retry {
+        keep_all(&mut tracer.scan);
+    }
     let scan = &mut tracer.scan;
     let live = if scan.referenced > 0 || scan.marked {
         rescue(scan)
@@ -170,16 +193,109 @@ pub(crate) fn collect(tracer: &mut Tracer) -> usize {
     scan.targets.clear();
     scan.ends.clear();
     // (A rescue always finds its seeds live, so `live == 0` means it did not run.)
-    let garbage = if live == 0 {
+    if live == 0 {
         kill_all(&scan.members);
-        &scan.members
     } else {
         kill_unmarked(scan);
+    }
+    // Decided: the guards taken while tracing can go (before any value is dropped).
+    tracer.release_held();
+    let scan = &mut tracer.scan;
+    drop_and_free(if live == 0 {
+        &scan.members
+    } else {
         &scan.garbage
-    };
-    drop_and_free(garbage);
+    });
+    if retry {
+        rebuffer(&scan.members);
+    }
+    drop_orphans(scan);
     scan.clear();
     live
+}
+
+/// Marks every member live (a seed of the rescue).
+fn keep_all(scan: &mut Scan) {
+    for &member in &scan.members {
+        // SAFETY: members are live (IN_SET).
+        let h = unsafe { header(member.ptr) };
+        h.meta.set(h.meta.get() | MARK);
+    }
+    scan.marked = true;
+}
+
+/// Puts former members (all kept) back into the candidate buffer.
+fn rebuffer(members: &[Edge]) {
+    for &member in members {
+        // SAFETY: kept live by the collection: not freed (one with no handle left waits
+        // for `drop_orphans`, which runs after this).
+        let h = unsafe { header(member.ptr) };
+        if h.strong.get() > 0 {
+            // SAFETY: live, with a non-zero strong count.
+            unsafe { super::heap::possible_root(member) };
+        }
+    }
+}
+
+/// After the count: a member whose strong count is not what it was when it joined had
+/// handles made or dropped by a `trace` (a safe impl may do anything). Its count of
+/// outside references may then be wrong, so it is kept (a seed of the rescue).
+///
+/// Why this suffices: a member is garbage only when its count at joining equals the
+/// handles reported to it from members. Those reports come from structural impls only
+/// (`Tracer::trusted`), so each is a distinct handle owned in place by a member's value,
+/// which cannot be moved before the decision (inline in a value only reachable by `&`,
+/// or behind a `RefCell`/lock guard the tracer holds; values of members are not dropped
+/// while they are in the set, and `get_mut` refuses members). If the count is unchanged
+/// now, those reported handles are all the handles there are: none is outside.
+fn check_counts(scan: &mut Scan) {
+    for (&member, &joined) in scan.members.iter().zip(&scan.joined) {
+        // SAFETY: members are live (IN_SET).
+        let h = unsafe { header(member.ptr) };
+        if h.strong.get() != joined {
+            h.meta.set(h.meta.get() | MARK);
+            scan.marked = true;
+        }
+    }
+}
+
+/// A `trace` panicked during the count: releases the guards, then takes every member
+/// out of the set as it was (flags other than `BUFFERED` and `DEAD` and the count
+/// cleared) and back into the candidate buffer. A member whose last handle a `trace` dropped meanwhile (its value's drop was
+/// left to the collection) is marked `DEAD` and its value leaked rather than dropped
+/// while unwinding.
+fn abandon(tracer: &mut Tracer) {
+    tracer.release_held();
+    let scan = &mut tracer.scan;
+    for &member in &scan.members {
+        // SAFETY: members are live (IN_SET).
+        let h = unsafe { header(member.ptr) };
+        let mut meta = h.meta.get() & (BUFFERED | DEAD);
+        if h.strong.get() == 0 {
+            meta |= DEAD;
+        }
+        h.meta.set(meta);
+        if meta & DEAD == 0 {
+            // Still a possible root: back into the buffer, for the next collection.
+            // SAFETY: live, with a non-zero strong count.
+            unsafe { super::heap::possible_root(member) };
+        }
+        // SAFETY: live until now; a zero strong count comes with DEAD (value gone or
+        // leaked).
+        unsafe { try_free(member) };
+    }
+    scan.clear();
+}
+
+/// Live members whose last handle a `trace` dropped during the count: their values'
+/// drop was left to the collection (`release_last_strong` skips members); do it now
+/// that they have left the set.
+fn drop_orphans(scan: &mut Scan) {
+    while let Some(i) = scan.stack.pop() {
+        let member = scan.members[i];
+        // SAFETY: a member until just now; with no strong handle it is freed only here.
+        unsafe { release_last_strong(member) };
+    }
 }
 
 /// Phase 1: traces every member once, counting and recording its edges.
@@ -188,7 +304,8 @@ fn count(tracer: &mut Tracer) {
     let mut i = 0;
     while let Some(&member) = tracer.scan.members.get(i) {
         // SAFETY: members are live (IN_SET) and not DEAD (checked when they joined), and
-        // no code that could drop a value runs during the analysis (Trace's contract).
+        // a member's value is not dropped while it is in the set (`release_last_strong`
+        // leaves that to the collection).
         unsafe { member.trace(tracer) };
         if tracer.take_opaque() {
             // SAFETY: a member, live (above).
@@ -249,12 +366,16 @@ fn kill_all(members: &[Edge]) {
 /// Phase 3 after a rescue: live members leave the set; the rest are marked `DEAD`, keep
 /// `IN_SET`, and are listed in `garbage`.
 fn kill_unmarked(scan: &mut Scan) {
-    for &member in &scan.members {
+    for (index, &member) in scan.members.iter().enumerate() {
         // SAFETY: members are live (IN_SET).
         let h = unsafe { header(member.ptr) };
         let meta = h.meta.get();
         if meta & MARK != 0 {
             h.meta.set(meta & FLAGS & !(MARK | IN_SET));
+            if h.strong.get() == 0 {
+                // Its last handle went during the count; dropped in `drop_orphans`.
+                scan.stack.push(index);
+            }
         } else {
             h.meta.set((meta & FLAGS) | DEAD);
             scan.garbage.push(member);

@@ -140,7 +140,7 @@ pub(crate) unsafe fn header<'h>(ptr: NonNull<()>) -> &'h Header {
 unsafe fn trace_value<T: Trace>(ptr: NonNull<()>, tracer: &mut Tracer) {
     // SAFETY: forwarded from the caller; a shared borrow of an initialised value.
     let value = unsafe { (*ptr.cast::<GcBox<T>>().as_ptr()).value.assume_init_ref() };
-    value.trace(tracer)
+    tracer.trace_object(value)
 }
 
 /// # Safety
@@ -179,8 +179,8 @@ pub(crate) unsafe fn try_free(edge: Edge) {
     }
 }
 
-/// The last strong handle went away: drop the value unless the collector owns that job,
-/// then free the memory if nothing else refers to it. (Not cold: in trees and lists it is
+/// The last strong handle went away: drop the value unless the collector owns that job
+/// (the object is `DEAD` or in its set), then free the memory if nothing else refers to it. (Not cold: in trees and lists it is
 /// how almost every object dies.)
 ///
 /// # Safety
@@ -189,7 +189,10 @@ pub(crate) unsafe fn release_last_strong(edge: Edge) {
     // SAFETY: live per the caller.
     let h = unsafe { header(edge.ptr) };
     let meta = h.meta.get();
-    if meta & DEAD == 0 {
+    // A member of a running collection (IN_SET) keeps its value until the collection
+    // has decided: a `trace` may be running on it, or have reported its fields. The
+    // collector drops it then (see `collector::leave_live`).
+    if meta & (DEAD | IN_SET) == 0 {
         h.meta.set(meta | DEAD);
         // SAFETY: the value is initialised (not DEAD) and no Gc refers to it, so no
         // reference to it exists; DEAD stops Weak::upgrade from making one. If the

@@ -34,6 +34,12 @@ pub(crate) struct Heap {
     spare: RefCell<Tracer>,
     collecting: Cell<bool>,
     threshold: Cell<usize>,
+    /// Whether collections hold the `RefCell`/lock guards they trace through until they
+    /// decide. Only needed once a hand-written (non-structural) `Trace` runs during a
+    /// collection: structural impls run no other code, so nothing can move a reported
+    /// handle. Set (for good) by the first collection that meets one; that collection
+    /// decides nothing (see `collector::collect`).
+    hold: Cell<bool>,
 }
 
 thread_local! {
@@ -51,6 +57,7 @@ thread_local! {
             spare: RefCell::new(Tracer::counting()),
             collecting: Cell::new(false),
             threshold: Cell::new(MIN_THRESHOLD),
+            hold: Cell::new(false),
         }
     };
 }
@@ -209,6 +216,8 @@ fn collect_in(heap: &Heap) {
     };
     let mut tracer = core::mem::replace(&mut *spare, Tracer::counting());
     drop(spare);
+    tracer.hold_guards = heap.hold.get();
+    tracer.untrusted_ran = false;
     // The buffer and the scan's empty member list trade places: the candidates become
     // the first members, and the buffer refills into the capacity the last scan used.
     let taken = CANDIDATES.with(|c| match c.try_borrow_mut() {
@@ -223,6 +232,9 @@ fn collect_in(heap: &Heap) {
     }
     if !tracer.scan.is_empty() {
         let live = collector::collect(&mut tracer);
+        if tracer.untrusted_ran {
+            heap.hold.set(true);
+        }
         heap.threshold.set(live.max(MIN_THRESHOLD));
         let _ = COUNTDOWN.try_with(|c| c.set(heap.threshold.get()));
     }

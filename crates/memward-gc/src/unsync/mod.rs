@@ -15,7 +15,7 @@ pub(crate) use collector::Scan;
 
 pub use heap::collect;
 
-use crate::trace::{Trace, Tracer};
+use crate::trace::{Structural, Trace, Tracer};
 use core::fmt;
 use core::marker::PhantomData;
 use core::ops::Deref;
@@ -232,7 +232,10 @@ impl<T: Trace + 'static> Gc<T> {
     /// ```
     pub fn get_mut(this: &mut Self) -> Option<&mut T> {
         let h = this.header();
-        let unreachable_for_collector = h.meta.get() & (gc_box::BUFFERED | DEAD) == 0;
+        // Not in a running collection's set either: a `trace` run by it must not find
+        // the value borrowed mutably.
+        let unreachable_for_collector =
+            h.meta.get() & (gc_box::BUFFERED | gc_box::IN_SET | DEAD) == 0;
         if h.strong.get() == 1 && h.weak.get() == 0 && unreachable_for_collector {
             // A collection cannot trace the value: it is not a candidate, and an edge to it
             // would need a second handle.
@@ -291,11 +294,16 @@ impl<T: Trace + 'static> Drop for Gc<T> {
     }
 }
 
-// SAFETY: reports this one owned handle.
-unsafe impl<T: Trace + 'static> Trace for Gc<T> {
+// Reports this one handle, when reached through structural impls only (see `Tracer`).
+impl<T: Trace + 'static> Trace for Gc<T> {
+    // SAFETY: reports its one handle, in place, and nothing else.
+    const STRUCTURAL: Structural = unsafe { Structural::assert_structural() };
+
     #[inline(always)]
     fn trace(&self, tracer: &mut Tracer) {
-        if tracer.counting {
+        if !tracer.trusted {
+            // Reached through a hand-written impl: not provably owned by the object.
+        } else if tracer.counting {
             tracer.scan.count_edge(self.edge(), self.header());
         } else {
             tracer.unsync_edges.push(self.edge());
@@ -376,8 +384,11 @@ impl<T: Trace + 'static> Drop for Weak<T> {
     }
 }
 
-// SAFETY: a Weak does not keep its target alive: no edge to report.
-unsafe impl<T: Trace + 'static> Trace for Weak<T> {
+// A Weak does not keep its target alive: no edge to report.
+impl<T: Trace + 'static> Trace for Weak<T> {
+    // SAFETY: reports nothing.
+    const STRUCTURAL: Structural = unsafe { Structural::assert_structural() };
+
     fn trace(&self, _: &mut Tracer) {}
 }
 

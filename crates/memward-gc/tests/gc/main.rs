@@ -2,6 +2,7 @@
 //! destructors that reach dead cycle members, threads sharing sync cycles, the API.
 mod api;
 mod destructors;
+mod misbehaving;
 mod model;
 mod support;
 mod sync_threads;
