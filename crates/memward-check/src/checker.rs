@@ -19,13 +19,41 @@ use crate::block::{
 use crate::options::Options;
 use crate::report::{Report, Stack};
 use crate::{guard, quarantine, registry, stacks, threads, Backing};
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicPtr, Ordering};
 use std::sync::OnceLock;
 
 static BACKING: AtomicPtr<Backing> = AtomicPtr::new(core::ptr::null_mut());
 static OPTIONS: OnceLock<Options> = OnceLock::new();
 /// Bytes the program holds in live blocks (requested sizes), for the quarantine's bound.
-static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+static LIVE_BYTES: LiveBytes = LiveBytes([const { Counter(AtomicIsize::new(0)) }; 8]);
+
+/// Bytes in live blocks, counted per group of threads (a thread adds and subtracts in the
+/// counter its number picks, so the counts of one group may go below zero; their sum
+/// does not): one counter was a cache line every allocation and free of every thread
+/// wrote.
+struct LiveBytes([Counter; 8]);
+
+#[repr(align(64))]
+struct Counter(AtomicIsize);
+
+impl LiveBytes {
+    fn add(&self, n: usize) {
+        self.0[threads::current() as usize % 8]
+            .0
+            .fetch_add(n as isize, Ordering::Relaxed);
+    }
+
+    fn sub(&self, n: usize) {
+        self.0[threads::current() as usize % 8]
+            .0
+            .fetch_sub(n as isize, Ordering::Relaxed);
+    }
+
+    fn load(&self) -> usize {
+        let sum: isize = self.0.iter().map(|c| c.0.load(Ordering::Relaxed)).sum();
+        sum.max(0) as usize
+    }
+}
 
 /// The options in force (the defaults before configuration).
 pub fn options() -> &'static Options {
@@ -101,7 +129,7 @@ pub unsafe fn alloc(
     if guard::wanted(size, align) {
         // SAFETY: inside an entry point.
         if let Some(user) = unsafe { guard::alloc(size, align, zeroed, kind, stack, tid) } {
-            LIVE_BYTES.fetch_add(size, Ordering::Relaxed);
+            LIVE_BYTES.add(size);
             return user as *mut u8;
         }
     }
@@ -151,7 +179,7 @@ pub unsafe fn alloc(
     }
     // SAFETY: the header just written, not otherwise referenced yet.
     registry::insert(user, unsafe { &mut *(h as *mut Header) });
-    LIVE_BYTES.fetch_add(size, Ordering::Relaxed);
+    LIVE_BYTES.add(size);
     user as *mut u8
 }
 
@@ -384,7 +412,7 @@ fn finish_free(
         report_red_zone(user, h, &d, Found::Free(api), Some(stack));
     }
     h.set_freed_by(stack, tid);
-    LIVE_BYTES.fetch_sub(h.len(), Ordering::Relaxed);
+    LIVE_BYTES.sub(h.len());
     let guarded = h.flags() & GUARDED != 0;
     if !(h.flags() & ARMED != 0 && guard::protect_freed(user, h)) {
         // SAFETY: the user's bytes of the claimed block, writable (an unarmed guarded
@@ -400,10 +428,7 @@ fn finish_free(
         user - base_of(user, h) + right_end(h.len())
     };
     let hp = h as *const Header as usize;
-    let limit = quarantine::bound(
-        LIVE_BYTES.load(Ordering::Relaxed),
-        options().quarantine_bytes,
-    );
+    let limit = quarantine::bound(LIVE_BYTES.load(), options().quarantine_bytes);
     quarantine::push(user, hp, cost, limit, |u, hq| {
         release(u, header(hq), Found::Quarantine)
     });

@@ -30,15 +30,29 @@ const SHARDS: usize = 8;
 struct Fifo {
     /// (user, header, bytes).
     blocks: VecDeque<(usize, usize, usize)>,
+    /// Bytes of `blocks`.
+    bytes: usize,
 }
 
 static Q: [SpinLock<Fifo>; SHARDS] = [const {
     SpinLock::new(Fifo {
         blocks: VecDeque::new(),
+        bytes: 0,
     })
 }; SHARDS];
-/// Bytes held in all FIFOs together.
-static BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// Each FIFO's bytes, published for the others after every change (written under the
+/// FIFO's lock, read without it), one cache line each: a single shared total was a line
+/// every free of every thread wrote.
+#[repr(align(64))]
+struct Published(AtomicUsize);
+
+static BYTES: [Published; SHARDS] = [const { Published(AtomicUsize::new(0)) }; SHARDS];
+
+/// Bytes held in all FIFOs together (a sum of their latest published counts).
+fn total() -> usize {
+    BYTES.iter().map(|b| b.0.load(Ordering::Relaxed)).sum()
+}
 
 /// The quarantine's bound for a program with `live` bytes in live blocks and the
 /// user's cap `cap`.
@@ -74,7 +88,6 @@ pub fn push(
         return;
     }
     let own = threads::current() as usize % SHARDS;
-    BYTES.fetch_add(bytes, Ordering::Relaxed);
     let mut pushed = false;
     loop {
         let mut out = Batch {
@@ -85,17 +98,19 @@ pub fn push(
             let mut q = Q[own].lock();
             if !pushed {
                 q.blocks.push_back((user, header, bytes));
+                q.bytes += bytes;
+                BYTES[own].0.store(q.bytes, Ordering::Relaxed);
                 pushed = true;
             }
-            evict(&mut q, limit, &mut out);
+            evict(&mut q, own, limit, &mut out);
         }
         // Over the budget with an empty FIFO of our own: the bytes are in other threads'.
         for other in (1..SHARDS).map(|i| (own + i) % SHARDS) {
-            if out.full() || BYTES.load(Ordering::Relaxed) <= limit {
+            if out.full() || total() <= limit {
                 break;
             }
             if let Some(mut q) = Q[other].try_lock() {
-                evict(&mut q, limit, &mut out);
+                evict(&mut q, other, limit, &mut out);
             }
         }
         for &(u, h) in &out.blocks[..out.len] {
@@ -107,23 +122,26 @@ pub fn push(
     }
 }
 
-/// Takes blocks from the front of `q` into `out` while the quarantine holds more than
-/// `limit` bytes and `out` has room.
-fn evict(q: &mut Fifo, limit: usize, out: &mut Batch) {
-    while !out.full() && BYTES.load(Ordering::Relaxed) > limit {
+/// Takes blocks from the front of FIFO `shard` (`q`, locked) into `out` until the
+/// quarantine holds at most `limit` bytes or `out` is full.
+fn evict(q: &mut Fifo, shard: usize, limit: usize, out: &mut Batch) {
+    let mut over = total().saturating_sub(limit);
+    while over > 0 && !out.full() {
         let Some((u, h, b)) = q.blocks.pop_front() else {
             break;
         };
-        BYTES.fetch_sub(b, Ordering::Relaxed);
+        q.bytes -= b;
+        over = over.saturating_sub(b);
         out.blocks[out.len] = (u, h);
         out.len += 1;
     }
+    BYTES[shard].0.store(q.bytes, Ordering::Relaxed);
 }
 
 /// Bytes held now.
 #[cfg(test)]
 pub fn bytes() -> usize {
-    BYTES.load(Ordering::Relaxed)
+    total()
 }
 
 /// Takes the locks before `fork`.
