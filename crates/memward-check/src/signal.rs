@@ -59,23 +59,9 @@ struct Job {
 
 static JOB: AtomicPtr<Job> = AtomicPtr::new(core::ptr::null_mut());
 
+/// A stack for the handler, kept for the rest of the process (0 if it cannot be mapped).
 fn map_stack(len: usize) -> usize {
-    // SAFETY: an anonymous private mapping; the result is checked.
-    let mem = unsafe {
-        libc::mmap(
-            core::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
-    };
-    if mem == libc::MAP_FAILED {
-        0
-    } else {
-        mem as usize
-    }
+    memward_profile::shared::Region::map(len).map_or(0, |r| r.leak().as_mut_ptr() as usize)
 }
 
 /// Installs the handler (once) and an alternate stack for the calling thread.

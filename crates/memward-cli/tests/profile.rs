@@ -12,34 +12,10 @@ mod profile_lib;
 
 use library::library;
 use memward_profile_format::{Ending, Reader, Record};
-use profile_lib::Loaded;
+use profile_lib::{compile, temp_dir, Loaded};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "memward-profile-test-{name}-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// Compiles `tests/programs/NAME.c` with -O2 and no frame pointers into `dir`.
-fn compile(name: &str, dir: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/programs/{name}.c"));
-    let out = dir.join(name);
-    let st = Command::new("cc")
-        .args(["-O2", "-fomit-frame-pointer", "-pthread", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .status()
-        .expect("a C compiler (cc)");
-    assert!(st.success(), "compiling {}", src.display());
-    out
-}
 
 fn profile(file: &Path, cmd: &[&std::ffi::OsStr], extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_memward"))

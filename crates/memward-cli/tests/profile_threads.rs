@@ -20,9 +20,8 @@ mod profile_lib;
 
 use library::library;
 use memward_profile_format::{Ending, Record};
-use profile_lib::Loaded;
+use profile_lib::{compile, temp_dir, Loaded};
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::path::Path;
 use std::process::{Command, Output};
 
 /// Threads per wave, sites per wave, blocks per thread: as in threads.c.
@@ -238,21 +237,8 @@ fn number_before(line: &str, word: &str) -> u64 {
 
 #[test]
 fn hundreds_of_threads_in_two_waves_give_exact_figures() {
-    let dir = std::env::temp_dir().join(format!(
-        "memward-profile-test-threads-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/threads.c");
-    let exe = dir.join("threads");
-    let st = Command::new("cc")
-        .args(["-O2", "-fomit-frame-pointer", "-pthread", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .status()
-        .expect("a C compiler (cc)");
-    assert!(st.success(), "compiling {}", src.display());
+    let dir = temp_dir("many-threads");
+    let exe = compile("threads", &dir);
 
     // The program runs under the profiler as it runs without it.
     let plain = Command::new(&exe).output().unwrap();

@@ -1,9 +1,10 @@
-//! What the profiler's CLI tests share: a recorded profile loaded whole with the
-//! program's symbols, so stacks can be named by function.
+//! What the profiler's CLI tests share: building the C test programs, and a recorded
+//! profile loaded whole with the program's symbols, so stacks can be named by function.
 
 use memward_profile_format::{Ending, Header, ModuleMap, Reader, Record, StackTable};
 use object::{Object, ObjectSymbol};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// A profile file read whole, with the symbols of the program that made it.
 pub struct Loaded {
@@ -82,4 +83,29 @@ impl Loaded {
             None => "<unknown>".into(),
         }
     }
+}
+
+/// A fresh directory for one test's files.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "memward-profile-test-{name}-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Compiles `tests/programs/NAME.c` with -O2 and no frame pointers into `dir`.
+pub fn compile(name: &str, dir: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/programs/{name}.c"));
+    let out = dir.join(name);
+    let st = Command::new("cc")
+        .args(["-O2", "-fomit-frame-pointer", "-pthread", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("a C compiler (cc)");
+    assert!(st.success(), "compiling {}", src.display());
+    out
 }
