@@ -1,8 +1,8 @@
-//! Every output format read by its real viewer: `ms_print` for massif, valgrind's
-//! `dh_view.html` in headless Chromium for DHAT, `go tool pprof` for pprof, inferno for
-//! folded stacks, Chromium for the HTML report; plus the text summary and the diff. The
-//! profile's stacks point into a C program compiled here, so names are symbolised for
-//! real.
+//! Every output format read by its real viewer: `ms_print` and massif-visualizer (offscreen)
+//! for massif, valgrind's `dh_view.html` in headless Chromium for DHAT, `go tool pprof` for
+//! pprof, inferno for folded stacks, Chromium for the HTML report; plus the text summary
+//! and the diff. The profile's stacks point into a C program compiled here, so names are
+//! symbolised for real.
 
 mod common;
 
@@ -109,6 +109,112 @@ fn massif_is_read_by_ms_print() {
         .unwrap_or_else(|| panic!("{out}"));
     assert!(line.contains("(67,108,864B)"), "{line}");
     assert!(out.contains("67,156,864       67,156,864"), "{out}");
+    let _ = std::fs::remove_dir_all(&f.dir);
+}
+
+/// What massif-visualizer said about a file it loaded: its parser's debug lines, or the
+/// line it rejected.
+struct VisualizerLoad {
+    snapshots: usize,
+    peak_snapshot: usize,
+    peak_cost: String,
+}
+
+/// Opens `file` in massif-visualizer (offscreen Qt, its own config dir) and reads the
+/// parser's messages from stderr until it has loaded the file or rejected a line. The
+/// window never closes by itself, so the process is killed once the answer is in.
+fn massif_visualizer_load(
+    viewer: &Path,
+    file: &Path,
+    home: &Path,
+) -> Result<VisualizerLoad, String> {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    std::fs::create_dir_all(home).unwrap();
+    let mut child = Command::new(viewer)
+        .arg(file)
+        .env("QT_QPA_PLATFORM", "offscreen")
+        .env("QT_LOGGING_RULES", "*.debug=false;default.debug=true")
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_CACHE_HOME", home.join("cache"))
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("XDG_RUNTIME_DIR", home)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("massif-visualizer starts");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut snapshots = None;
+    let mut peak_snapshot = None;
+    let mut seen = Vec::new();
+    let answer = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let Ok(line) = rx.recv_timeout(left) else {
+            break Err(format!(
+                "no answer from massif-visualizer; it said:\n{}",
+                seen.join("\n")
+            ));
+        };
+        if line.starts_with("invalid line") {
+            break Err(line);
+        }
+        if let Some(n) = line.strip_prefix("snapshots: ") {
+            snapshots = n.trim().parse().ok();
+        } else if let Some(rest) = line.strip_prefix("peak: snapshot # ") {
+            peak_snapshot = rest.split_whitespace().next().and_then(|n| n.parse().ok());
+        } else if let Some(rest) = line.strip_prefix("peak cost: \"") {
+            break Ok(VisualizerLoad {
+                snapshots: snapshots.expect("snapshot count before the peak"),
+                peak_snapshot: peak_snapshot.expect("peak snapshot before its cost"),
+                peak_cost: rest[..rest.find('"').unwrap()].to_string(),
+            });
+        }
+        seen.push(line);
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    answer
+}
+
+#[test]
+fn massif_is_read_by_massif_visualizer() {
+    let Some(viewer) = tool("massif-visualizer") else {
+        return;
+    };
+    let f = fixture("massif-visualizer");
+    let path = render(&f, Format::Massif, Metric::Peak, "massif.out.4243");
+    let text = std::fs::read_to_string(&path).unwrap();
+    // What the file says, to hold the viewer's reading against.
+    let snapshots = text.lines().filter(|l| l.starts_with("snapshot=")).count();
+    let peak_snapshot = text
+        .split("#-----------\nsnapshot=")
+        .skip(1)
+        .find(|s| s.contains("heap_tree=peak"))
+        .and_then(|s| s.lines().next()?.parse::<usize>().ok())
+        .expect("a peak snapshot");
+    let home = f.dir.join("home");
+    let load = massif_visualizer_load(&viewer, &path, &home).unwrap();
+    assert_eq!(load.snapshots, snapshots);
+    assert_eq!(load.peak_snapshot, peak_snapshot);
+    // 67,156,864 bytes, as the viewer rounds them.
+    assert_eq!(load.peak_cost, "64.0 MiB");
+    // The same reading rejects a damaged copy, so the checks above can fail.
+    let bad = f.dir.join("massif.out.damaged");
+    std::fs::write(&bad, text.replacen("mem_heap_B=", "mem_heap_B=x", 1)).unwrap();
+    let err = massif_visualizer_load(&viewer, &bad, &home)
+        .err()
+        .expect("a damaged file is rejected");
+    assert!(err.contains("mem_heap_B=x"), "{err}");
     let _ = std::fs::remove_dir_all(&f.dir);
 }
 
