@@ -241,34 +241,49 @@ pub fn right_end(size: usize) -> usize {
 }
 
 /// The first byte in `bytes` that differs from `value`, if any (word at a time).
+///
+/// Red zones start anywhere (just past an odd-sized block), so words are read unaligned
+/// (as cheap as aligned ones on the targets we run on) rather than peeling bytes up to an
+/// aligned address, and a short tail is one word read overlapping the last full one.
 pub fn first_mismatch(bytes: &[u8], value: u8) -> Option<usize> {
     let word = u64::from_ne_bytes([value; 8]);
-    let (head, words, tail) = {
-        // SAFETY: u64 has no invalid bit patterns; align_to gives the aligned middle.
-        unsafe { bytes.align_to::<u64>() }
+    let load = |c: &[u8]| u64::from_ne_bytes(c.try_into().expect("8 bytes"));
+    let exact = |at: usize| {
+        bytes[at..at + 8]
+            .iter()
+            .position(|b| *b != value)
+            .map(|i| at + i)
     };
-    if let Some(i) = head.iter().position(|b| *b != value) {
-        return Some(i);
+    if bytes.len() < 8 {
+        return bytes.iter().position(|b| *b != value);
     }
     // Eight words per test (the common answer is "none", so the loop is the cost: one
     // branch per 64 bytes, and the XORs and ORs vectorise).
-    let mut chunks = words.chunks_exact(8);
-    let mut w = 0;
-    for c in &mut chunks {
-        if c.iter().fold(0, |acc, x| acc | (x ^ word)) != 0 {
+    let mut blocks = bytes.chunks_exact(64);
+    let mut at = 0;
+    for block in &mut blocks {
+        if block
+            .chunks_exact(8)
+            .fold(0, |acc, c| acc | (load(c) ^ word))
+            != 0
+        {
             break;
         }
-        w += 8;
+        at += 64;
     }
-    if let Some(i) = words[w..].iter().position(|x| *x != word) {
-        let at = head.len() + (w + i) * 8;
-        return bytes[at..at + 8]
-            .iter()
-            .position(|b| *b != value)
-            .map(|i| at + i);
+    let rest = &bytes[at..];
+    let mut words = rest.chunks_exact(8);
+    for c in &mut words {
+        if load(c) != word {
+            return exact(at);
+        }
+        at += 8;
     }
-    let at = head.len() + words.len() * 8;
-    tail.iter().position(|b| *b != value).map(|i| at + i)
+    // The last 1-7 bytes: the word ending at the end, whose first bytes matched above.
+    if at < bytes.len() && load(&bytes[bytes.len() - 8..]) != word {
+        return exact(bytes.len() - 8);
+    }
+    None
 }
 
 /// The last byte in `bytes` that differs from `value`, if any.
@@ -342,5 +357,31 @@ mod tests {
         h.set_state(QUARANTINED);
         assert_eq!(h.state(), QUARANTINED);
         assert_eq!(h.len(), 13);
+    }
+
+    #[test]
+    fn first_mismatch_agrees_with_a_byte_scan_at_every_length_and_offset() {
+        let naive = |b: &[u8], v: u8| b.iter().position(|x| *x != v);
+        let mut v = [CANARY; 200];
+        for start in 0..9 {
+            for len in 0..(200 - start) {
+                let s = &v[start..start + len];
+                assert_eq!(first_mismatch(s, CANARY), None, "{start} {len}");
+            }
+        }
+        for at in 0..200 {
+            v[at] = 0;
+            for start in 0..9.min(at + 1) {
+                for end in [at + 1, (at + 3).min(200), (at + 70).min(200), 200] {
+                    let s = &v[start..end];
+                    assert_eq!(
+                        first_mismatch(s, CANARY),
+                        naive(s, CANARY),
+                        "{at} {start} {end}"
+                    );
+                }
+            }
+            v[at] = CANARY;
+        }
     }
 }
