@@ -28,7 +28,7 @@ static OPTIONS: OnceLock<Options> = OnceLock::new();
 static LIVE_BYTES: LiveBytes = LiveBytes([const { Counter(AtomicIsize::new(0)) }; 8]);
 
 /// Bytes in live blocks, counted per group of threads (a thread adds and subtracts in the
-/// counter its number picks, so the counts of one group may go below zero; their sum
+/// counter its thread pointer picks, so the counts of one group may go below zero; their sum
 /// does not): one counter was a cache line every allocation and free of every thread
 /// wrote.
 struct LiveBytes([Counter; 8]);
@@ -38,13 +38,13 @@ struct Counter(AtomicIsize);
 
 impl LiveBytes {
     fn add(&self, n: usize) {
-        self.0[threads::current() as usize % 8]
+        self.0[threads::shard(8)]
             .0
             .fetch_add(n as isize, Ordering::Relaxed);
     }
 
     fn sub(&self, n: usize) {
-        self.0[threads::current() as usize % 8]
+        self.0[threads::shard(8)]
             .0
             .fetch_sub(n as isize, Ordering::Relaxed);
     }
@@ -516,7 +516,7 @@ pub fn usable_size(p: usize) -> usize {
             "attempting to call malloc_usable_size() for pointer which is not owned: {p:#x} in thread T{tid}"
         ),
     );
-    r.stack_id(stacks::capture());
+    r.stack_id(stacks::capture().0);
     let _ = describe_interior(&mut r, p);
     r.emit();
     0
@@ -524,7 +524,7 @@ pub fn usable_size(p: usize) -> usize {
 
 /// A free of memory the backing does not manage.
 pub fn foreign_free(p: usize, api: &'static str) {
-    report_bad_free(p, stacks::capture(), Some(api));
+    report_bad_free(p, stacks::capture().0, Some(api));
 }
 
 /// At exit: red zones of every block, and the poison of every unprotected freed one.

@@ -156,9 +156,9 @@ pub unsafe fn alloc(size: usize, align: usize, zeroed: bool, kind: Kind) -> *mut
     if !align.is_power_of_two() {
         return core::ptr::null_mut();
     }
-    let stack = stacks::capture();
+    let (stack, thread) = stacks::capture();
     // SAFETY: per the contract; align is a power of two >= 16.
-    unsafe { checker::alloc(size, align, zeroed, kind, stack, threads::current_u16()) }
+    unsafe { checker::alloc(size, align, zeroed, kind, stack, thread) }
 }
 
 /// Frees `p` (non-null), which the program allocated with `kind`'s function; `size` is
@@ -174,15 +174,8 @@ pub unsafe fn alloc(size: usize, align: usize, zeroed: bool, kind: Kind) -> *mut
 /// # Safety
 /// As [`alloc`]; `p` is not null.
 pub unsafe fn free(p: *mut u8, kind: Kind, size: usize) {
-    let stack = stacks::capture();
-    checker::free(
-        p as usize,
-        kind,
-        size,
-        stack,
-        threads::current_u16(),
-        "free",
-    );
+    let (stack, thread) = stacks::capture();
+    checker::free(p as usize, kind, size, stack, thread, "free");
 }
 
 /// Resizes the block at `p` (non-null) to `size` (> 0) bytes aligned to `align`: always a
@@ -202,9 +195,9 @@ pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
     if !align.is_power_of_two() {
         return core::ptr::null_mut();
     }
-    let stack = stacks::capture();
+    let (stack, thread) = stacks::capture();
     // SAFETY: per the contract; align is a power of two >= 16.
-    unsafe { checker::realloc(p as usize, size, align, stack, threads::current_u16()) }
+    unsafe { checker::realloc(p as usize, size, align, stack, thread) }
 }
 
 /// `malloc_usable_size`: the requested size of the live block at `p` (so a program that

@@ -87,7 +87,7 @@ pub fn push(
         release(user, header);
         return;
     }
-    let own = threads::current() as usize % SHARDS;
+    let own = threads::shard(SHARDS);
     let mut pushed = false;
     loop {
         let mut out = Batch {

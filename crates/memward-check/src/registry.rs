@@ -50,7 +50,7 @@ static SLOTS: [SpinLock<Slots>; TABLES] = [const {
 /// Records the block at `user` with header `header`; sets the header's slot.
 pub fn insert(user: usize, header: &mut Header) {
     let h = header as *mut Header as usize;
-    let table = threads::current() as usize % TABLES;
+    let table = threads::shard(TABLES);
     let mut s = SLOTS[table].lock();
     let index = match s.free.pop() {
         Some(index) => {

@@ -13,13 +13,16 @@
 //! frame.
 //!
 //! Stacks are captured whole (up to memward-profile's 64 frames) and cut to the report
-//! depth when printed.
+//! depth when printed. Each thread keeps its last eight walks (memward-profile's
+//! `WalkCache`): a capture that would repeat one, checked by rereading the stack words
+//! that walk read, returns its id without walking or hashing. A module change starts a
+//! new generation of kept walks.
 
 use crate::depot::{self, Depot};
 use crate::threads;
-use memward_profile::shared::{ModuleInfo, Scan, SpinLock, Stacks, Walker, MAX_FRAMES};
-use std::sync::atomic::AtomicBool;
+use memward_profile::shared::{ModuleInfo, Scan, SpinLock, Stacks, Walked, Walker, MAX_FRAMES};
 use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::OnceLock;
 
 /// A module the unwinder knows.
@@ -45,6 +48,9 @@ static UNWINDER: SpinLock<Option<Unwinder>> = SpinLock::new(None);
 static SHARED: OnceLock<Shared> = OnceLock::new();
 static SCAN: SpinLock<Option<Scan>> = SpinLock::new(None);
 static REFRESHING: AtomicBool = AtomicBool::new(false);
+/// Counts changes of the module set: a thread's kept walks (`threads::for_capture`) are
+/// valid for the rules of one generation.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// Sets up the unwinder with the modules loaded now; false if memory cannot be mapped.
 pub fn init() -> bool {
@@ -95,51 +101,75 @@ impl Unwinder {
     }
 }
 
-/// Rescans the modules if the loader's set changed (one thread at a time; others skip).
-fn refresh_modules() {
+/// Rescans the modules if the loader's set changed (one thread at a time; others skip);
+/// true if it did change.
+fn refresh_modules() -> bool {
     if REFRESHING
         .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
         .is_err()
     {
-        return;
+        return false;
     }
+    let mut changed = false;
     let mut scan = SCAN.lock();
     if let Some(scan) = scan.as_mut() {
         if scan.refresh() {
             if let Some(u) = UNWINDER.lock().as_mut() {
                 u.apply(scan.modules());
             }
+            changed = true;
         }
     }
     drop(scan);
     REFRESHING.store(false, Ordering::Release);
+    changed
 }
 
-/// Captures the calling thread's stack and returns its id (0: no frames, or the
-/// checker is not set up).
+/// Captures the calling thread's stack: its id (0: no frames, or the checker is not set
+/// up) and the thread's number as a header stores it.
 #[inline(never)]
-pub fn capture() -> u32 {
-    let (top, count) = threads::next_capture();
-    if count % 256 == 255 {
-        refresh_modules();
+pub fn capture() -> (u32, u16) {
+    let t = threads::for_capture();
+    if t.count % 256 == 255 && refresh_modules() {
+        GENERATION.fetch_add(1, Ordering::AcqRel);
     }
-    let Some(shared) = SHARED.get() else { return 0 };
+    let Some(shared) = SHARED.get() else {
+        return (0, t.thread);
+    };
+    // SAFETY: the calling thread's own cache, which lives as long as the thread and is
+    // used only here, by that thread: a capture is not re-entered on its thread (the
+    // checker runs inside the engine's hook section), and the signal handler's capture
+    // does not use it.
+    let cache = unsafe { &mut *t.walks };
     let mut frames = [0u64; MAX_FRAMES];
-    let n = shared
-        .walker
-        .walk(&mut frames, top, &mut |ra, sp, bp, lo, hi| {
+    let generation = GENERATION.load(Ordering::Acquire);
+    let walked = shared.walker.walk_cached(
+        &mut frames,
+        t.stack_top,
+        &mut |ra, sp, bp, lo, hi| {
             UNWINDER
                 .lock()
                 .as_mut()
                 .and_then(|u| u.stacks.step_slow(ra, sp, bp, lo, hi))
-        });
+        },
+        cache,
+        generation,
+    );
+    let n = match walked {
+        Walked::Known(id) => return (id, t.thread),
+        Walked::Frames(n) => n,
+    };
     let frames = &frames[..n];
     let h = depot::hash(frames);
-    if let Some(id) = shared.depot.find(frames, h) {
-        return id;
-    }
-    let _adding = UNWINDER.lock();
-    shared.depot.add(frames, h)
+    let id = match shared.depot.find(frames, h) {
+        Some(id) => id,
+        None => {
+            let _adding = UNWINDER.lock();
+            shared.depot.add(frames, h)
+        }
+    };
+    cache.remember(id);
+    (id, t.thread)
 }
 
 /// The stack of code interrupted at `ip` (a signal context), not interned.

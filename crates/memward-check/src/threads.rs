@@ -4,7 +4,8 @@
 //! has its stack block remembered for the leak scan then, which must not read its frames
 //! once it has exited (`leaks::remember_thread_stack`).
 
-use core::cell::Cell;
+use core::cell::UnsafeCell;
+use memward_profile::shared::WalkCache;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 static NEXT: AtomicU32 = AtomicU32::new(1);
@@ -18,20 +19,43 @@ struct Cached {
     known: bool,
 }
 
+/// Everything the checker keeps per thread, in one thread-local (in `libmemward.so` each
+/// access to one is a call to `__tls_get_addr`).
+struct State {
+    cached: Cached,
+    /// The thread's recent stack walks (`stacks::capture`).
+    walks: WalkCache,
+}
+
 thread_local! {
-    static THREAD: Cell<Cached> = const {
-        Cell::new(Cached { number: 0, stack_top: 0, captures: 0, known: false })
+    static THREAD: UnsafeCell<State> = const {
+        UnsafeCell::new(State {
+            cached: Cached { number: 0, stack_top: 0, captures: 0, known: false },
+            walks: WalkCache::new(),
+        })
     };
 }
 
-fn cached() -> Cached {
-    let t = THREAD.with(Cell::get);
-    if t.known {
-        return t;
-    }
+/// Runs `f` on the calling thread's state, learning its number and stack first.
+fn with_state<R>(f: impl FnOnce(&mut State) -> R) -> R {
+    THREAD.with(|s| {
+        // SAFETY: the thread's own state, borrowed only here: `learn` and the closures
+        // passed in (the functions below) do not come back to this function, and the checker's fault handler, which asks for the thread's
+        // number, runs for faults in the program's code, never inside them.
+        let state = unsafe { &mut *s.get() };
+        if !state.cached.known {
+            state.cached = learn();
+        }
+        f(state)
+    })
+}
+
+/// The calling thread's number and stack, found once.
+#[cold]
+fn learn() -> Cached {
     // SAFETY: gettid and getpid have no preconditions.
     let main = unsafe { libc::gettid() == libc::getpid() };
-    let t = Cached {
+    Cached {
         number: if main {
             0
         } else {
@@ -50,32 +74,84 @@ fn cached() -> Cached {
         },
         captures: 0,
         known: true,
-    };
-    THREAD.with(|c| c.set(t));
-    t
+    }
 }
 
 /// The calling thread's number.
 pub fn current() -> u32 {
-    cached().number
+    with_state(|s| s.cached.number)
 }
 
 /// The top of the calling thread's stack (0 if unknown).
 pub fn stack_top() -> u64 {
-    cached().stack_top
+    with_state(|s| s.cached.stack_top)
 }
 
-/// For a stack capture: the top of the calling thread's stack (0 if unknown), and how
-/// many captures the thread made before this one.
-pub fn next_capture() -> (u64, u32) {
-    let mut t = cached();
-    let count = t.captures;
-    t.captures = count.wrapping_add(1);
-    THREAD.with(|c| c.set(t));
-    (t.stack_top, count)
+/// What a stack capture needs of the calling thread.
+pub struct ForCapture {
+    /// The top of the thread's stack (0 if unknown).
+    pub stack_top: u64,
+    /// How many captures the thread made before this one.
+    pub count: u32,
+    /// The thread's number as a header stores it (saturating at 65535).
+    pub thread: u16,
+    /// The thread's recent walks: only this thread may use them, and not across a
+    /// second `for_capture` (see `stacks::capture`).
+    pub walks: *mut WalkCache,
 }
 
-/// The number as a header stores it (saturating at 65535).
-pub fn current_u16() -> u16 {
-    current().min(u16::MAX as u32) as u16
+/// The calling thread's state for a stack capture (counted). The walk must not run inside
+/// a thread-local access: its stack would then start with the standard library's frames,
+/// which the report does not know to drop as the checker's own.
+pub fn for_capture() -> ForCapture {
+    with_state(|s| {
+        let count = s.cached.captures;
+        s.cached.captures = count.wrapping_add(1);
+        ForCapture {
+            stack_top: s.cached.stack_top,
+            count,
+            thread: s.cached.number.min(u16::MAX as u32) as u16,
+            walks: &mut s.walks,
+        }
+    })
+}
+
+/// Which of `n` (a power of two, at most 64) shards of per-thread state the calling
+/// thread uses: from its thread pointer, with no thread-local lookup. Threads spread
+/// over the shards; nothing relies on two threads using different ones.
+pub fn shard(n: usize) -> usize {
+    debug_assert!(n.is_power_of_two() && n <= 64);
+    ((thread_pointer() >> 12).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize & (n - 1)
+}
+
+/// The thread pointer: distinct for each live thread, one instruction where a register
+/// holds it. (The engine has the same read in `memward::os`, but the engine depends on
+/// this crate, not the other way round.)
+#[inline(always)]
+fn thread_pointer() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let tp: u64;
+        // SAFETY: on x86_64 Linux `fs:0` holds the thread control block's pointer to
+        // itself, set up by the C runtime before any code of ours runs.
+        unsafe {
+            core::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp,
+                options(nostack, readonly, preserves_flags, pure));
+        }
+        tp
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        let tp: u64;
+        // SAFETY: reading TPIDR_EL0 has no side effects; the runtime sets it per thread.
+        unsafe {
+            core::arch::asm!("mrs {}, tpidr_el0", out(reg) tp,
+                options(nostack, nomem, preserves_flags, pure));
+        }
+        tp
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        THREAD.with(|s| s.get() as u64)
+    }
 }

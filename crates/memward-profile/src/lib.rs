@@ -43,7 +43,9 @@ pub mod shared {
     pub use crate::modules::{ModuleInfo, Scan};
     pub use crate::sys::Region;
     pub use crate::trie::Trie;
-    pub use crate::unwind::{stack_top, thread_stack, Stacks, Walker, MAX_FRAMES};
+    pub use crate::unwind::{
+        stack_top, thread_stack, Stacks, WalkCache, Walked, Walker, MAX_FRAMES,
+    };
 }
 
 pub use recorder::{

@@ -201,11 +201,21 @@ impl RuleReader {
     /// One step of a walk with the rule learned for `ra`, from the frame whose stack and
     /// frame pointers are `sp` and `bp` (updated to the caller's) and with stack words
     /// `read` from `[lo, lo + span + 8)`: the same as [`apply`] with the shape [`get`]
-    /// gives, decoded in place (the walk's hottest code).
+    /// gives, decoded in place (the walk's hottest code). The step tells `log` what it
+    /// depended on: the words it read and whether it used the frame pointer it was given
+    /// ([`NoLog`] for a walk that keeps no log).
     ///
     /// [`get`]: RuleReader::get
     #[inline(always)]
-    pub fn step(&self, ra: u64, sp: &mut u64, bp: &mut u64, lo: u64, span: u64) -> Step {
+    pub fn step_logged(
+        &self,
+        ra: u64,
+        sp: &mut u64,
+        bp: &mut u64,
+        lo: u64,
+        span: u64,
+        log: &mut impl ReadLog,
+    ) -> Step {
         let Some(slots) = self.slots else {
             return Step::Slow;
         };
@@ -227,8 +237,14 @@ impl RuleReader {
         let kind = (shape >> 48) as u8;
         let base = match kind & 7 {
             FROM_SP => *sp,
-            FROM_BP if *bp != 0 => *bp,
-            FROM_BP | END => return Step::End,
+            FROM_BP => {
+                log.bp_used();
+                if *bp == 0 {
+                    return Step::End;
+                }
+                *bp
+            }
+            END => return Step::End,
             _ => return Step::Slow,
         };
         let cfa = base.wrapping_add(u64::from(shape as u32));
@@ -238,10 +254,14 @@ impl RuleReader {
         let Some(next) = read(cfa - 8) else {
             return Step::End;
         };
+        log.return_address(cfa - 8, next);
         if kind & LOADS_BP != 0 {
             let at = cfa.wrapping_add_signed(i64::from((shape >> 32) as u16 as i16));
             match read(at) {
-                Some(v) => *bp = v,
+                Some(v) => {
+                    log.bp_loaded(at, v);
+                    *bp = v;
+                }
                 None => return Step::End,
             }
         }
@@ -250,7 +270,33 @@ impl RuleReader {
     }
 }
 
-/// What [`RuleReader::step`] did.
+/// What a table step depended on, beyond the rule and the stack pointer it started from
+/// (for memward-check's walk cache: a walk that would read the same words and start from
+/// the same registers gives the same frames).
+pub trait ReadLog {
+    /// The step read the return address `value` at `addr`.
+    fn return_address(&mut self, addr: u64, value: u64);
+    /// The step loaded the caller's frame pointer, `value`, from `addr`.
+    fn bp_loaded(&mut self, addr: u64, value: u64);
+    /// The step's frame address was computed from the frame pointer it was given.
+    fn bp_used(&mut self);
+    /// A step the table could not take was taken another way (its reads are not logged).
+    fn slow_step(&mut self) {}
+}
+
+/// The log of a walk that keeps none.
+pub struct NoLog;
+
+impl ReadLog for NoLog {
+    #[inline(always)]
+    fn return_address(&mut self, _: u64, _: u64) {}
+    #[inline(always)]
+    fn bp_loaded(&mut self, _: u64, _: u64) {}
+    #[inline(always)]
+    fn bp_used(&mut self) {}
+}
+
+/// What [`RuleReader::step_logged`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
     /// Moved to the caller, which returns to this address.

@@ -34,8 +34,10 @@
 
 mod from_context;
 mod walk;
+mod walk_cache;
 
 pub use walk::Walker;
+pub use walk_cache::{WalkCache, Walked};
 
 use crate::modules::ModuleInfo;
 use crate::rules::{self, RuleTable, Shape};

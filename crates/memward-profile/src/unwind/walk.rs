@@ -7,10 +7,13 @@
 //! The profiler's `capture` saves steps by reusing the frames two consecutive captures
 //! share, then hands the trie the stack ids of the shared part; for a caller that hashes
 //! the whole stack that bookkeeping costs more than it saves: a step from the table is a
-//! slot load and one or two stack reads.
+//! slot load and one or two stack reads. What does pay for such a caller is skipping a
+//! walk that repeats a recent one, with its hashing: [`Walker::walk_cached`] and the
+//! `walk_cache` module.
 
+use super::walk_cache::{WalkCache, Walked};
 use super::{registers, Stacks, Track, BP_INITIAL, MAX_FRAMES, MAX_RAW};
-use crate::rules::{RuleReader, Step};
+use crate::rules::{NoLog, ReadLog, RuleReader, Step};
 
 /// The step a walk cannot take from the rule table: `(ra, &mut sp, &mut bp, lo, hi)`,
 /// as [`Stacks::step_slow`] takes it.
@@ -104,19 +107,59 @@ impl Walker {
         slow: &mut SlowStep<'_>,
     ) -> usize {
         let (ip, sp0, bp0) = registers();
+        self.walk_from(ip, sp0, bp0, out, stack_top, slow, &mut NoLog)
+    }
+
+    /// [`walk`](Walker::walk), unless `cache` holds a walk made from the same registers
+    /// that read the same stack words: then that walk's stack id, with no step taken.
+    /// After [`Walked::Frames`], the caller finds the stack's id and hands it to
+    /// [`WalkCache::remember`].
+    #[inline(never)]
+    pub fn walk_cached(
+        &self,
+        out: &mut [u64; MAX_FRAMES],
+        stack_top: u64,
+        slow: &mut SlowStep<'_>,
+        cache: &mut WalkCache,
+        generation: u64,
+    ) -> Walked {
+        let (ip, sp0, bp0) = registers();
+        if let Some(id) = cache.find(sp0, bp0, stack_top, generation) {
+            return Walked::Known(id);
+        }
+        let mut log = cache.start(sp0, bp0, stack_top, generation);
+        let n = self.walk_from(ip, sp0, bp0, out, stack_top, slow, &mut log);
+        log.finish();
+        Walked::Frames(n)
+    }
+
+    /// The walk from a function's own registers (`ip` inside it, past its prologue).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn walk_from(
+        &self,
+        ip: u64,
+        sp0: u64,
+        bp0: u64,
+        out: &mut [u64; MAX_FRAMES],
+        stack_top: u64,
+        slow: &mut SlowStep<'_>,
+        log: &mut impl ReadLog,
+    ) -> usize {
         // Stack words are read in `[sp0, stack_top)`: at most `span` past `sp0`.
         let span = stack_top.saturating_sub(sp0).saturating_sub(8);
-        // This function's own frame is unwound like a caller's: `ip` is past its
+        // The function's own frame is unwound like a caller's: `ip` is past its
         // prologue, so the rule looked up at `ip + 1` is the one in force.
         let (mut ra, mut sp, mut bp) = (ip + 1, sp0, bp0);
         let mut n = 0;
         let mut skipping = self.own_count > 0;
         for _ in 0..MAX_RAW {
             let below = sp;
-            let next = match self.rules.step(ra, &mut sp, &mut bp, sp0, span) {
+            let next = match self.rules.step_logged(ra, &mut sp, &mut bp, sp0, span, log) {
                 Step::Next(next) => Some(next),
                 Step::End => None,
                 Step::Slow => {
+                    log.slow_step();
                     // Copies, so that `sp` and `bp` stay in registers on the fast path.
                     let (mut s, mut b) = (sp, bp);
                     let next = slow(ra, &mut s, &mut b, sp0, stack_top);
