@@ -126,9 +126,9 @@ fn kept_walks_are_returned_only_for_the_same_stack() {
     );
     assert!(env.known.len() >= 2, "{:?}", env.known.len());
     if env.hits == 0 {
-        // Every walk took a slow step: two return addresses of this stack share a slot
-        // of the rule table in this process's address layout (about 1 run in 100), so
-        // none was kept. Another process gets another layout.
+        // Every walk took a slow step: more return addresses of this stack share a set
+        // of the rule table than it has ways, in this process's address layout (rare),
+        // so none was kept. Another process gets another layout.
         let tries: u32 = std::env::var("WALK_CACHE_TRY").map_or(0, |v| v.parse().unwrap());
         assert!(
             tries < 3,
