@@ -120,3 +120,16 @@ pub unsafe fn sampled_page(p: *const u8) -> bool {
     // SAFETY: a live block's page is readable.
     unsafe { (*(*Segment::of(p)).page_of(p)).flags() & FLAG_SAMPLED != 0 }
 }
+
+/// Makes the heaps that enter sampled mode from now on (the calling thread's at the next
+/// [`install_sampled`]) draw their samples from `seed`, so that a test sees the same
+/// samples for the same allocations on every run; 0 returns to seeds from each heap's
+/// address and the time.
+///
+/// ```
+/// memward::hooks::set_sampling_seed(42);
+/// memward::hooks::set_sampling_seed(0);
+/// ```
+pub fn set_sampling_seed(seed: u64) {
+    sampling::set_seed(seed);
+}

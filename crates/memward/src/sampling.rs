@@ -38,6 +38,7 @@ use crate::lock::SpinLock;
 use crate::os;
 use crate::page::{Page, FLAG_SAMPLED};
 use core::ptr;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// The next uniform value in (0, 1] from a xorshift64* state (never zero).
 fn uniform(state: &mut u64) -> f64 {
@@ -81,9 +82,21 @@ pub fn keep(state: &mut u64, size: usize, block_size: usize, rate: u64) -> bool 
     size >= block_size || uniform(state) <= keep_probability(size, block_size, rate)
 }
 
-/// A seed for a heap's generator: distinct per heap and run, never zero.
+/// A fixed seed for the generators of heaps that start sampling from now on (0: none).
+static FIXED_SEED: AtomicU64 = AtomicU64::new(0);
+
+/// Makes the heaps that start sampling from now on draw from `seed` (0: from the heap's
+/// address and the time), for reproducible tests.
+pub fn set_seed(seed: u64) {
+    FIXED_SEED.store(seed, Ordering::Relaxed);
+}
+
+/// A seed for a heap's generator: distinct per heap and run unless fixed, never zero.
 pub fn seed(heap: usize) -> u64 {
-    (heap as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ os::now_ms().rotate_left(32) | 1
+    match FIXED_SEED.load(Ordering::Relaxed) {
+        0 => (heap as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ os::now_ms().rotate_left(32) | 1,
+        s => s | 1,
+    }
 }
 
 const EMPTY: usize = 0;

@@ -43,9 +43,7 @@ impl Local {
     pub(super) fn start_sampling(&mut self) {
         let s = &mut self.sampling;
         s.rate = hook_table::rate().max(1);
-        if s.rng == 0 {
-            s.rng = sampling::seed(self.this as usize);
-        }
+        s.rng = sampling::seed(self.this as usize);
         s.countdown = sampling::interval(&mut s.rng, s.rate);
         self.forget_cuts();
     }
