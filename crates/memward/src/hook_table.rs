@@ -141,6 +141,13 @@ pub fn installed() -> bool {
     ACTIVE.load(Ordering::Relaxed) & (HOOKS_SET | INTERPOSER_SET) != 0
 }
 
+/// The bits heaps test at their tick: zero while no hooks nor interposer are installed
+/// (nor ever were in sampled mode), so that a heap in fast mode stays as it is.
+#[inline]
+pub fn active() -> u8 {
+    ACTIVE.load(Ordering::Relaxed)
+}
+
 /// Must frees from other threads look at the block's page (hooks or an interposer are
 /// installed, or sampled blocks may be live)?
 #[inline]

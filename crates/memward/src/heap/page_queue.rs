@@ -107,6 +107,8 @@ impl Local {
     }
 
     /// Switches to the mode the installed hooks ask for.
+    #[cold]
+    #[inline(never)]
     pub fn follow_hooks(&mut self) {
         let mode = hook_table::wanted_mode(self.heap().is_first_class());
         self.set_mode(mode);

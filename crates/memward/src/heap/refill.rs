@@ -34,6 +34,7 @@ impl Local {
     }
 
     /// Drains remote frees and, every few calls, purges what is due.
+    #[inline(always)]
     pub(super) fn tick(&mut self) {
         self.flush_outbox();
         if !self.heap().remote.0.is_empty() {
@@ -43,7 +44,8 @@ impl Local {
         if self.slow_count % TICKS_PER_CLOCK_READ == 0 {
             // Hooks installed or removed since: switch mode (`hooks.rs`). Here, not on
             // every slow path, which programs with mixed sizes take often.
-            if self.mode != hook_table::wanted_mode(self.heap().is_first_class()) {
+            // (One load and one test while neither is on: fast mode's slow path.)
+            if hook_table::active() | self.mode != 0 {
                 self.follow_hooks();
             }
             let delay = options::purge_delay_ms();
@@ -81,6 +83,7 @@ impl Local {
     /// Finds a page of `bin` with a free block, moving exhausted pages to the full queue,
     /// or makes a new one. Pages of exited threads come before new pages: an adopted
     /// segment may hold pages of this class with room. Null if out of memory.
+    #[inline(always)]
     pub(super) fn find_page(&mut self, bin: usize) -> *mut Page {
         let page = self.page_with_room(bin);
         if !page.is_null() {
