@@ -457,6 +457,12 @@ pub unsafe fn heap_realloc(h: *mut Heap, p: *mut u8, new_size: usize, align: usi
     }
     if hooks::installed() || thread::is_empty(h) {
         // SAFETY: h is the thread's heap (possibly the empty one) or a first-class heap.
+        let thread_heap = !thread::is_empty(h) && !unsafe { (*h).is_first_class() };
+        if thread_heap && hooks::sampled() {
+            // SAFETY: forwarded preconditions; h is the calling thread's own heap.
+            return unsafe { realloc_sampled(h, p, new_size, align) };
+        }
+        // SAFETY: h is the thread's heap (possibly the empty one) or a first-class heap.
         if !unsafe { (*h).is_first_class() } {
             // SAFETY: the interposer's contract; p is not null.
             if let Some(q) = through_interposer(|i| unsafe { (i.realloc)(p, new_size, align) }) {
@@ -465,14 +471,10 @@ pub unsafe fn heap_realloc(h: *mut Heap, p: *mut u8, new_size: usize, align: usi
         }
         // SAFETY: forwarded preconditions.
         return unsafe {
-            if hooks::sampled() {
-                realloc_sampled(h, p, new_size, align)
-            } else {
-                reported_once(
-                    || realloc(h, p, new_size, align),
-                    |hooks, q| (hooks.realloc)(p, q, new_size),
-                )
-            }
+            reported_once(
+                || realloc(h, p, new_size, align),
+                |hooks, q| (hooks.realloc)(p, q, new_size),
+            )
         };
     }
     // SAFETY: forwarded preconditions.
@@ -488,16 +490,19 @@ pub unsafe fn heap_realloc(h: *mut Heap, p: *mut u8, new_size: usize, align: usi
 /// As for [`heap_realloc`], and `p` is not null.
 #[cold]
 unsafe fn realloc_sampled(h: *mut Heap, p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
-    let me = reporting_heap();
-    // SAFETY: forwarded preconditions; `me` is the calling thread's heap (its `Local` is
-    // not borrowed here), and p's page lives while p does.
+    // SAFETY: forwarded preconditions; h is the calling thread's own heap (its `Local` is
+    // not borrowed here), and p's page lives while p does. Every resize of the program
+    // comes here, so the common case (neither block sampled) costs a few loads and
+    // stores around the resize.
     unsafe {
-        if me.is_null() || (*h).is_first_class() {
+        let heap = &*h;
+        if heap.in_hook_now() {
+            // Inside a hook or an operation that reports itself: nothing to report.
             return realloc(h, p, new_size, align);
         }
+        let take_new = heap.local().count_sample(new_size);
         let page = (*Segment::of(p)).page_of(p);
         let had_old = (*page).flags() & FLAG_SAMPLED != 0 && sampling::contains(p);
-        let take_new = (*me).local().count_sample(new_size);
         if had_old && !take_new {
             // Reported before the block is given up (its address may be reused at once);
             // if the resize fails the block lives on, unsampled.
@@ -505,18 +510,18 @@ unsafe fn realloc_sampled(h: *mut Heap, p: *mut u8, new_size: usize, align: usiz
                 report_free(p);
             }
         }
-        let was_in = (*me).enter_hook();
+        // The resize's own allocation and free are not reported (nor sampled).
+        heap.set_in_hook(true);
         let q = realloc(h, p, new_size, align);
-        (*me).leave_hook(was_in);
+        heap.set_in_hook(false);
         if q.is_null() || !take_new {
             return q;
         }
         if q == p && had_old {
             if let Some(hooks) = hooks::current() {
-                if !(*me).enter_hook() {
-                    (hooks.realloc)(p, q, new_size);
-                    (*me).leave_hook(false);
-                }
+                heap.set_in_hook(true);
+                (hooks.realloc)(p, q, new_size);
+                heap.set_in_hook(false);
             }
         } else if had_old {
             // Moved: the free inside `realloc` forgot the old block.

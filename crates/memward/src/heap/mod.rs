@@ -265,6 +265,19 @@ impl Heap {
         self.in_hook.swap(true, Ordering::Relaxed)
     }
 
+    /// Is the owning thread in such a section? Owner only.
+    #[inline]
+    pub fn in_hook_now(&self) -> bool {
+        self.in_hook.load(Ordering::Relaxed)
+    }
+
+    /// Enters (true) or leaves (false) such a section, when the caller knows it was not
+    /// in one ([`Heap::in_hook_now`]): a plain store. Owner only.
+    #[inline]
+    pub fn set_in_hook(&self, on: bool) {
+        self.in_hook.store(on, Ordering::Relaxed);
+    }
+
     /// Ends the section [`Heap::enter_hook`] began.
     #[inline]
     pub fn leave_hook(&self, was_in: bool) {

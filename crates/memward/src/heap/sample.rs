@@ -59,7 +59,7 @@ impl Local {
     /// whether it is sampled. Inside a hook or an operation that reports itself nothing
     /// is counted.
     pub fn count_sample(&mut self, size: usize) -> bool {
-        if self.heap().in_hook.load(core::sync::atomic::Ordering::Relaxed) {
+        if self.heap().in_hook_now() {
             return false;
         }
         let s = &mut self.sampling;
@@ -107,7 +107,7 @@ impl Local {
         };
         // SAFETY: our page, not borrowed elsewhere.
         unsafe { self.cut_before_point(bin, page, keep) };
-        let in_hook = self.heap().in_hook.load(core::sync::atomic::Ordering::Relaxed);
+        let in_hook = self.heap().in_hook_now();
         let s = &mut self.sampling;
         let sampled = hit && !in_hook && sampling::keep(&mut s.rng, size, block_size, s.rate);
         (b.cast(), sampled)
