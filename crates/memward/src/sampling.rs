@@ -282,6 +282,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_set_keeps_membership_through_growth() {
+        let mut s = SampledBlocks {
+            slots: ptr::null_mut(),
+            mask: 0,
+            used: 0,
+            live: 0,
+        };
+        assert!(!s.remove(64), "empty set");
+        let ptrs: Vec<usize> = (1..60_000).map(|i| i * 48).collect();
+        for &p in &ptrs {
+            assert!(s.insert(p));
+        }
+        assert_eq!(s.live, ptrs.len());
+        for &p in ptrs.iter().step_by(2) {
+            assert!(s.remove(p));
+            assert!(!s.remove(p), "removed twice");
+        }
+        // Tombstones are dropped as the table is rebuilt; membership survives it.
+        for &p in &ptrs {
+            assert!(s.insert(p + 8));
+            assert!(s.remove(p + 8));
+        }
+        for (i, &p) in ptrs.iter().enumerate() {
+            assert_eq!(s.find(p).is_some(), i % 2 == 1, "{p}");
+        }
+        assert_eq!(s.live, ptrs.len() / 2);
+    }
+
+    #[test]
     fn geometric_counts_have_the_mean_of_whole_blocks() {
         let mut s = 0x1234_5678_9abc_def1u64;
         let (rate, bs, n) = (4096u64, 48usize, 200_000);
