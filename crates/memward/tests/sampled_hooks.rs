@@ -160,6 +160,8 @@ fn only_sampled_blocks_are_reported_through_every_entry_point() {
     );
     let ptrs: Vec<*mut u8> = blocks.iter().map(|b| b.0).collect();
     check_flags(&ptrs);
+    // Cut lists keep every page invariant (`used + |free| + |local_free| == capacity`).
+    memward::check_thread_heap();
     // Free every other block, then the rest: each sampled free reported, nothing else.
     for &(p, _) in blocks.iter().step_by(2) {
         // SAFETY: live blocks of memward, freed once.
@@ -289,6 +291,7 @@ fn only_sampled_blocks_are_reported_through_every_entry_point() {
         // SAFETY: live, freed once.
         unsafe { memward::raw::free(p) };
     }
+    memward::check_thread_heap();
     memward::hooks::remove();
     let (allocs, frees, reallocs) = counts();
     let (errors, live) = {
