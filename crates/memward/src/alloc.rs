@@ -490,10 +490,10 @@ pub unsafe fn heap_realloc(h: *mut Heap, p: *mut u8, new_size: usize, align: usi
 /// As for [`heap_realloc`], and `p` is not null.
 #[cold]
 unsafe fn realloc_sampled(h: *mut Heap, p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
+    // Every resize of the program comes here, so the common case (neither block
+    // sampled) costs a few loads and stores around the resize.
     // SAFETY: forwarded preconditions; h is the calling thread's own heap (its `Local` is
-    // not borrowed here), and p's page lives while p does. Every resize of the program
-    // comes here, so the common case (neither block sampled) costs a few loads and
-    // stores around the resize.
+    // not borrowed here), and p's page lives while p does.
     unsafe {
         let heap = &*h;
         if heap.in_hook_now() {

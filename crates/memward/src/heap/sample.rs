@@ -81,10 +81,10 @@ impl Local {
         let bin = bin_of(size);
         let head = self.queues[bin].first();
         let (cut, key) = core::mem::replace(&mut self.sampling.cut[bin], (ptr::null_mut(), 0));
-        // SAFETY: the head is a live page of ours; the cut matches only if it is the page
-        // itself in the same life.
+        // The cut matches only if it is the head page itself in the same life.
         let pending = !head.is_null()
             && head == cut
+            // SAFETY: the head is a live page of ours, not borrowed elsewhere.
             && unsafe { (*head).key_bits() == key && !(*head).has_free() };
         let page = self.find_page(bin);
         if page.is_null() {
