@@ -248,6 +248,10 @@ pub unsafe fn heap_malloc_aligned(h: *mut Heap, size: usize, align: usize) -> *m
         // SAFETY: forwarded precondition.
         return unsafe {
             if hooks::sampled() {
+                // First-class heaps are not sampled.
+                if (*h).is_first_class() {
+                    return malloc_aligned(h, size, align);
+                }
                 sampled_once(|| malloc_aligned(h, size, align), size, |hooks, p| {
                     (hooks.alloc)(p, size)
                 })
@@ -341,8 +345,10 @@ pub unsafe fn heap_malloc_huge_at(h: *mut Heap, size: usize, align: usize, prefi
     if hooks::installed() || thread::is_empty(h) {
         // SAFETY: `op` returns null or a block of the calling thread's heap.
         return unsafe {
-            if hooks::sampled() {
+            if hooks::sampled() && !(*h).is_first_class() {
                 sampled_once(op, size, |hooks, p| (hooks.alloc)(p, size))
+            } else if hooks::sampled() {
+                op()
             } else {
                 reported_once(op, |hooks, p| (hooks.alloc)(p, size))
             }

@@ -272,8 +272,21 @@ fn only_sampled_blocks_are_reported_through_every_entry_point() {
     let mine: Vec<allocator_api2::boxed::Box<[u8; 200], &memward::Heap>> = (0..5000)
         .map(|_| allocator_api2::boxed::Box::new_in([3u8; 200], &heap))
         .collect();
-    let mine_ptrs: Vec<usize> = mine.iter().map(|b| b.as_ptr() as usize).collect();
+    let mut mine_ptrs: Vec<usize> = mine.iter().map(|b| b.as_ptr() as usize).collect();
     drop(mine);
+    // Over-aligned and large blocks of it too (the slow paths that count bytes).
+    {
+        use allocator_api2::alloc::Allocator;
+        for (size, align) in [(1000, 4096), (40, 64), (200_000, 16), (3 << 20, 16)] {
+            let layout = Layout::from_size_align(size, align).unwrap();
+            for _ in 0..200 {
+                let p = heap.allocate(layout).unwrap().cast::<u8>();
+                mine_ptrs.push(p.as_ptr() as usize);
+                // SAFETY: allocated just above with this layout.
+                unsafe { heap.deallocate(p, layout) };
+            }
+        }
+    }
     drop(heap);
     // Taken out of the lock: a free or allocation while holding it would wait on it
     // in the hook.

@@ -11,7 +11,8 @@ use super::Local;
 use crate::page::Page;
 use crate::size_class::{bin_of, SMALL_DIRECT_MAX};
 use crate::stats::bump;
-use crate::{hook_table, sampling};
+use crate::hook_table::{self, MODE_SAMPLED};
+use crate::sampling;
 use core::ptr;
 
 /// Size classes that the direct table serves (bins `1..CUT_BINS`).
@@ -56,10 +57,12 @@ impl Local {
     }
 
     /// Counts `size` requested bytes of an allocation that does not take the fast path;
-    /// whether it is sampled. Inside a hook or an operation that reports itself nothing
-    /// is counted.
+    /// whether it is sampled. Inside a hook or an operation that reports itself, and
+    /// outside sampled mode, nothing is counted.
     pub fn count_sample(&mut self, size: usize) -> bool {
-        if self.heap().in_hook_now() {
+        // A heap that has not switched to sampled mode yet (or has left it) samples
+        // nothing.
+        if self.mode != MODE_SAMPLED || self.heap().in_hook_now() {
             return false;
         }
         let s = &mut self.sampling;
