@@ -6,6 +6,9 @@ interleaved (round robin over tools within each repetition), medians with min an
     cargo build --release -p memward-cli -p memward-preload
     python3 bench/profile/overhead.py [--reps N] [--quick]
     MEMWARD_BENCH_BEFORE_LIB=old/libmemward.so python3 bench/profile/overhead.py  # + before columns
+    python3 bench/profile/overhead.py --workload sqlite3 --tool "memward run" \
+        --tool "memward profile --sample-rate 512KiB"   # a subset (the sizes table needs
+                                                        # memward profile and heaptrack)
 
 Prints a Markdown table (wall seconds and ratio to `memward run`) and the profile sizes
 per million allocations (memward's profile as recorded and as `memward profile` leaves it,
@@ -111,11 +114,29 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--workload", action="append", default=[],
+                    help="run only this workload (its first word: sqlite3, python3, git); repeatable")
+    ap.add_argument("--tool", action="append", default=[],
+                    help="run only this tool (its column name, e.g. 'memward run'); repeatable")
     a = ap.parse_args()
+    all_tools = [t for t, _ in tools("")]
+    for t in a.tool:
+        if t not in all_tools:
+            sys.exit("unknown tool %r; one of: %s" % (t, ", ".join(all_tools)))
+    if a.tool and "memward run" not in a.tool:
+        sys.exit("--tool: 'memward run' is the baseline of every ratio; select it too")
+    all_workloads = [w.split()[0] for w, _, _ in workloads(a.quick)]
+    for w in a.workload:
+        if w not in all_workloads:
+            sys.exit("unknown workload %r; one of: %s" % (w, ", ".join(all_workloads)))
+    chosen_workloads = lambda: [w for w in workloads(a.quick) if not a.workload or w[0].split()[0] in a.workload]
+    chosen_tools = lambda tmp: [t for t in tools(tmp) if not a.tool or t[0] in a.tool]
+    sizes_table = not a.tool or {"memward profile", "heaptrack"} <= set(a.tool)
     for f in (LIB, MEMWARD):
         if not os.path.exists(f):
             sys.exit("missing %s: cargo build --release -p memward-cli -p memward-preload" % f)
-    for t in ("heaptrack", "valgrind"):
+    needed = [t for t in ("heaptrack", "valgrind") if not a.tool or any(x.startswith(t) for x in a.tool)]
+    for t in needed:
         if not shutil.which(t):
             sys.exit("missing %s: apt-get install -y heaptrack valgrind" % t)
     tmp = tempfile.mkdtemp(prefix="memward-overhead-")
@@ -123,8 +144,8 @@ def main():
     cpus = {}
     sizes = {}
     for rep in range(a.reps):
-        for wname, cmd, stdin in workloads(a.quick):
-            for tname, make in tools(tmp):
+        for wname, cmd, stdin in chosen_workloads():
+            for tname, make in chosen_tools(tmp):
                 out = os.path.join(tmp, "%s-%s-%d" % (wname.split()[0], tname.replace(" ", "_"), rep))
                 argv, env = make(cmd, out)
                 dt, cpu = run_once(argv, env, stdin)
@@ -135,7 +156,7 @@ def main():
                 if rep == 0 and tname == "heaptrack":
                     hfile = [f for f in os.listdir(tmp) if f.startswith(os.path.basename(out))][0]
                     sizes[(wname, "heaptrack")] = os.path.getsize(os.path.join(tmp, hfile))
-                if rep == 0 and tname == "memward run":
+                if rep == 0 and tname == "memward run" and sizes_table:
                     # The report step of `memward profile`, timed apart (once).
                     prof = out + ".report"
                     t0 = time.perf_counter()
@@ -146,12 +167,12 @@ def main():
                     # What `memward profile` leaves: compacted and gzipped.
                     sizes[(wname, "memward final")] = os.path.getsize(prof)
         print("rep %d/%d done" % (rep + 1, a.reps), file=sys.stderr)
-    names = [t for t, _ in tools(tmp)]
+    names = [t for t, _ in chosen_tools(tmp)]
     for title, table in (("Wall time", times), ("CPU time (user + system, all processes)", cpus)):
         print("%s: median (min-max) and **median ratio to memward run**\n" % title)
         print("| workload | " + " | ".join(names) + " |")
         print("|---|" + "---|" * len(names))
-        for wname, _, _ in workloads(a.quick):
+        for wname, _, _ in chosen_workloads():
             base = statistics.median(table[(wname, "memward run")])
             cells = []
             for t in names:
@@ -160,9 +181,12 @@ def main():
                 cells.append("%.2f s (%.2f-%.2f) **%.2fx**" % (med, min(v), max(v), med / base))
             print("| %s | %s |" % (wname, " | ".join(cells)))
         print()
+    if not sizes_table:
+        shutil.rmtree(tmp)
+        return
     print("| workload | allocations | memward as recorded | per million allocations | memward as `memward profile` leaves it (compacted, gzipped) | per million allocations | heaptrack trace | per million allocations | `memward profile` whole command (with report) |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for wname, _, _ in workloads(a.quick):
+    for wname, _, _ in chosen_workloads():
         msize, allocs = sizes[(wname, "memward")]
         fsize = sizes[(wname, "memward final")]
         hsize = sizes[(wname, "heaptrack")]

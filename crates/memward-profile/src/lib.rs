@@ -49,6 +49,7 @@ pub mod shared {
 }
 
 pub use recorder::{
-    configure_from_env, finish, on_alloc, on_free, on_realloc, set_heap_bytes_source,
+    configure_from_env, finish, on_alloc, on_free, on_realloc, sample_rate, set_heap_bytes_source,
 };
+pub use sampler::set_engine_sampling;
 pub use stats::{counts as heap_counts, enable as enable_heap_counts, HeapCounts};

@@ -13,7 +13,7 @@
 
 use crate::lock::SpinLock;
 use crate::modules::{ModuleInfo, Scan, MAX_MODULES};
-use crate::sampler::{Rng, SampledSet};
+use crate::sampler::{engine_samples, Rng, SampledSet};
 use crate::stats;
 use crate::sys::{self, Region, TextBuf, ZeroValid};
 use crate::trie::Trie;
@@ -157,6 +157,17 @@ fn parse_u64(text: &[u8]) -> Option<u64> {
     Some(text.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
+/// The sample rate `MEMWARD_PROFILE_SAMPLE_RATE` set (bytes; 0: every allocation).
+///
+/// ```
+/// if std::env::var_os("MEMWARD_PROFILE_SAMPLE_RATE").is_none() {
+///     assert_eq!(memward_profile::sample_rate(), 0);
+/// }
+/// ```
+pub fn sample_rate() -> u64 {
+    SAMPLE_RATE.load(Ordering::Relaxed)
+}
+
 /// Sets where time samples take the allocator's bytes in use from.
 ///
 /// ```
@@ -228,11 +239,12 @@ fn save_thread(t: ThreadCache) {
     THREAD.with(|c| c.set(t));
 }
 
-/// Decides whether an allocation of `size` bytes is recorded (always, without sampling).
+/// Decides whether an allocation of `size` bytes is recorded: always without sampling or
+/// when the engine sampled it already (`sampler.rs`).
 #[inline]
 fn sampled(t: &mut ThreadCache, size: usize) -> bool {
     let rate = SAMPLE_RATE.load(Ordering::Relaxed);
-    if rate == 0 {
+    if rate == 0 || engine_samples() {
         return true;
     }
     t.countdown -= size.max(1) as i64;
@@ -714,7 +726,7 @@ pub unsafe fn on_alloc(p: *mut u8, size: usize) {
         let stack = s.stack(&t);
         s.writer.alloc(t.tid, p as u64, size as u64, stack);
         s.allocs += 1;
-        if let Some(set) = s.sampled.as_mut() {
+        if let Some(set) = s.sampled.as_mut().filter(|_| !engine_samples()) {
             set.insert(p as u64);
         }
         s.check();
@@ -740,7 +752,9 @@ pub unsafe fn on_free(p: *mut u8) {
     let Some(mut t) = thread() else { return };
     let mut st = STATE.lock();
     if let Some(s) = st.as_mut().filter(|s| !s.finished && !s.failed) {
-        if s.sampled.as_mut().is_none_or(|set| set.remove(p as u64)) {
+        // The engine reports only frees of sampled blocks when it samples.
+        let hook_sampled = s.sampled.as_mut().filter(|_| !engine_samples());
+        if hook_sampled.is_none_or(|set| set.remove(p as u64)) {
             name_thread(s, &mut t);
             s.writer.free(t.tid, p as u64);
             s.frees += 1;
@@ -770,7 +784,8 @@ pub unsafe fn on_realloc(old: *mut u8, new: *mut u8, size: usize) {
     let mut st = STATE.lock();
     if let Some(s) = st.as_mut().filter(|s| !s.finished && !s.failed) {
         name_thread(s, &mut t);
-        match s.sampled.as_mut() {
+        // The engine reports a resize only when the old and new block are both sampled.
+        match s.sampled.as_mut().filter(|_| !engine_samples()) {
             None => {
                 let stack = s.stack(&t);
                 s.writer

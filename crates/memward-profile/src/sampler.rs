@@ -5,11 +5,37 @@
 //! independently of the others, and the report weighs it by the inverse
 //! (`memward_profile_format::sample_weight`), which makes totals unbiased.
 //!
-//! The set of sampled blocks that are still live (so their frees, and only theirs, are
-//! recorded) is an open-addressing table in the recorder's own mapping, guarded by the
-//! recorder's lock.
+//! Normally the engine samples (`memward::hooks::install_sampled`, which
+//! `MEMWARD_PROFILE_SAMPLE_RATE` selects): it reports only sampled allocations, and only
+//! the frees and resizes of sampled blocks, so the hooks record every event they get and
+//! unsampled allocations never leave the allocator's fast path. The decision below is
+//! the fallback for when the engine reports every event while a sample rate is set
+//! (`memward::HeapStats` switched the hooks to report everything): then the hooks decide,
+//! and the set of sampled blocks that are still live (so their frees, and only theirs,
+//! are recorded) is an open-addressing table in the recorder's own mapping, guarded by
+//! the recorder's lock.
 
 use crate::sys::{Region, ZeroValid};
+use core::sync::atomic::{AtomicBool, Ordering};
+
+static ENGINE_SAMPLES: AtomicBool = AtomicBool::new(false);
+
+/// Tells the recorder whether the engine samples (reports only sampled blocks, with a
+/// sample rate set) or reports every event (the hooks then sample themselves when a
+/// rate is set).
+///
+/// ```
+/// memward_profile::set_engine_sampling(false);
+/// ```
+pub fn set_engine_sampling(on: bool) {
+    ENGINE_SAMPLES.store(on, Ordering::Relaxed);
+}
+
+/// Does the engine sample (see [`set_engine_sampling`])?
+#[inline]
+pub fn engine_samples() -> bool {
+    ENGINE_SAMPLES.load(Ordering::Relaxed)
+}
 
 /// A per-thread generator (xorshift64*): fast, no allocation, good enough for drawing
 /// sampling intervals.

@@ -12,15 +12,15 @@
 //! pointer back to its block), then runs of large-segment slots or huge segments placed
 //! at the alignment (up to 1 GiB, `heap/large.rs`).
 
-use crate::free::{free_any, interposed_page, reporting_heap, through_interposer};
+use crate::free::{free_any, interposed_page, report_free, reporting_heap, through_interposer};
 use crate::heap::Heap;
-use crate::hook_table::{self as hooks, Hooks, Kind};
+use crate::hook_table::{self as hooks, Hooks, Kind, MODE_FAST, MODE_HOOKED};
 use crate::layout::MAX_ALIGN;
-use crate::page::{Page, FLAG_HAS_ALIGNED, FLAG_HOOKED};
+use crate::page::{Page, FLAG_HAS_ALIGNED, FLAG_HOOKED, FLAG_SAMPLED};
 use crate::segment::{Segment, SegmentKind};
 use crate::size_class::{bin_of, bin_size, MEDIUM_MAX, SMALL_DIRECT_MAX};
 use crate::stats::bump;
-use crate::{os, thread};
+use crate::{os, sampling, thread};
 use core::ptr;
 
 /// Alignment of every block larger than 8 bytes.
@@ -71,10 +71,85 @@ unsafe fn heap_malloc_slow(h: *mut Heap, size: usize) -> *mut u8 {
     // hook (which may allocate on this heap) runs.
     unsafe {
         let local = (*h).local();
-        if local.hooked() {
-            return malloc_hooked(h, size);
+        if local.mode() != MODE_FAST {
+            return malloc_in_mode(h, size);
         }
         local.alloc_slow(size)
+    }
+}
+
+/// The slow path of a heap in hooked or sampled mode.
+///
+/// # Safety
+/// `h` is a real heap owned by this thread, not borrowed elsewhere.
+#[cold]
+#[inline(never)]
+unsafe fn malloc_in_mode(h: *mut Heap, size: usize) -> *mut u8 {
+    // SAFETY: per the contract; the `Local` borrow ends before the hook runs.
+    unsafe {
+        if (*h).local().mode() == MODE_HOOKED {
+            return malloc_hooked(h, size);
+        }
+        let (p, sampled) = (*h).local().alloc_sampled(size);
+        if sampled {
+            report_sampled(p, |hooks| (hooks.alloc)(p, size));
+        }
+        p
+    }
+}
+
+/// Records `p`, a block this thread just allocated and sampled, as a live sampled block
+/// (its page flagged and counted, `sampling.rs`) and calls `report` with the hooks,
+/// unless the thread is inside a hook or an operation that reports itself (the sample is
+/// then dropped) or the hooks are gone.
+///
+/// # Safety
+/// `p` is a live block (or aligned pointer into one) of a heap owned by the calling thread.
+#[cold]
+unsafe fn report_sampled(p: *mut u8, report: impl FnOnce(&Hooks)) {
+    let Some(hooks) = hooks::current() else {
+        return;
+    };
+    let me = reporting_heap();
+    if me.is_null() {
+        return;
+    }
+    // SAFETY: the calling thread's heap; heaps are never unmapped. The block's page is
+    // ours.
+    unsafe {
+        if (*me).enter_hook() {
+            return;
+        }
+        if sampling::note((*Segment::of(p)).page_of(p), p) {
+            report(hooks);
+        }
+        (*me).leave_hook(false);
+    }
+}
+
+/// Runs `op` (an operation built from others) with reporting suspended on this thread;
+/// samples its result by `size` requested bytes on the thread heap's countdown and
+/// reports it through `report` if sampled. Sampled mode's [`reported_once`].
+///
+/// # Safety
+/// `op` returns null or a block of a heap owned by the calling thread.
+#[cold]
+unsafe fn sampled_once(op: impl FnOnce() -> *mut u8, size: usize, report: impl FnOnce(&Hooks, *mut u8)) -> *mut u8 {
+    let me = reporting_heap();
+    if me.is_null() {
+        return op();
+    }
+    // SAFETY: the calling thread's heap, whose `Local` is not borrowed here; the
+    // section ends before returning.
+    unsafe {
+        let take = (*me).local().count_sample(size);
+        let was_in = (*me).enter_hook();
+        let p = op();
+        (*me).leave_hook(was_in);
+        if take && !p.is_null() {
+            report_sampled(p, |hooks| report(hooks, p));
+        }
+        p
     }
 }
 
@@ -172,10 +247,20 @@ pub unsafe fn heap_malloc_aligned(h: *mut Heap, size: usize, align: usize) -> *m
         }
         // SAFETY: forwarded precondition.
         return unsafe {
-            reported_once(
-                || malloc_aligned(h, size, align),
-                |hooks, p| (hooks.alloc)(p, size),
-            )
+            if hooks::sampled() {
+                // First-class heaps are not sampled.
+                if (*h).is_first_class() {
+                    return malloc_aligned(h, size, align);
+                }
+                sampled_once(|| malloc_aligned(h, size, align), size, |hooks, p| {
+                    (hooks.alloc)(p, size)
+                })
+            } else {
+                reported_once(
+                    || malloc_aligned(h, size, align),
+                    |hooks, p| (hooks.alloc)(p, size),
+                )
+            }
         };
     }
     // SAFETY: forwarded precondition.
@@ -259,7 +344,15 @@ pub unsafe fn heap_malloc_huge_at(h: *mut Heap, size: usize, align: usize, prefi
     };
     if hooks::installed() || thread::is_empty(h) {
         // SAFETY: `op` returns null or a block of the calling thread's heap.
-        return unsafe { reported_once(op, |hooks, p| (hooks.alloc)(p, size)) };
+        return unsafe {
+            if hooks::sampled() && !(*h).is_first_class() {
+                sampled_once(op, size, |hooks, p| (hooks.alloc)(p, size))
+            } else if hooks::sampled() {
+                op()
+            } else {
+                reported_once(op, |hooks, p| (hooks.alloc)(p, size))
+            }
+        };
     }
     op()
 }
@@ -370,6 +463,12 @@ pub unsafe fn heap_realloc(h: *mut Heap, p: *mut u8, new_size: usize, align: usi
     }
     if hooks::installed() || thread::is_empty(h) {
         // SAFETY: h is the thread's heap (possibly the empty one) or a first-class heap.
+        let thread_heap = !thread::is_empty(h) && !unsafe { (*h).is_first_class() };
+        if thread_heap && hooks::sampled() {
+            // SAFETY: forwarded preconditions; h is the calling thread's own heap.
+            return unsafe { realloc_sampled(h, p, new_size, align) };
+        }
+        // SAFETY: h is the thread's heap (possibly the empty one) or a first-class heap.
         if !unsafe { (*h).is_first_class() } {
             // SAFETY: the interposer's contract; p is not null.
             if let Some(q) = through_interposer(|i| unsafe { (i.realloc)(p, new_size, align) }) {
@@ -386,6 +485,58 @@ pub unsafe fn heap_realloc(h: *mut Heap, p: *mut u8, new_size: usize, align: usi
     }
     // SAFETY: forwarded preconditions.
     unsafe { realloc(h, p, new_size, align) }
+}
+
+/// [`heap_realloc`] in sampled mode: the old block was sampled or not, the new one is
+/// sampled by its size as an allocation, and the report says what changed for the
+/// profile: `realloc` (both sampled), `free` of the old (only it), `alloc` of the new
+/// (only it), nothing (neither). The set of sampled blocks follows.
+///
+/// # Safety
+/// As for [`heap_realloc`], and `p` is not null.
+#[cold]
+unsafe fn realloc_sampled(h: *mut Heap, p: *mut u8, new_size: usize, align: usize) -> *mut u8 {
+    // Every resize of the program comes here, so the common case (neither block
+    // sampled) costs a few loads and stores around the resize.
+    // SAFETY: forwarded preconditions; h is the calling thread's own heap (its `Local` is
+    // not borrowed here), and p's page lives while p does.
+    unsafe {
+        let heap = &*h;
+        if heap.in_hook_now() {
+            // Inside a hook or an operation that reports itself: nothing to report.
+            return realloc(h, p, new_size, align);
+        }
+        let take_new = heap.local().count_sample(new_size);
+        let page = (*Segment::of(p)).page_of(p);
+        let had_old = (*page).flags() & FLAG_SAMPLED != 0 && sampling::contains(p);
+        if had_old && !take_new {
+            // Reported before the block is given up (its address may be reused at once);
+            // if the resize fails the block lives on, unsampled.
+            if sampling::forget(page, p) {
+                report_free(p);
+            }
+        }
+        // The resize's own allocation and free are not reported (nor sampled).
+        heap.set_in_hook(true);
+        let q = realloc(h, p, new_size, align);
+        heap.set_in_hook(false);
+        if q.is_null() || !take_new {
+            return q;
+        }
+        if q == p && had_old {
+            if let Some(hooks) = hooks::current() {
+                heap.set_in_hook(true);
+                (hooks.realloc)(p, q, new_size);
+                heap.set_in_hook(false);
+            }
+        } else if had_old {
+            // Moved: the free inside `realloc` forgot the old block.
+            report_sampled(q, |hooks| (hooks.realloc)(p, q, new_size));
+        } else {
+            report_sampled(q, |hooks| (hooks.alloc)(q, new_size));
+        }
+        q
+    }
 }
 
 /// [`heap_realloc`] of a non-null `p`, without reporting.

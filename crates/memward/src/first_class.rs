@@ -51,8 +51,13 @@ impl Heap {
     pub fn try_new() -> Option<Heap> {
         thread::global_init();
         let raw = NonNull::new(pool::new_heap(os::thread_id()))?;
-        // SAFETY: the heap was just given to this thread and is never unmapped.
-        unsafe { raw.as_ref() }.set_first_class();
+        // SAFETY: the heap was just given to this thread and is never unmapped; its
+        // `Local` is not borrowed.
+        unsafe {
+            raw.as_ref().set_first_class();
+            // First-class heaps are not sampled (`hook_table::wanted_mode`).
+            raw.as_ref().local().follow_hooks();
+        }
         Some(Heap {
             raw,
             _owner: PhantomData,

@@ -20,10 +20,10 @@
 use crate::heap::remote::{route_remote_free, RemoteRoute};
 use crate::heap::Heap;
 use crate::list::Block;
-use crate::page::{Page, FLAG_HOOKED, FLAG_UNUSED};
+use crate::page::{Page, FLAG_HOOKED, FLAG_SAMPLED, FLAG_UNUSED};
 use crate::segment::Segment;
 use crate::hook_table::{self as hooks, Interposer, Kind};
-use crate::{os, thread};
+use crate::{os, sampling, thread};
 
 /// Frees `p` from any thread: a push onto the page's local list when the calling thread owns
 /// it, else a remote free.
@@ -95,13 +95,17 @@ unsafe fn free_owned_slow(page: *mut Page, p: *mut u8) {
     // SAFETY: as for free_owned; the heap's Local handles queue changes.
     unsafe {
         let flags = (*page).flags();
-        if flags & (FLAG_HOOKED | FLAG_UNUSED) != 0 {
-            if interposed_page(page)
+        if flags & (FLAG_HOOKED | FLAG_UNUSED | FLAG_SAMPLED) != 0 {
+            if flags & (FLAG_HOOKED | FLAG_UNUSED) != 0
+                && interposed_page(page)
                 && through_interposer(|i| (i.free)(p, Kind::Malloc, 0)).is_some()
             {
                 return;
             }
-            if flags & FLAG_HOOKED != 0 {
+            // A sampled block leaves the set even when its free is not reported (inside
+            // an operation that reports itself).
+            let sampled = flags & FLAG_SAMPLED != 0 && sampling::forget(page, p);
+            if flags & FLAG_HOOKED != 0 || sampled {
                 report_free(p);
             }
         }
@@ -191,6 +195,32 @@ pub(crate) fn report_free(p: *mut u8) {
     }
 }
 
+/// The hooks' part of a free from another thread: the interposer's block goes to it
+/// (true: nothing left to do); a block of a hooked heap is reported, a sampled one
+/// forgotten and reported.
+///
+/// # Safety
+/// `p` is a live block of `seg`, being freed by the caller.
+#[cold]
+unsafe fn watched_remote_free(seg: &Segment, p: *mut u8) -> bool {
+    let page = seg.page_of(p);
+    let installed = hooks::installed();
+    // SAFETY: p is live, so its page is; the interposer's contract.
+    unsafe {
+        if installed
+            && interposed_page(page)
+            && through_interposer(|i| (i.free)(p, Kind::Malloc, 0)).is_some()
+        {
+            return true;
+        }
+        let sampled = (*page).flags() & FLAG_SAMPLED != 0 && sampling::forget(page, p);
+        if sampled || (installed && !hooks::sampled()) {
+            report_free(p);
+        }
+    }
+    false
+}
+
 /// A free from a thread that does not own the segment: to the abandoned segment, the
 /// owner's queue, or this thread's outbox (`heap/remote.rs`).
 ///
@@ -198,15 +228,9 @@ pub(crate) fn report_free(p: *mut u8) {
 /// `p` is a live block of `seg`, being freed by the caller.
 #[inline(never)]
 pub unsafe fn free_remote(seg: &Segment, p: *mut u8) {
-    if hooks::installed() {
-        // SAFETY: p is live, so its page is.
-        let interposed = unsafe { interposed_page(seg.page_of(p)) };
-        // SAFETY: the interposer's contract.
-        if interposed && through_interposer(|i| unsafe { (i.free)(p, Kind::Malloc, 0) }).is_some()
-        {
-            return;
-        }
-        report_free(p);
+    // SAFETY: forwarded contract.
+    if hooks::watching_frees() && unsafe { watched_remote_free(seg, p) } {
+        return;
     }
     let me = thread::current();
     if !thread::is_empty(me) {

@@ -42,6 +42,10 @@ impl HeapStats {
         if !memward_profile::enable_heap_counts() {
             return false;
         }
+        // The counters need every event: the hooks report them all from now on, and a
+        // sampled profile running in this process samples in its hooks instead of in the
+        // engine (blocks it sampled before stay live in its profile).
+        memward_profile::set_engine_sampling(false);
         crate::hooks::install(&crate::profile_env::HOOKS);
         true
     }

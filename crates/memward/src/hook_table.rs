@@ -3,7 +3,7 @@
 //! read on slow paths only.
 
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, Ordering};
 
 /// Functions called on every allocation and free while installed
 /// ([`crate::hooks::install`]).
@@ -87,8 +87,24 @@ static INTERPOSER: AtomicPtr<Interposer> = AtomicPtr::new(ptr::null_mut());
 const HOOKS_SET: u8 = 1;
 /// Bit of [`ACTIVE`]: an interposer is installed.
 const INTERPOSER_SET: u8 = 2;
-/// Either is installed: the one byte heaps test to switch to hooked mode.
+/// Bit of [`ACTIVE`]: the hooks are installed in sampled mode ([`RATE`] is not zero).
+const SAMPLED_SET: u8 = 4;
+/// Bit of [`ACTIVE`], never cleared: sampled mode was on, so blocks of pages flagged
+/// `FLAG_SAMPLED` may be live, whose frees (from other threads too) must be looked at.
+const SAMPLED_EVER: u8 = 8;
+/// What heaps test at their tick to choose their mode, and frees from other threads to
+/// know whether to look at a block's page.
 static ACTIVE: AtomicU8 = AtomicU8::new(0);
+/// Mean bytes between samples in sampled mode.
+static RATE: AtomicU64 = AtomicU64::new(0);
+
+/// A heap's mode: fast (no hooks), hooked (every allocation on the slow path, every block
+/// reported) or sampled (`sampling.rs`).
+pub const MODE_FAST: u8 = 0;
+/// See [`MODE_FAST`].
+pub const MODE_HOOKED: u8 = 1;
+/// See [`MODE_FAST`].
+pub const MODE_SAMPLED: u8 = 2;
 
 fn mark(bit: u8, on: bool) {
     if on {
@@ -98,10 +114,17 @@ fn mark(bit: u8, on: bool) {
     }
 }
 
-/// Installs (`Some`) or removes (`None`) the table.
-pub fn set(hooks: Option<&'static Hooks>) {
+/// Installs (`Some`) or removes (`None`) the table; `rate` (bytes, 0 for every
+/// allocation) selects sampled mode.
+pub fn set(hooks: Option<&'static Hooks>, rate: u64) {
     let p = hooks.map_or(ptr::null_mut(), |h| ptr::from_ref(h).cast_mut());
+    let sampled = hooks.is_some() && rate > 0;
+    if sampled {
+        RATE.store(rate, Ordering::Relaxed);
+        mark(SAMPLED_EVER, true);
+    }
     HOOKS.store(p, Ordering::Release);
+    mark(SAMPLED_SET, sampled);
     mark(HOOKS_SET, hooks.is_some());
 }
 
@@ -112,10 +135,54 @@ pub fn set_interposer(interposer: Option<&'static Interposer>) {
     mark(INTERPOSER_SET, interposer.is_some());
 }
 
-/// Are hooks or an interposer installed (so heaps run in hooked mode)?
+/// Are hooks or an interposer installed (in either mode)?
 #[inline]
 pub fn installed() -> bool {
+    ACTIVE.load(Ordering::Relaxed) & (HOOKS_SET | INTERPOSER_SET) != 0
+}
+
+/// The bits heaps test at their tick: zero while no hooks nor interposer are installed
+/// (nor ever were in sampled mode), so that a heap in fast mode stays as it is.
+#[inline]
+pub fn active() -> u8 {
+    ACTIVE.load(Ordering::Relaxed)
+}
+
+/// Must frees from other threads look at the block's page (hooks or an interposer are
+/// installed, or sampled blocks may be live)?
+#[inline]
+pub fn watching_frees() -> bool {
     ACTIVE.load(Ordering::Relaxed) != 0
+}
+
+/// Are the hooks in sampled mode (and no interposer installed)?
+#[inline]
+pub fn sampled() -> bool {
+    ACTIVE.load(Ordering::Relaxed) & (HOOKS_SET | INTERPOSER_SET | SAMPLED_SET)
+        == HOOKS_SET | SAMPLED_SET
+}
+
+/// The sample rate of sampled mode (bytes; 0 when never set).
+#[inline]
+pub fn rate() -> u64 {
+    RATE.load(Ordering::Relaxed)
+}
+
+/// The mode a heap should be in: an interposer or plain hooks need hooked mode, sampled
+/// hooks sampled mode, except for first-class heaps, which are never sampled (dropping
+/// one releases its blocks without frees, which would leave stale sampled entries).
+#[inline]
+pub fn wanted_mode(first_class: bool) -> u8 {
+    let a = ACTIVE.load(Ordering::Relaxed);
+    if a & (HOOKS_SET | INTERPOSER_SET) == 0 {
+        MODE_FAST
+    } else if a & (INTERPOSER_SET | SAMPLED_SET) != SAMPLED_SET {
+        MODE_HOOKED
+    } else if first_class {
+        MODE_FAST
+    } else {
+        MODE_SAMPLED
+    }
 }
 
 /// The installed interposer, if any.

@@ -20,7 +20,7 @@ use crate::{alloc as engine, hook_table, raw, thread};
 /// exists: blocks the engine handed out before are given to the interposer when freed.
 pub fn install(interposer: &'static Interposer) {
     hook_table::set_interposer(Some(interposer));
-    switch_this_thread(true);
+    switch_this_thread();
 }
 
 /// Removes the interposer; the blocks it handed out must not be freed afterwards.
@@ -31,7 +31,7 @@ pub fn install(interposer: &'static Interposer) {
 /// ```
 pub fn remove() {
     hook_table::set_interposer(None);
-    switch_this_thread(hook_table::installed());
+    switch_this_thread();
 }
 
 /// Is an interposer installed?
@@ -44,11 +44,11 @@ pub fn installed() -> bool {
     hook_table::interposer().is_some()
 }
 
-fn switch_this_thread(on: bool) {
+fn switch_this_thread() {
     let h = thread::current();
     if !thread::is_empty(h) {
         // SAFETY: the thread's own heap, not borrowed during this call.
-        unsafe { (*h).local().set_hooked(on) };
+        unsafe { (*h).local().follow_hooks() };
     }
 }
 

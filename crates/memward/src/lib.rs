@@ -25,6 +25,7 @@ const LAYERS: &[&str] = &[
     "list",
     "hardening",
     "page",
+    "sampling",
     "segment_map",
     "segment",
     "segment_pool",
@@ -64,6 +65,7 @@ mod lock;
 mod options;
 mod os;
 mod page;
+mod sampling;
 mod segment;
 mod segment_map;
 mod segment_pool;

@@ -31,7 +31,7 @@
 use crate::hardening;
 use crate::list::{region_mask, Block, LinkKey, Linked, Links, REGION_SHIFT};
 use core::ptr;
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU16, AtomicU8, Ordering};
 
 /// The heap that owns a page or segment, as seen from below the heap layer: an opaque
 /// pointer that only the heap layer casts back to its `Heap`.
@@ -50,6 +50,10 @@ pub const FLAG_HOOKED: u8 = 8;
 /// The slot holds no page (never used, or retired): a free into it is an error, which the
 /// free fast path sends to the slow path at no cost (it tests `flags == 0` anyway).
 pub const FLAG_UNUSED: u8 = 16;
+/// The page holds live blocks sampled in sampled hook mode (`sampling.rs`): frees take
+/// the slow path, which reports the sampled ones. Cleared by the owner once the page's
+/// count of live sampled blocks is back to zero.
+pub const FLAG_SAMPLED: u8 = 32;
 
 // Links are judged plausible by region (`list.rs`); the region is the segment.
 const _: () = assert!(REGION_SHIFT as usize == crate::layout::SEGMENT_SHIFT);
@@ -58,7 +62,8 @@ const _: () = assert!(REGION_SHIFT as usize == crate::layout::SEGMENT_SHIFT);
 const EXTEND_BYTES: usize = 4096;
 
 /// Fields are ordered for the fast paths (the words they touch come first) and packed
-/// (8-byte fields, then 4-byte, then 1-byte), which keeps a page at 120 bytes.
+/// (8-byte fields, then 4-byte, 2-byte and 1-byte), which keeps a page at 120 bytes (a
+/// segment header's 128 pages must stay under 16 KiB: `segment.rs`).
 #[repr(C)]
 pub struct Page {
     /// Blocks ready to allocate (fast path).
@@ -96,6 +101,10 @@ pub struct Page {
     batch: u32,
     /// `used` as last reported to the heap's statistics.
     used_synced: u32,
+    /// Live blocks of this page sampled in sampled hook mode (`sampling.rs`). Raised by
+    /// the owner, lowered by whichever thread frees a sampled block; at most the page's
+    /// block count (8192 for the smallest blocks), so 16 bits suffice.
+    sampled_live: AtomicU16,
     /// Free-path flags; zero means the free fast path applies.
     flags: AtomicU8,
     /// The slot holds a live page.
@@ -142,6 +151,7 @@ impl Page {
         reserved: 0,
         batch: 0,
         used_synced: 0,
+        sampled_live: AtomicU16::new(0),
         heap: ptr::null_mut(),
         links: Links::new(),
         freed_at: 0,
@@ -169,6 +179,7 @@ impl Page {
         self.batch = 0;
         self.used_synced = 0;
         self.flags.store(0, Ordering::Relaxed);
+        self.sampled_live.store(0, Ordering::Relaxed);
         self.in_use = true;
         self.free_is_zero = false;
         self.bin = bin as u8;
@@ -384,6 +395,73 @@ impl Page {
         self.capacity += n;
         self.free_is_zero = self.is_zero;
         n
+    }
+
+    /// Keeps the first `keep` blocks of `free` and moves the rest to the front of
+    /// `local_free`, so that the allocation fast path runs dry after `keep` pops (the
+    /// sampled mode's cut, `sampling.rs`). Returns the number of blocks moved (0 when
+    /// `free` has at most `keep`). Walks `keep` blocks, and the moved ones too when
+    /// `local_free` is not empty (to link them in front of it).
+    pub fn cut_free(&mut self, keep: u32) -> u32 {
+        let key = self.key;
+        let mut last: *mut Block = ptr::null_mut();
+        let mut rest = self.free;
+        let mut i = 0;
+        // SAFETY: `free` holds blocks of this page with valid links (module invariant).
+        unsafe {
+            while i < keep && !rest.is_null() {
+                last = rest;
+                rest = Block::next(rest, key);
+                i += 1;
+            }
+            if rest.is_null() {
+                return 0;
+            }
+            if last.is_null() {
+                self.free = ptr::null_mut();
+            } else {
+                Block::set_next(last, ptr::null_mut(), key);
+            }
+            if self.local_free.is_null() {
+                // With `local_free` empty, the invariant gives the rest's length.
+                self.local_free = rest;
+                return self.capacity - self.used - i;
+            }
+            let mut moved = 1;
+            let mut tail = rest;
+            loop {
+                let next = Block::next(tail, key);
+                if next.is_null() {
+                    break;
+                }
+                tail = next;
+                moved += 1;
+            }
+            Block::set_next(tail, self.local_free, key);
+            self.local_free = rest;
+            moved
+        }
+    }
+
+    /// The key's bits: a page slot gets a new key at every `init`, so a (page, key)
+    /// pair names one life of the page.
+    pub fn key_bits(&self) -> u64 {
+        self.key.bits()
+    }
+
+    /// One more live sampled block (owner only).
+    pub fn sampled_add(&self) {
+        self.sampled_live.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One sampled block less (any thread holding the block); the count left.
+    pub fn sampled_sub(&self) -> u16 {
+        self.sampled_live.fetch_sub(1, Ordering::Relaxed).wrapping_sub(1)
+    }
+
+    /// Live sampled blocks of the page.
+    pub fn sampled_live(&self) -> u16 {
+        self.sampled_live.load(Ordering::Relaxed)
     }
 
     /// Length of `free` (walks it).

@@ -21,7 +21,11 @@ pub fn install_from_env() {
     use crate::hook_table;
     if memward_profile::configure_from_env() {
         memward_profile::set_heap_bytes_source(|| crate::stats::live_bytes().max(0) as u64);
-        hook_table::set(Some(&HOOKS));
+        // With a sample rate the engine samples (`hooks::install_sampled`): unsampled
+        // allocations keep the fast path and only sampled blocks are reported.
+        let rate = memward_profile::sample_rate();
+        memward_profile::set_engine_sampling(rate > 0);
+        hook_table::set(Some(&HOOKS), rate);
     }
 }
 

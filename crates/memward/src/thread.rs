@@ -10,7 +10,7 @@
 //! call `malloc`. Heap structures are reused after threads exit and never unmapped.
 
 use crate::heap::{pool, Heap};
-use crate::{options, os, segment_pool};
+use crate::{options, os, sampling, segment_pool};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 
 static EMPTY_HEAP: Heap = Heap::EMPTY;
@@ -185,11 +185,13 @@ unsafe extern "C" fn thread_done(value: *mut libc::c_void) {
 extern "C" fn fork_prepare() {
     pool::lock();
     segment_pool::lock_all();
+    sampling::lock();
 }
 
 extern "C" fn fork_parent() {
     // SAFETY: fork_prepare took these locks on this thread.
     unsafe {
+        sampling::unlock();
         segment_pool::unlock_all();
         pool::unlock();
     }
@@ -198,6 +200,7 @@ extern "C" fn fork_parent() {
 extern "C" fn fork_child() {
     // SAFETY: the child has one thread, the one that ran fork_prepare.
     unsafe {
+        sampling::unlock();
         segment_pool::unlock_all();
         pool::unlock();
     }

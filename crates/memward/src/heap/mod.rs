@@ -40,6 +40,7 @@ mod purge;
 mod refill;
 pub mod remote;
 mod retire;
+mod sample;
 
 use crate::list::{Block, BlockStack, List};
 use crate::page::{OwnerHeap, Page};
@@ -108,9 +109,12 @@ pub struct Local {
     outbox_head: *mut Block,
     outbox_tail: *mut Block,
     outbox_len: u32,
-    /// Hooked mode (`hooks.rs`): `direct` points only at the empty page, so every
-    /// allocation takes the slow path, where the hooks are called.
-    hooked: bool,
+    /// Fast, hooked or sampled (`hook_table::MODE_*`, `hooks.rs`). In hooked mode
+    /// `direct` points only at the empty page, so every allocation takes the slow path,
+    /// where the hooks are called; sampled mode is `heap/sample.rs`.
+    mode: u8,
+    /// Sampled mode: the state of the sampling (`heap/sample.rs`).
+    sampling: sample::Sampling,
     /// The heap is being abandoned or destroyed: it must not take segments over.
     leaving: bool,
     /// The abandoned segment being visited (`abandon.rs`): emptied pages of it are freed
@@ -165,7 +169,8 @@ impl Local {
         outbox_head: ptr::null_mut(),
         outbox_tail: ptr::null_mut(),
         outbox_len: 0,
-        hooked: false,
+        mode: crate::hook_table::MODE_FAST,
+        sampling: sample::Sampling::OFF,
         leaving: false,
         visiting: ptr::null_mut(),
     };
@@ -258,6 +263,19 @@ impl Heap {
     #[inline]
     pub fn enter_hook(&self) -> bool {
         self.in_hook.swap(true, Ordering::Relaxed)
+    }
+
+    /// Is the owning thread in such a section? Owner only.
+    #[inline]
+    pub fn in_hook_now(&self) -> bool {
+        self.in_hook.load(Ordering::Relaxed)
+    }
+
+    /// Enters (true) or leaves (false) such a section, when the caller knows it was not
+    /// in one ([`Heap::in_hook_now`]): a plain store. Owner only.
+    #[inline]
+    pub fn set_in_hook(&self, on: bool) {
+        self.in_hook.store(on, Ordering::Relaxed);
     }
 
     /// Ends the section [`Heap::enter_hook`] began.

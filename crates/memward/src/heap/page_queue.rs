@@ -7,6 +7,7 @@
 
 use super::{Local, EMPTY_PAGE_PTR, FULL};
 use crate::page::{Page, FLAG_IN_FULL};
+use crate::hook_table::{self, MODE_HOOKED, MODE_SAMPLED};
 use crate::size_class::direct_range;
 
 impl Local {
@@ -54,7 +55,7 @@ impl Local {
             return;
         }
         let first = self.queues[qi].first();
-        let target = if first.is_null() || self.hooked {
+        let target = if first.is_null() || self.mode == MODE_HOOKED {
             EMPTY_PAGE_PTR
         } else {
             first
@@ -77,22 +78,40 @@ impl Local {
         }
     }
 
-    /// Enters or leaves hooked mode (`hooks.rs`): in hooked mode the direct table points
-    /// only at the empty page, so every allocation takes the slow path.
-    pub fn set_hooked(&mut self, on: bool) {
-        if self.hooked == on {
+    /// Switches mode (`hooks.rs`): in hooked mode the direct table points only at the
+    /// empty page, so every allocation takes the slow path; in sampled mode it is as in
+    /// fast mode, and the sampled slow path cuts the lists it hands out
+    /// (`heap/sample.rs`).
+    pub fn set_mode(&mut self, mode: u8) {
+        if self.mode == mode {
             return;
         }
-        self.hooked = on;
-        for qi in 1..self.queues.len() {
-            self.update_direct(qi);
+        let direct_changes = (self.mode == MODE_HOOKED) != (mode == MODE_HOOKED);
+        if mode == MODE_SAMPLED {
+            self.start_sampling();
+        } else {
+            self.forget_cuts();
+        }
+        self.mode = mode;
+        if direct_changes {
+            for qi in 1..self.queues.len() {
+                self.update_direct(qi);
+            }
         }
     }
 
-    /// Is this heap in hooked mode?
+    /// The heap's mode (`hook_table::MODE_*`).
     #[inline]
-    pub fn hooked(&self) -> bool {
-        self.hooked
+    pub fn mode(&self) -> u8 {
+        self.mode
+    }
+
+    /// Switches to the mode the installed hooks ask for.
+    #[cold]
+    #[inline(never)]
+    pub fn follow_hooks(&mut self) {
+        let mode = hook_table::wanted_mode(self.heap().is_first_class());
+        self.set_mode(mode);
     }
 
     /// Forgets every page queue (abandon and destroy, once the pages are dealt with).

@@ -98,7 +98,7 @@ unsafe fn reset_for(h: *mut Heap, thread_id: usize) {
         l.thread_id = thread_id;
         (*h).owner_thread.store(thread_id, Ordering::Relaxed);
         (*h).first_class.store(false, Ordering::Relaxed);
-        l.set_hooked(hook_table::installed());
+        l.set_mode(hook_table::wanted_mode(false));
     }
 }
 

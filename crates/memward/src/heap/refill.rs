@@ -34,7 +34,8 @@ impl Local {
     }
 
     /// Drains remote frees and, every few calls, purges what is due.
-    fn tick(&mut self) {
+    #[inline(always)]
+    pub(super) fn tick(&mut self) {
         self.flush_outbox();
         if !self.heap().remote.0.is_empty() {
             self.drain_remote();
@@ -43,8 +44,9 @@ impl Local {
         if self.slow_count % TICKS_PER_CLOCK_READ == 0 {
             // Hooks installed or removed since: switch mode (`hooks.rs`). Here, not on
             // every slow path, which programs with mixed sizes take often.
-            if self.hooked != hook_table::installed() {
-                self.set_hooked(!self.hooked);
+            // (One load and one test while neither is on: fast mode's slow path.)
+            if hook_table::active() | self.mode != 0 {
+                self.follow_hooks();
             }
             let delay = options::purge_delay_ms();
             if delay >= 0 {
@@ -81,7 +83,8 @@ impl Local {
     /// Finds a page of `bin` with a free block, moving exhausted pages to the full queue,
     /// or makes a new one. Pages of exited threads come before new pages: an adopted
     /// segment may hold pages of this class with room. Null if out of memory.
-    fn find_page(&mut self, bin: usize) -> *mut Page {
+    #[inline(always)]
+    pub(super) fn find_page(&mut self, bin: usize) -> *mut Page {
         let page = self.page_with_room(bin);
         if !page.is_null() {
             return page;

@@ -5,9 +5,9 @@
 
 use super::{Local, FULL};
 use crate::list::Block;
-use crate::page::{Page, FLAG_HAS_ALIGNED, FLAG_IN_FULL, FLAG_SINGLE, FLAG_UNUSED};
+use crate::page::{Page, FLAG_HAS_ALIGNED, FLAG_IN_FULL, FLAG_SAMPLED, FLAG_SINGLE, FLAG_UNUSED};
 use crate::segment::{Segment, SegmentKind};
-use crate::{hardening, options, os, segment_pool};
+use crate::{hardening, options, os, sampling, segment_pool};
 
 impl Local {
     /// Owner free with the flags handled (full page, aligned pointers, a one-block page,
@@ -37,6 +37,9 @@ impl Local {
                 }
                 p
             };
+            if flags & FLAG_SAMPLED != 0 {
+                sampling::clear_flag_if_done(page);
+            }
             let used = Page::push_local(page, b.cast::<Block>());
             if flags & FLAG_IN_FULL != 0 {
                 self.queue_remove(FULL, page);
