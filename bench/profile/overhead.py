@@ -4,7 +4,7 @@ DHAT, on Debian's own sqlite3, python3 and git (built without frame pointers), i
 interleaved (round robin over tools within each repetition), medians with min and max.
 
     cargo build --release -p memward-cli -p memward-preload
-    python3 bench/profile/overhead.py [--reps N] [--quick]
+    python3 bench/profile/overhead.py [--reps N] [--quick] [--only sqlite3]
     MEMWARD_BENCH_BEFORE_LIB=old/libmemward.so python3 bench/profile/overhead.py  # + before columns
 
 Prints a Markdown table (wall seconds and ratio to `memward run`) and the profile sizes
@@ -111,6 +111,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", action="append", metavar="WORKLOAD",
+                    help="run only this workload (sqlite3, python3 or git; repeatable)")
     a = ap.parse_args()
     for f in (LIB, MEMWARD):
         if not os.path.exists(f):
@@ -124,6 +126,8 @@ def main():
     sizes = {}
     for rep in range(a.reps):
         for wname, cmd, stdin in workloads(a.quick):
+            if a.only and wname.split()[0] not in a.only:
+                continue
             for tname, make in tools(tmp):
                 out = os.path.join(tmp, "%s-%s-%d" % (wname.split()[0], tname.replace(" ", "_"), rep))
                 argv, env = make(cmd, out)
@@ -147,11 +151,12 @@ def main():
                     sizes[(wname, "memward final")] = os.path.getsize(prof)
         print("rep %d/%d done" % (rep + 1, a.reps), file=sys.stderr)
     names = [t for t, _ in tools(tmp)]
+    chosen = [w for w in workloads(a.quick) if not a.only or w[0].split()[0] in a.only]
     for title, table in (("Wall time", times), ("CPU time (user + system, all processes)", cpus)):
         print("%s: median (min-max) and **median ratio to memward run**\n" % title)
         print("| workload | " + " | ".join(names) + " |")
         print("|---|" + "---|" * len(names))
-        for wname, _, _ in workloads(a.quick):
+        for wname, _, _ in chosen:
             base = statistics.median(table[(wname, "memward run")])
             cells = []
             for t in names:
@@ -162,7 +167,7 @@ def main():
         print()
     print("| workload | allocations | memward as recorded | per million allocations | memward as `memward profile` leaves it (compacted, gzipped) | per million allocations | heaptrack trace | per million allocations | `memward profile` whole command (with report) |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for wname, _, _ in workloads(a.quick):
+    for wname, _, _ in chosen:
         msize, allocs = sizes[(wname, "memward")]
         fsize = sizes[(wname, "memward final")]
         hsize = sizes[(wname, "heaptrack")]

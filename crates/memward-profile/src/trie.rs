@@ -408,7 +408,10 @@ mod tests {
         for (k, ids) in results.iter().enumerate() {
             for (i, id) in ids.iter().enumerate() {
                 let j = (i as u64 + k as u64 * 750) % 6_000;
-                assert_eq!(*id, t.intern(&[j * 8 + 3, j % 50 + 1, 9], |_, _, _| panic!()));
+                assert_eq!(
+                    *id,
+                    t.intern(&[j * 8 + 3, j % 50 + 1, 9], |_, _, _| panic!())
+                );
             }
         }
     }

@@ -17,7 +17,7 @@ use crate::sampler::Rng;
 use crate::stats;
 use crate::sys::{self, TextBuf};
 use crate::unwind::{self, MAX_FRAMES};
-use core::cell::Cell;
+use core::cell::{Cell, UnsafeCell};
 use core::ffi::c_void;
 use core::sync::atomic::Ordering;
 
@@ -37,25 +37,47 @@ struct ThreadCache {
     ring: u32,
 }
 
+/// What a thread keeps: its cache, and the capture's frames and stack ids (kept here
+/// rather than zeroed on the stack for each event). A hook reaches it with one
+/// thread-local access (in a shared library each costs a call into the loader).
+struct Local {
+    cache: Cell<ThreadCache>,
+    frames: UnsafeCell<[u64; MAX_FRAMES]>,
+    ids: UnsafeCell<[u32; MAX_FRAMES]>,
+}
+
 thread_local! {
-    static THREAD: Cell<ThreadCache> = const {
-        Cell::new(ThreadCache {
-            gen: 0,
-            tid: 0,
-            stack_top: 0,
-            countdown: 0,
-            rng: Rng(0),
-            internal: false,
-            named: false,
-            ring: 0,
-        })
+    static LOCAL: Local = const {
+        Local {
+            cache: Cell::new(ThreadCache {
+                gen: 0,
+                tid: 0,
+                stack_top: 0,
+                countdown: 0,
+                rng: Rng(0),
+                internal: false,
+                named: false,
+                ring: 0,
+            }),
+            frames: UnsafeCell::new([0; MAX_FRAMES]),
+            ids: UnsafeCell::new([0; MAX_FRAMES]),
+        }
     };
+}
+
+/// The calling thread's cache.
+struct Thread;
+
+impl Thread {
+    fn with<R>(f: impl FnOnce(&Cell<ThreadCache>) -> R) -> R {
+        LOCAL.with(|l| f(&l.cache))
+    }
 }
 
 /// Marks the calling thread as the recorder's own (not recorded) or not; returns what it
 /// was.
 pub fn set_internal(internal: bool) -> bool {
-    THREAD.with(|c| {
+    Thread::with(|c| {
         let mut t = c.get();
         let was = t.internal;
         t.internal = internal;
@@ -66,7 +88,7 @@ pub fn set_internal(internal: bool) -> bool {
 
 /// The calling thread's ring index, if it has one (the forking thread's, in a child).
 pub fn own_ring() -> Option<u32> {
-    THREAD.with(Cell::get).ring.checked_sub(1)
+    Thread::with(Cell::get).ring.checked_sub(1)
 }
 
 /// The thread-specific data destructor: gives the exiting thread's ring back.
@@ -77,7 +99,7 @@ pub extern "C" fn release_ring(value: *mut c_void) {
     {
         r.release();
     }
-    THREAD.with(|c| {
+    Thread::with(|c| {
         let mut t = c.get();
         t.ring = 0;
         c.set(t);
@@ -87,8 +109,8 @@ pub extern "C" fn release_ring(value: *mut c_void) {
 /// The calling thread's cache, refreshed after a fork or on first use; `None` for the
 /// recorder's own threads.
 #[inline]
-fn thread() -> Option<ThreadCache> {
-    let mut t = THREAD.with(Cell::get);
+fn thread(l: &Local) -> Option<ThreadCache> {
+    let mut t = l.cache.get();
     if t.internal {
         return None;
     }
@@ -109,13 +131,9 @@ fn thread() -> Option<ThreadCache> {
                 t.countdown = t.rng.interval(rate);
             }
         }
-        THREAD.with(|c| c.set(t));
+        l.cache.set(t);
     }
     Some(t)
-}
-
-fn save_thread(t: ThreadCache) {
-    THREAD.with(|c| c.set(t));
 }
 
 /// Decides whether an allocation of `size` bytes is recorded (always, without sampling).
@@ -177,15 +195,16 @@ fn read_name() -> (u64, u64, u64) {
 /// Appends one event of `kind` with words `(a, b, c)` to the thread's ring, with the
 /// caller's stack in the last word when `with_stack`.
 #[inline(always)]
-fn record(t: &mut ThreadCache, kind: u64, a: u64, b: u64, c: u64, with_stack: bool) {
+fn record(l: &Local, t: &mut ThreadCache, kind: u64, a: u64, b: u64, c: u64, with_stack: bool) {
     let Some(shared) = SHARED.get() else { return };
     let Some(r) = ring_of(t) else { return };
-    let mut frames = [0u64; MAX_FRAMES];
-    let mut ids = [0u32; MAX_FRAMES];
+    // SAFETY: the thread's own scratch arrays; hooks are not re-entered on a thread, so
+    // nothing else borrows them.
+    let (frames, ids) = unsafe { (&mut *l.frames.get(), &mut *l.ids.get()) };
     let (n, known) = if with_stack {
         shared
             .walker
-            .capture(&mut frames, &mut ids, t.stack_top, &mut |ra, sp, bp, lo, hi| {
+            .capture(frames, ids, t.stack_top, &mut |ra, sp, bp, lo, hi| {
                 UNWINDER
                     .lock()
                     .as_mut()
@@ -249,24 +268,26 @@ fn sampling() -> bool {
 /// Called by the allocator after an allocation, never re-entered on a thread (the
 /// recorder's per-thread state is not re-entrant). `p` is not dereferenced.
 pub unsafe fn on_alloc(p: *mut u8, size: usize) {
-    if stats::on() && !THREAD.with(Cell::get).internal {
-        stats::alloc(p as u64, size as u64);
-    }
-    if !active() {
-        return;
-    }
-    let Some(mut t) = thread() else { return };
-    if !sampled(&mut t, size) {
-        save_thread(t);
-        return;
-    }
-    record(&mut t, ALLOC, p as u64, size as u64, 0, true);
-    if sampling() {
-        if let Some(set) = SAMPLED.lock().as_mut() {
-            set.insert(p as u64);
+    LOCAL.with(|l| {
+        if stats::on() && !l.cache.get().internal {
+            stats::alloc(p as u64, size as u64);
         }
-    }
-    save_thread(t);
+        if !active() {
+            return;
+        }
+        let Some(mut t) = thread(l) else { return };
+        if !sampled(&mut t, size) {
+            l.cache.set(t);
+            return;
+        }
+        record(l, &mut t, ALLOC, p as u64, size as u64, 0, true);
+        if sampling() {
+            if let Some(set) = SAMPLED.lock().as_mut() {
+                set.insert(p as u64);
+            }
+        }
+        l.cache.set(t);
+    })
 }
 
 /// The free hook: the block at `p` is about to be freed.
@@ -277,18 +298,25 @@ pub unsafe fn on_alloc(p: *mut u8, size: usize) {
 /// Called by the allocator before a free, never re-entered on a thread. `p` is not
 /// dereferenced.
 pub unsafe fn on_free(p: *mut u8) {
-    if stats::on() && !THREAD.with(Cell::get).internal {
-        stats::free(p as u64);
-    }
-    if PHASE.load(Ordering::Acquire) != ON {
-        return;
-    }
-    let Some(mut t) = thread() else { return };
-    if sampling() && !SAMPLED.lock().as_mut().is_some_and(|set| set.remove(p as u64)) {
-        return;
-    }
-    record(&mut t, FREE, p as u64, 0, 0, false);
-    save_thread(t);
+    LOCAL.with(|l| {
+        if stats::on() && !l.cache.get().internal {
+            stats::free(p as u64);
+        }
+        if PHASE.load(Ordering::Acquire) != ON {
+            return;
+        }
+        let Some(mut t) = thread(l) else { return };
+        if sampling()
+            && !SAMPLED
+                .lock()
+                .as_mut()
+                .is_some_and(|set| set.remove(p as u64))
+        {
+            return;
+        }
+        record(l, &mut t, FREE, p as u64, 0, 0, false);
+        l.cache.set(t);
+    })
 }
 
 /// The resize hook: `old` became `new` with `size` bytes.
@@ -299,31 +327,33 @@ pub unsafe fn on_free(p: *mut u8) {
 /// Called by the allocator after a successful resize, never re-entered on a thread.
 /// The pointers are not dereferenced.
 pub unsafe fn on_realloc(old: *mut u8, new: *mut u8, size: usize) {
-    if stats::on() && !THREAD.with(Cell::get).internal {
-        stats::realloc(old as u64, new as u64, size as u64);
-    }
-    if !active() {
-        return;
-    }
-    let Some(mut t) = thread() else { return };
-    let (old, new, size) = (old as u64, new as u64, size as u64);
-    if !sampling() {
-        record(&mut t, REALLOC, old, new, size, true);
-        save_thread(t);
-        return;
-    }
-    let take_new = sampled(&mut t, size as usize);
-    let had_old = SAMPLED.lock().as_mut().is_some_and(|set| set.remove(old));
-    match (had_old, take_new) {
-        (true, true) => record(&mut t, REALLOC, old, new, size, true),
-        (true, false) => record(&mut t, FREE, old, 0, 0, false),
-        (false, true) => record(&mut t, ALLOC, new, size, 0, true),
-        (false, false) => {}
-    }
-    if take_new {
-        if let Some(set) = SAMPLED.lock().as_mut() {
-            set.insert(new);
+    LOCAL.with(|l| {
+        if stats::on() && !l.cache.get().internal {
+            stats::realloc(old as u64, new as u64, size as u64);
         }
-    }
-    save_thread(t);
+        if !active() {
+            return;
+        }
+        let Some(mut t) = thread(l) else { return };
+        let (old, new, size) = (old as u64, new as u64, size as u64);
+        if !sampling() {
+            record(l, &mut t, REALLOC, old, new, size, true);
+            l.cache.set(t);
+            return;
+        }
+        let take_new = sampled(&mut t, size as usize);
+        let had_old = SAMPLED.lock().as_mut().is_some_and(|set| set.remove(old));
+        match (had_old, take_new) {
+            (true, true) => record(l, &mut t, REALLOC, old, new, size, true),
+            (true, false) => record(l, &mut t, FREE, old, 0, 0, false),
+            (false, true) => record(l, &mut t, ALLOC, new, size, 0, true),
+            (false, false) => {}
+        }
+        if take_new {
+            if let Some(set) = SAMPLED.lock().as_mut() {
+                set.insert(new);
+            }
+        }
+        l.cache.set(t);
+    })
 }

@@ -270,9 +270,18 @@ fn spawn_flusher() {
 
 extern "C" fn flusher(_: *mut c_void) -> *mut c_void {
     hooks::set_internal(true);
+    let mut last = sys::monotonic_nanos();
     while PHASE.load(Ordering::Acquire) == ON {
-        sys::sleep_ms(TICK_MS);
-        output::tick(false);
+        // Woken by a thread whose ring filled a quarter (a round only), or every tick.
+        sys::futex_wait(&ring::WAKE, 0, TICK_MS);
+        ring::WAKE.store(0, Ordering::Release);
+        let now = sys::monotonic_nanos();
+        if now.wrapping_sub(last) >= TICK_MS * 1_000_000 {
+            last = now;
+            output::tick(false);
+        } else {
+            output::round_now();
+        }
     }
     core::ptr::null_mut()
 }
@@ -405,7 +414,10 @@ fn restart_in_child(out: &mut Option<Output>) -> bool {
     if let Some(s) = SHARED.get() {
         let writer = &mut o.writer;
         // SAFETY: before_fork holds the trie's lock on this thread (the child's only one).
-        unsafe { s.trie.for_each_held(|id, parent, addr| writer.stack_node(id, parent, addr)) };
+        unsafe {
+            s.trie
+                .for_each_held(|id, parent, addr| writer.stack_node(id, parent, addr))
+        };
     }
     o.writer.flush();
     o.check();

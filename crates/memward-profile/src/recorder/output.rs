@@ -237,7 +237,6 @@ impl Output {
         }
         self.check();
     }
-
 }
 
 fn encode(
@@ -346,6 +345,13 @@ pub fn make_room(r: &Ring, n: u64) -> bool {
             // SAFETY: sched_yield has no preconditions.
             unsafe { libc::sched_yield() };
         }
+    }
+}
+
+/// A round (the flusher, woken by a thread whose ring filled up a quarter).
+pub fn round_now() {
+    if let Some(o) = OUTPUT.lock().as_mut() {
+        o.round(None);
     }
 }
 
