@@ -2,7 +2,7 @@
  * tests/profile_threads.rs. `spawner CAP`: each thread makes malloc/free pairs at
  * worker_site until main says stop (or it has made CAP pairs); main creates them one by
  * one (pthread_create allocates), makes 1,000 calloc/free pairs of its own at main_site, says stop,
- * joins them all and prints the workers' pair count. A recorder that lets the workers
+ * joins them all and prints the workers' pair count and how many of them made any. A recorder that lets the workers
  * starve main lets them run to CAP: 400 * CAP pairs.
  * Built with -O2 -fomit-frame-pointer. */
 #include <pthread.h>
@@ -13,7 +13,7 @@
 #define THREADS 400
 
 static atomic_int stop;
-static atomic_long pairs;
+static atomic_long pairs, active;
 static long cap;
 static void *volatile sink;
 
@@ -40,6 +40,7 @@ static void *work(void *arg) {
         done++;
     }
     atomic_fetch_add(&pairs, done);
+    if (done) atomic_fetch_add(&active, 1);
     return NULL;
 }
 
@@ -58,6 +59,6 @@ int main(int argc, char **argv) {
     for (int k = 0; k < 1000; k++) main_site(24);
     atomic_store(&stop, 1);
     for (int i = 0; i < THREADS; i++) pthread_join(threads[i], NULL);
-    printf("%ld\n", atomic_load(&pairs));
+    printf("%ld %ld\n", atomic_load(&pairs), atomic_load(&active));
     return 0;
 }
