@@ -110,10 +110,9 @@ pub struct Ring {
     entries: [UnsafeCell<Entry>; CAPACITY as usize],
 }
 
-// SAFETY: entries in `[tail, head)` are only read (by the output's holder), entries outside
-// it only written (by the owner), and the two hand them over through `head` (release by
-// the owner, acquire by the reader) and `tail` (release by the reader, acquire by the
-// owner).
+// SAFETY: entries in `[tail, head)` are only read (by the output's holder), the others
+// only written (by the owner); they change hands through `head` (owner release, reader
+// acquire) and `tail` (reader release, owner acquire).
 unsafe impl Sync for Ring {}
 
 /// The rings made so far (a ring is never unmapped: a round may be reading it).
