@@ -236,37 +236,14 @@ pub fn getppid() -> u32 {
     unsafe { libc::getppid() as u32 }
 }
 
-/// Sleeps until `word` is woken by [`futex_wake`] while it holds `expected`, at most `ms`
-/// milliseconds (less if a signal arrives; at once if it no longer holds `expected`).
-pub fn futex_wait(word: &core::sync::atomic::AtomicU32, expected: u32, ms: u64) {
+/// Sleeps for `ms` milliseconds (less if a signal arrives).
+pub fn sleep_ms(ms: u64) {
     let ts = libc::timespec {
         tv_sec: (ms / 1000) as libc::time_t,
         tv_nsec: ((ms % 1000) * 1_000_000) as libc::c_long,
     };
-    // SAFETY: `word` is a live, aligned 32-bit atomic and `ts` a valid relative timeout;
-    // FUTEX_WAIT only reads them.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-            expected,
-            &ts as *const libc::timespec,
-        )
-    };
-}
-
-/// Wakes one thread waiting on `word` in [`futex_wait`].
-pub fn futex_wake(word: &core::sync::atomic::AtomicU32) {
-    // SAFETY: FUTEX_WAKE on a live, aligned 32-bit atomic has no other preconditions.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-            1,
-        )
-    };
+    // SAFETY: `ts` is valid; the remainder pointer may be null.
+    unsafe { libc::nanosleep(&ts, core::ptr::null_mut()) };
 }
 
 /// The page size.

@@ -270,18 +270,9 @@ fn spawn_flusher() {
 
 extern "C" fn flusher(_: *mut c_void) -> *mut c_void {
     hooks::set_internal(true);
-    let mut last = sys::monotonic_nanos();
     while PHASE.load(Ordering::Acquire) == ON {
-        // Woken by a thread whose ring filled a quarter (a round only), or every tick.
-        sys::futex_wait(&ring::WAKE, 0, TICK_MS);
-        ring::WAKE.store(0, Ordering::Release);
-        let now = sys::monotonic_nanos();
-        if now.wrapping_sub(last) >= TICK_MS * 1_000_000 {
-            last = now;
-            output::tick(false);
-        } else {
-            output::round_now();
-        }
+        sys::sleep_ms(TICK_MS);
+        output::tick(false);
     }
     core::ptr::null_mut()
 }

@@ -348,13 +348,6 @@ pub fn make_room(r: &Ring, n: u64) -> bool {
     }
 }
 
-/// A round (the flusher, woken by a thread whose ring filled up a quarter).
-pub fn round_now() {
-    if let Some(o) = OUTPUT.lock().as_mut() {
-        o.round(None);
-    }
-}
-
 fn rss_bytes() -> u64 {
     let mut buf = [0u8; 128];
     let n = sys::read_file(c"/proc/self/statm", &mut buf);

@@ -18,9 +18,7 @@
 //! the global order at every round's end, and no event is held back longer than until
 //! the next round.
 //!
-//! Every quarter of a ring, the owner wakes the flusher thread, which runs a round on its
-//! own core (the encoding and the writes leave the program's threads). A thread whose
-//! ring is nearly full all the same runs a round itself if the output is free, or waits
+//! A thread whose ring is nearly full runs a round itself if the output is free, or waits
 //! until someone else's round has made room (it is not busy meanwhile, so that round does
 //! not wait for it): no thread waits on a lock others can keep taking ahead of it. Rings
 //! are claimed at a thread's first event and given back at its exit (a thread-specific
@@ -33,14 +31,6 @@ use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 
 /// Entries per ring (a power of two): 160 KiB, touched as it is used.
 pub const CAPACITY: u64 = 4096;
-
-/// Every this many entries appended, the owner wakes the flusher (if it sleeps), which
-/// merges the rings on its own core; the owner runs a round itself only when its ring is
-/// full before the flusher got to it.
-pub const WAKE_EVERY: u64 = CAPACITY / 4;
-
-/// The flusher's futex word: 1 when woken for a round, 0 while it sleeps or works.
-pub static WAKE: AtomicU32 = AtomicU32::new(0);
 
 /// Most rings, so most threads recording at once. A thread that finds none free does not
 /// record (counted in [`lost`] and reported at exit).
@@ -300,14 +290,7 @@ impl Append<'_> {
 
 impl Drop for Append<'_> {
     fn drop(&mut self) {
-        let before = self.ring.head.load(Ordering::Relaxed);
         self.ring.head.store(self.head, Ordering::Release);
         self.ring.busy.store(0, Ordering::Release);
-        if before / WAKE_EVERY != self.head / WAKE_EVERY
-            && WAKE.load(Ordering::Relaxed) == 0
-            && WAKE.swap(1, Ordering::AcqRel) == 0
-        {
-            crate::sys::futex_wake(&WAKE);
-        }
     }
 }
