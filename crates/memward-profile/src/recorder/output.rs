@@ -1,12 +1,13 @@
 //! The output: the profile file, its writer, and the rounds that merge the threads' rings
 //! into it (see `ring`).
 //!
-//! One lock (`OUTPUT`) guards the writer. Its holder is whoever runs a round: the flusher
-//! thread every 10 ms, a thread whose ring is nearly full, the exit, or a `fork`. A round
+//! One lock (`OUTPUT`) guards the writer. Its holder is whoever runs a round (the flusher
+//! thread every 10 ms, a thread whose ring is full, the exit), or a `fork`, which holds it
+//! across the fork so that the child starts from a writer no round was using. A round
 //! merges the rings' entries below its bound in sequence order with a binary heap of ring
 //! heads (in a mapping of its own), encodes them with the writer, and marks them written.
-//! The flusher also rescans the modules when the loader's counters moved (outside every
-//! other lock: `dl_iterate_phdr` takes the loader's lock), writes a time sample (heap in
+//! The flusher also rescans the modules when the loader's counters moved (holding only the
+//! scan's own lock: `dl_iterate_phdr` takes the loader's lock), writes a time sample (heap in
 //! use, RSS) and hands the writer's buffer to the file. A process that ends through `_exit`
 //! or a signal leaves a file that reads up to the flusher's last tick: the events of the
 //! last 10 ms at most are missing, whichever thread made them.
