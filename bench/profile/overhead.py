@@ -114,7 +114,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--workload", action="append", default=[],
+    ap.add_argument("--workload", "--only", action="append", default=[],
                     help="run only this workload (its first word: sqlite3, python3, git); repeatable")
     ap.add_argument("--tool", action="append", default=[],
                     help="run only this tool (its column name, e.g. 'memward run'); repeatable")

@@ -12,7 +12,11 @@ Programs (built here with `cc -O2 -fomit-frame-pointer -pthread`):
   (600 threads in two waves of 300, 7,500 allocations of its own);
 - churn: bench/profile/thread_churn.c with 300 threads making 3,000 malloc/free pairs
   each, all runnable at once, and the same 900,000 pairs on one thread (what the
-  recorder costs per event with hundreds of threads against one).
+  recorder costs per event with hundreds of threads against one);
+- spawner: crates/memward-cli/tests/programs/spawner.c, the starvation test's program: main
+  creates 400 threads that make malloc/free pairs until main, done creating them and with
+  1,000 pairs of its own, says stop (each stops by itself after 200,000 pairs): how long
+  main takes, with the workers' events competing with its own.
 
 Ways of running, each timed as one process tree:
 - `memward run -- CMD` and `memward profile -o F -- CMD`: the commands as a user types
@@ -43,6 +47,7 @@ BEFORE = os.environ.get("MEMWARD_BENCH_BEFORE_LIB")
 SOURCES = {
     "threads": os.path.join(ROOT, "crates/memward-cli/tests/programs/threads.c"),
     "churn": os.path.join(ROOT, "bench/profile/thread_churn.c"),
+    "spawner": os.path.join(ROOT, "crates/memward-cli/tests/programs/spawner.c"),
 }
 
 
@@ -55,7 +60,8 @@ def programs(tmp):
     # (name, argv, exit status)
     return [("threads (600 threads)", [made["threads"]], 7),
             ("churn (300 threads x 3,000 pairs)", [made["churn"], "300", "3000"], 0),
-            ("churn (1 thread x 900,000 pairs)", [made["churn"], "1", "900000"], 0)]
+            ("churn (1 thread x 900,000 pairs)", [made["churn"], "1", "900000"], 0),
+            ("spawner (main creates 400 allocating threads)", [made["spawner"], "200000"], 0)]
 
 
 def ways(out):
@@ -84,12 +90,14 @@ def run_once(argv, env, status):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--only", action="append", metavar="PROGRAM",
+                    help="run only this program (threads, churn or spawner; repeatable)")
     a = ap.parse_args()
     for f in (LIB, MEMWARD):
         if not os.path.exists(f):
             sys.exit("missing %s: cargo build --release -p memward-cli -p memward-preload" % f)
     tmp = tempfile.mkdtemp(prefix="memward-threads-bench-")
-    progs = programs(tmp)
+    progs = [p for p in programs(tmp) if not a.only or p[0].split()[0] in a.only]
     out = os.path.join(tmp, "profile")
     times, cpus = {}, {}
     for rep in range(a.reps):

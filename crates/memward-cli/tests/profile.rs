@@ -339,6 +339,35 @@ fn a_forked_child_writes_its_own_file() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Events still in the parent's buffers when it forks (its own, and a thread's that is
+/// allocating at that moment) are written to the parent's file only, each once.
+#[test]
+fn a_fork_does_not_copy_the_parents_unwritten_events() {
+    let dir = temp_dir("fork-busy");
+    let exe = compile("lifecycle", &dir);
+    let file = dir.join("fork.prof");
+    let o = profile(&file, &[exe.as_os_str(), "fork-busy".as_ref()], &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let parent = Loaded::load(&file, &exe);
+    assert_eq!(parent.ending, Ending::Complete);
+    let sizes = sizes_of(&parent);
+    assert_eq!(sizes.get(&111), Some(&4));
+    assert_eq!(sizes.get(&999), Some(&200_000));
+    assert_eq!(sizes.get(&777), None);
+    let r = replay(&parent);
+    assert_eq!(r.sites["keep"].exit_bytes, 444);
+    let children = only_file_with_prefix(&dir, "fork.prof.");
+    assert_eq!(children.len(), 1, "{children:?}");
+    let child = Loaded::load(&children[0], &exe);
+    assert_eq!(child.ending, Ending::Complete);
+    let sizes = sizes_of(&child);
+    assert_eq!(sizes.get(&777), Some(&10));
+    assert_eq!(sizes.get(&111), None);
+    assert_eq!(sizes.get(&999), None);
+    assert_eq!(replay(&child).sites["keep"].exit_bytes, 7770);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn an_exec_d_program_writes_its_own_file() {
     let dir = temp_dir("exec");

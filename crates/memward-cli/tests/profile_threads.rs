@@ -116,6 +116,9 @@ struct Replay {
     allocs: u64,
     frees: u64,
     unknown_frees: u64,
+    /// Allocations at an address the file still had live: a free written after the
+    /// allocation that reused its block (the events out of the heap's order).
+    reused_live: u64,
     /// The peak's bytes and blocks.
     peak: (u64, u64),
     /// Threads that allocated or freed, and those whose name was written.
@@ -180,7 +183,11 @@ fn replay(p: &Loaded) -> Replay {
                 let f = r.sites.entry(site.clone()).or_default();
                 f.total_blocks += 1;
                 f.total_bytes += size;
-                live.insert(ptr, Block { size, site, thread });
+                if let Some(old) = live.insert(ptr, Block { size, site, thread }) {
+                    r.reused_live += 1;
+                    bytes -= old.size;
+                    blocks -= 1;
+                }
                 bytes += size;
                 blocks += 1;
                 if bytes > r.peak.0 {
@@ -276,6 +283,7 @@ fn hundreds_of_threads_in_two_waves_give_exact_figures() {
     let r = replay(&p);
     assert_eq!((end.allocs, end.frees), (r.allocs, r.frees));
     assert_eq!(r.unknown_frees, 0);
+    assert_eq!(r.reused_live, 0);
 
     // Every site's figures, from the events.
     let truth = truth();
@@ -435,4 +443,73 @@ fn hundreds_of_threads_in_two_waves_give_exact_figures() {
     assert_eq!(first_number(&leaked), exit.1, "{leaked}");
     assert_eq!(number_before(&leaked, "blocks"), exit.0, "{leaked}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Pairs each worker of spawner.c may make before it stops by itself.
+const SPAWNER_CAP: u64 = 2_000_000;
+
+/// A main thread creating 400 threads while they allocate as fast as they can: with the
+/// recorder's former single unfair lock, the workers' events kept main from getting it,
+/// so main took up to minutes to create them all. Every thread now appends to its own
+/// ring, so main goes on at the scheduler's pace: it stops the workers long before they
+/// reach their cap (which 400 * 2,000,000 pairs would take minutes to do), the run ends
+/// well within a minute, and every pair is in the profile, in the heap's order.
+#[test]
+fn main_creates_400_allocating_threads_without_starving() {
+    let dir = temp_dir("spawner");
+    let exe = compile("spawner", &dir);
+    let file = dir.join("spawner.prof");
+    let started = std::time::Instant::now();
+    let mut child = memward()
+        .arg("profile")
+        .arg("-o")
+        .arg(&file)
+        .arg("--")
+        .arg(&exe)
+        .arg(SPAWNER_CAP.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A starved run is killed rather than waited for.
+    let deadline = std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > deadline {
+            child.kill().unwrap();
+            panic!("still running after {deadline:?}: main starved");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let o = child.wait_with_output().unwrap();
+    let o = checked(o, "spawner");
+    let out = String::from_utf8_lossy(&o.stdout);
+    let [pairs, active]: [u64; 2] = out
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect::<Vec<_>>()
+        .try_into()
+        .unwrap();
+    assert!(
+        pairs < 400 * SPAWNER_CAP,
+        "every worker ran to its cap ({pairs} pairs): main never stopped them"
+    );
+
+    let p = Loaded::load(&file, &exe);
+    assert_eq!(p.ending, Ending::Complete);
+    let r = replay(&p);
+    assert_eq!(r.unknown_frees, 0);
+    assert_eq!(r.reused_live, 0);
+    let worker = r.sites["worker_site"];
+    assert_eq!(worker.total_blocks, pairs);
+    assert_eq!(worker.exit_blocks, 0);
+    assert!(worker.peak_blocks <= 400, "{worker:?}");
+    // GCC may name it main_site.constprop.0 (its size argument is a constant).
+    let main = r
+        .sites
+        .iter()
+        .find_map(|(name, t)| name.starts_with("main_site").then_some(*t))
+        .unwrap_or_else(|| panic!("no main_site: {:?}", r.sites));
+    assert_eq!((main.total_blocks, main.total_bytes), (1000, 24_000));
+    // Workers that saw the stop before their first pair made none.
+    assert_eq!(r.threads["worker_site"].len() as u64, active);
 }

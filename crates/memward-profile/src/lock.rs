@@ -1,11 +1,13 @@
-//! The recorder's one lock: a test-and-set spin lock that yields to the scheduler when it
-//! is contended.
+//! The recorder's locks: a test-and-set spin lock that yields to the scheduler when it is
+//! contended.
 //!
-//! It guards the writer, the stack trie and the unwinder, so events reach the file in one
-//! order (a free before the allocation that reuses its address). A futex mutex would do
-//! as well, but this one has two properties the recorder needs and can see at a glance:
-//! it never allocates, and a forked child can reset it (`force_unlock`) whatever state the
-//! parent's other threads left it in.
+//! None is on the recorder's common path any more (threads append to their own rings, see
+//! `recorder::ring`): they guard the output (merges into the file), additions to the stack
+//! trie, the unwinder's slow step and the module scan. The lock is unfair, which is why it
+//! must stay off paths that every event takes. A futex mutex would do as well, but this one
+//! has two properties the recorder needs and can see at a glance: it never allocates, and a
+//! forked child can reset it (`force_unlock`) whatever state the parent's other threads
+//! left it in.
 
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};

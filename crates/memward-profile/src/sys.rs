@@ -66,6 +66,17 @@ impl Region {
         unsafe { core::slice::from_raw_parts_mut(ptr, len) }
     }
 
+    /// Turns the mapping into 64-bit atomics that live for the rest of the process (tables
+    /// that threads read without a lock while another replaces them: a reader may still
+    /// hold the old one, so it is never unmapped).
+    pub fn leak_atomics(self) -> &'static [core::sync::atomic::AtomicU64] {
+        let n = self.len / 8;
+        let bytes = self.leak();
+        // SAFETY: page-aligned, `n` whole words fit, all-zero bytes are valid atomics, and
+        // the mapping now lives for the process; it is only accessed through these atomics.
+        unsafe { core::slice::from_raw_parts(bytes.as_ptr().cast(), n) }
+    }
+
     /// Start and end addresses of the mapping.
     pub fn range(&self) -> (usize, usize) {
         (self.ptr as usize, self.ptr as usize + self.len)

@@ -139,19 +139,39 @@ impl Stacks {
         }
     }
 
-    /// Writes the caller's stack into `out`, innermost first (return addresses, our own
-    /// leading frames dropped), and returns how many frames it wrote. `stack_top` is the
-    /// end of the calling thread's stack.
-    ///
-    /// Where the outer frames were reused from the thread's last capture, their stack
-    /// ids (as given to [`Stacks::remember`] then) come along: the return value is
-    /// `(n, known)`, and `ids[i]` is the id of the stack `out[i..n]` for `known <= i < n`.
-    #[inline(never)]
+    /// [`Walker::capture`] with this unwinder's own slow step (for a caller that holds
+    /// the unwinder anyway).
     pub fn capture(
         &mut self,
         out: &mut [u64; MAX_FRAMES],
         ids: &mut [u32; MAX_FRAMES],
         stack_top: u64,
+    ) -> (usize, usize) {
+        let walker = self.walker();
+        walker.capture(out, ids, stack_top, &mut |ra, sp, bp, lo, hi| {
+            self.step_slow(ra, sp, bp, lo, hi)
+        })
+    }
+}
+
+impl Walker {
+    /// Writes the caller's stack into `out`, innermost first (return addresses, our own
+    /// leading frames dropped), and returns how many frames it wrote. `stack_top` is the
+    /// end of the calling thread's stack.
+    ///
+    /// Where the outer frames were reused from the thread's last capture, their stack
+    /// ids (as given to [`Walker::remember`] then) come along: the return value is
+    /// `(n, known)`, and `ids[i]` is the id of the stack `out[i..n]` for `known <= i < n`.
+    ///
+    /// The walk reads the rule table without a lock; a frame it cannot take from there
+    /// goes to `slow`, as in [`Walker::walk`].
+    #[inline(never)]
+    pub fn capture(
+        &self,
+        out: &mut [u64; MAX_FRAMES],
+        ids: &mut [u32; MAX_FRAMES],
+        stack_top: u64,
+        slow: &mut walk::SlowStep<'_>,
     ) -> (usize, usize) {
         let (ip, sp, bp) = registers();
         let mut read = |addr: u64| -> Result<u64, ()> {
@@ -237,7 +257,7 @@ impl Stacks {
                         }
                     }
                 }
-                match self.step(ra, &mut sp, &mut bp, &mut read, &mut track) {
+                match self.step(ra, &mut sp, &mut bp, &mut read, &mut track, slow, stack_top) {
                     Some(next) if next != 0 => ra = next,
                     _ => break,
                 }
@@ -329,6 +349,63 @@ impl Stacks {
         (n, known)
     }
 
+    /// One step outwards with the rule table, or with `slow` for a frame it does not
+    /// describe (see `Stacks::step`).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &self,
+        ra: u64,
+        sp: &mut u64,
+        bp: &mut u64,
+        read: &mut impl FnMut(u64) -> Result<u64, ()>,
+        track: &mut Track,
+        slow: &mut walk::SlowStep<'_>,
+        stack_top: u64,
+    ) -> Option<u64> {
+        match self.rules.get(ra) {
+            Shape::End => None,
+            Shape::Cfa {
+                from_bp,
+                cfa_offset,
+                bp_from_cfa,
+            } => {
+                let (next, new_sp, new_bp) =
+                    rules::apply(from_bp, cfa_offset, bp_from_cfa, *sp, *bp, read)?;
+                (*sp, *bp) = (new_sp, new_bp);
+                if from_bp {
+                    track.chain = false;
+                } else if let Some(o) = bp_from_cfa {
+                    track.bp_from = new_sp
+                        .wrapping_add_signed(i64::from(o))
+                        .wrapping_sub(track.sp0);
+                }
+                Some(next)
+            }
+            Shape::General | Shape::Unknown => {
+                // Learned (or unwound by framehop) under the caller's lock; the frames
+                // after it are not counted as a fixed distance from the stack pointer.
+                track.chain = false;
+                slow(ra, sp, bp, track.sp0, stack_top)
+            }
+        }
+    }
+
+    /// Records the stack ids of the last capture's frames (`ids[i]`: the id of the stack
+    /// made of the frames from `i` outwards), for the next capture on this thread.
+    pub fn remember(&self, ids: &[u32]) {
+        // SAFETY: as in `capture`: this thread's records, not borrowed elsewhere.
+        let captures = CAPTURES.with(|p| unsafe { &mut *p.get() });
+        let prev = &mut captures.bufs[captures.last];
+        let skip = prev.skip;
+        if skip + ids.len() <= MAX_RAW {
+            prev.ids[skip..skip + ids.len()].copy_from_slice(ids);
+            prev.ids_valid = true;
+        }
+    }
+}
+
+impl Stacks {
     /// One step outwards from the frame that returns to `ra`, whose stack and frame
     /// pointers are `sp` and `bp` (updated to the caller's): the caller's return address,
     /// or `None` where the stack ends or cannot be read.
@@ -443,17 +520,10 @@ impl Stacks {
         }
     }
 
-    /// Records the stack ids of the last capture's frames (`ids[i]`: the id of the stack
-    /// made of the frames from `i` outwards), for the next capture on this thread.
+    /// Records the stack ids of the last capture's frames, for the next capture on this
+    /// thread (see [`Walker::remember`]).
     pub fn remember(&mut self, ids: &[u32]) {
-        // SAFETY: as in `capture`: this thread's records, not borrowed elsewhere.
-        let captures = CAPTURES.with(|p| unsafe { &mut *p.get() });
-        let prev = &mut captures.bufs[captures.last];
-        let skip = prev.skip;
-        if skip + ids.len() <= MAX_RAW {
-            prev.ids[skip..skip + ids.len()].copy_from_slice(ids);
-            prev.ids_valid = true;
-        }
+        self.walker().remember(ids);
     }
 }
 

@@ -2,6 +2,9 @@
  * that skip exit handlers. `lifecycle MODE`:
  *
  *   fork     the child allocates 10 x 777 bytes (kept) and exits; the parent 3 x 333
+ *   fork-busy  a thread makes 200,000 malloc/free pairs of 999 bytes while the main
+ *            thread allocates 4 x 111 bytes (kept) and forks at once (both still in the
+ *            parent's buffers); the child allocates 10 x 777 bytes (kept) and exits
  *   exec     a forked child execs this program as `lifecycle exec-child`, which
  *            allocates 5 x 555 bytes
  *   threads  8 threads allocate 1,000 x 24 bytes each (freed) and 10 x 4,000 (kept)
@@ -38,6 +41,17 @@ __attribute__((noinline)) static void *worker(void *arg) {
     return NULL;
 }
 
+static void *churn(void *arg) {
+    (void)arg;
+    for (int i = 0; i < 200000; i++) {
+        char *p = malloc(999);
+        p[0] = 1;
+        sink = p;
+        free(p);
+    }
+    return NULL;
+}
+
 static void nap(void) {
     struct timespec ts = {0, 100 * 1000 * 1000};
     nanosleep(&ts, NULL);
@@ -52,6 +66,20 @@ int main(int argc, char **argv) {
             exit(0);
         }
         keep(333, 3);
+        int status;
+        waitpid(pid, &status, 0);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+    }
+    if (!strcmp(mode, "fork-busy")) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, churn, NULL) != 0) return 1;
+        keep(111, 4);
+        pid_t pid = fork();
+        if (pid == 0) {
+            keep(777, 10);
+            exit(0);
+        }
+        pthread_join(t, NULL);
         int status;
         waitpid(pid, &status, 0);
         return WIFEXITED(status) ? WEXITSTATUS(status) : 1;

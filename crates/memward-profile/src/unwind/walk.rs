@@ -23,9 +23,9 @@ pub type SlowStep<'a> = dyn FnMut(u64, &mut u64, &mut u64, u64, u64) -> Option<u
 /// the segments of our own module (whose leading frames are the allocator's).
 #[derive(Clone, Copy)]
 pub struct Walker {
-    rules: RuleReader,
-    own: [(u64, u64); 8],
-    own_count: usize,
+    pub(super) rules: RuleReader,
+    pub(super) own: [(u64, u64); 8],
+    pub(super) own_count: usize,
 }
 
 /// A reader of the stack words in `[lo, hi)`, aligned; anything else is an error.
