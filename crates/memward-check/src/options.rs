@@ -47,7 +47,7 @@ pub struct Options {
 }
 
 /// Default mean allocation count between guarded blocks in `sample` mode.
-pub const DEFAULT_GUARD_RATE: u32 = 64;
+pub const DEFAULT_GUARD_RATE: u32 = 256;
 /// Default stack depth (AddressSanitizer's `malloc_context_size`).
 pub const DEFAULT_DEPTH: usize = 30;
 /// Default bytes filled in a new block (AddressSanitizer's `max_malloc_fill_size`): a

@@ -12,11 +12,11 @@
 
 use super::output::{make_room, UNWINDER};
 use super::ring::{self, Ring, ALLOC, FREE, MAX_APPEND, NAME, NODE, REALLOC};
-use super::{active, FORK_GEN, ON, PHASE, RING_KEY, SAMPLED, SAMPLE_RATE, SHARED};
+use super::{active, FORK_GEN, ON, PHASE, RING_KEY, SAMPLED, SAMPLE_RATE, SHARED, WALK_GENERATION};
 use crate::sampler::{engine_samples, Rng};
 use crate::stats;
 use crate::sys::{self, TextBuf};
-use crate::unwind::{self, MAX_FRAMES};
+use crate::unwind::{self, WalkCache, Walked, MAX_FRAMES};
 use core::cell::{Cell, UnsafeCell};
 use core::ffi::c_void;
 use core::sync::atomic::Ordering;
@@ -44,6 +44,8 @@ struct Local {
     cache: Cell<ThreadCache>,
     frames: UnsafeCell<[u64; MAX_FRAMES]>,
     ids: UnsafeCell<[u32; MAX_FRAMES]>,
+    /// The thread's recent walks and their stack (trie node) ids.
+    walks: UnsafeCell<WalkCache>,
 }
 
 thread_local! {
@@ -61,6 +63,7 @@ thread_local! {
             }),
             frames: UnsafeCell::new([0; MAX_FRAMES]),
             ids: UnsafeCell::new([0; MAX_FRAMES]),
+            walks: UnsafeCell::new(WalkCache::new()),
         }
     };
 }
@@ -199,18 +202,33 @@ fn read_name() -> (u64, u64, u64) {
 fn record(l: &Local, t: &mut ThreadCache, kind: u64, a: u64, b: u64, c: u64, with_stack: bool) {
     let Some(shared) = SHARED.get() else { return };
     let Some(r) = ring_of(t) else { return };
-    // SAFETY: the thread's own scratch arrays; hooks are not re-entered on a thread, so
-    // nothing else borrows them.
-    let (frames, ids) = unsafe { (&mut *l.frames.get(), &mut *l.ids.get()) };
+    // SAFETY: the thread's own scratch arrays and kept walks; hooks are not re-entered on
+    // a thread, so nothing else borrows them.
+    let (frames, ids, walks) =
+        unsafe { (&mut *l.frames.get(), &mut *l.ids.get(), &mut *l.walks.get()) };
+    let mut slow = |ra, sp: &mut u64, bp: &mut u64, lo, hi| {
+        UNWINDER
+            .lock()
+            .as_mut()
+            .and_then(|u| u.step_slow(ra, sp, bp, lo, hi))
+    };
+    // A stack seen recently is known by its words (see `unwind::walk_cache`): its node id
+    // without a capture or a trie lookup. Otherwise the capture (which reuses what it
+    // shares with the thread's previous captures) and the trie find the id, and it is
+    // kept for next time.
+    let mut cached = None;
     let (n, known) = if with_stack {
-        shared
+        let generation = WALK_GENERATION.load(Ordering::Acquire);
+        match shared
             .walker
-            .capture(frames, ids, t.stack_top, &mut |ra, sp, bp, lo, hi| {
-                UNWINDER
-                    .lock()
-                    .as_mut()
-                    .and_then(|u| u.step_slow(ra, sp, bp, lo, hi))
-            })
+            .walk_cached(frames, t.stack_top, &mut slow, walks, generation)
+        {
+            Walked::Known(id) => {
+                cached = Some(id);
+                (0, 0)
+            }
+            Walked::Frames(_) => shared.walker.capture(frames, ids, t.stack_top, &mut slow),
+        }
     } else {
         (0, 0)
     };
@@ -224,7 +242,9 @@ fn record(l: &Local, t: &mut ThreadCache, kind: u64, a: u64, b: u64, c: u64, wit
         t.named = true;
     }
     let mut stack = 0;
-    if with_stack {
+    if let Some(id) = cached {
+        stack = id;
+    } else if with_stack {
         let outer = if known < n { ids[known] } else { 0 };
         let id = shared.trie.intern_from(
             &frames[..known],
@@ -237,6 +257,7 @@ fn record(l: &Local, t: &mut ThreadCache, kind: u64, a: u64, b: u64, c: u64, wit
         stack = match id {
             Some(id) => {
                 shared.walker.remember(&ids[..n]);
+                walks.remember(id);
                 id
             }
             // The trie is full: the longest known part.

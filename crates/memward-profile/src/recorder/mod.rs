@@ -48,6 +48,8 @@ static PHASE: AtomicU8 = AtomicU8::new(OFF);
 /// Bumped in a forked child, so threads re-read their cached ids.
 static FORK_GEN: AtomicU32 = AtomicU32::new(1);
 static SAMPLE_RATE: AtomicU64 = AtomicU64::new(0);
+/// Counts module-set changes: a thread's kept walks (`hooks::record`) hold for one.
+static WALK_GENERATION: AtomicU64 = AtomicU64::new(0);
 /// Where the bytes in use come from (set by the embedding), as a `fn() -> u64`.
 static HEAP_BYTES: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
 

@@ -107,6 +107,8 @@ impl Output {
 
     /// Brings the profile and the unwinder up to date with a scan.
     pub fn apply_scan(&mut self, scan: &[ModuleInfo], stacks: &mut Stacks) {
+        // Kept walks were taken with the old modules' rules (`hooks::record`).
+        super::WALK_GENERATION.fetch_add(1, core::sync::atomic::Ordering::AcqRel);
         for m in scan {
             let key = m.key();
             if self
