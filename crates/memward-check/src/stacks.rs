@@ -20,7 +20,9 @@
 
 use crate::depot::{self, Depot};
 use crate::threads;
-use memward_profile::shared::{ModuleInfo, Scan, SpinLock, Stacks, Walked, Walker, MAX_FRAMES};
+use memward_profile::shared::{
+    generation_in, thread_cache, ModuleInfo, Scan, SpinLock, Stacks, Walked, Walker, MAX_FRAMES,
+};
 use std::sync::atomic::Ordering;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::OnceLock;
@@ -138,11 +140,11 @@ pub fn capture() -> (u32, u16) {
     };
     // SAFETY: the calling thread's own cache, which lives as long as the thread and is
     // used only here, by that thread: a capture is not re-entered on its thread (the
-    // checker runs inside the engine's hook section), and the signal handler's capture
-    // does not use it.
-    let cache = unsafe { &mut *t.walks };
+    // checker runs inside the engine's hook section), the signal handler's capture does
+    // not use it, and the profiler, which shares it, records through the same hooks.
+    let cache = unsafe { &mut *thread_cache() };
     let mut frames = [0u64; MAX_FRAMES];
-    let generation = GENERATION.load(Ordering::Acquire);
+    let generation = generation_in(1, GENERATION.load(Ordering::Acquire));
     let walked = shared.walker.walk_cached(
         &mut frames,
         t.stack_top,

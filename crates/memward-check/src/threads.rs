@@ -5,7 +5,6 @@
 //! once it has exited (`leaks::remember_thread_stack`).
 
 use core::cell::UnsafeCell;
-use memward_profile::shared::WalkCache;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 static NEXT: AtomicU32 = AtomicU32::new(1);
@@ -20,18 +19,16 @@ struct Cached {
 }
 
 /// Everything the checker keeps per thread, in one thread-local (in `libmemward.so` each
-/// access to one is a call to `__tls_get_addr`).
+/// access to one is a call to `__tls_get_addr`). The thread's recent stack walks are
+/// memward-profile's, shared with the profiler (`thread_cache`).
 struct State {
     cached: Cached,
-    /// The thread's recent stack walks (`stacks::capture`).
-    walks: WalkCache,
 }
 
 thread_local! {
     static THREAD: UnsafeCell<State> = const {
         UnsafeCell::new(State {
             cached: Cached { number: 0, stack_top: 0, captures: 0, known: false },
-            walks: WalkCache::new(),
         })
     };
 }
@@ -95,9 +92,6 @@ pub struct ForCapture {
     pub count: u32,
     /// The thread's number as a header stores it (saturating at 65535).
     pub thread: u16,
-    /// The thread's recent walks: only this thread may use them, and not across a
-    /// second `for_capture` (see `stacks::capture`).
-    pub walks: *mut WalkCache,
 }
 
 /// The calling thread's state for a stack capture (counted). The walk must not run inside
@@ -111,7 +105,6 @@ pub fn for_capture() -> ForCapture {
             stack_top: s.cached.stack_top,
             count,
             thread: s.cached.number.min(u16::MAX as u32) as u16,
-            walks: &mut s.walks,
         }
     })
 }

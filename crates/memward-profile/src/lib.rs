@@ -44,7 +44,8 @@ pub mod shared {
     pub use crate::sys::Region;
     pub use crate::trie::Trie;
     pub use crate::unwind::{
-        stack_top, thread_stack, Stacks, WalkCache, Walked, Walker, MAX_FRAMES,
+        generation_in, stack_top, thread_cache, thread_stack, Stacks, WalkCache, Walked, Walker,
+        MAX_FRAMES,
     };
 }
 

@@ -16,7 +16,7 @@ use super::{active, FORK_GEN, ON, PHASE, RING_KEY, SAMPLED, SAMPLE_RATE, SHARED,
 use crate::sampler::{engine_samples, Rng};
 use crate::stats;
 use crate::sys::{self, TextBuf};
-use crate::unwind::{self, WalkCache, Walked, MAX_FRAMES};
+use crate::unwind::{self, Walked, MAX_FRAMES};
 use core::cell::{Cell, UnsafeCell};
 use core::ffi::c_void;
 use core::sync::atomic::Ordering;
@@ -44,8 +44,6 @@ struct Local {
     cache: Cell<ThreadCache>,
     frames: UnsafeCell<[u64; MAX_FRAMES]>,
     ids: UnsafeCell<[u32; MAX_FRAMES]>,
-    /// The thread's recent walks and their stack (trie node) ids.
-    walks: UnsafeCell<WalkCache>,
 }
 
 thread_local! {
@@ -63,7 +61,6 @@ thread_local! {
             }),
             frames: UnsafeCell::new([0; MAX_FRAMES]),
             ids: UnsafeCell::new([0; MAX_FRAMES]),
-            walks: UnsafeCell::new(WalkCache::new()),
         }
     };
 }
@@ -202,10 +199,16 @@ fn read_name() -> (u64, u64, u64) {
 fn record(l: &Local, t: &mut ThreadCache, kind: u64, a: u64, b: u64, c: u64, with_stack: bool) {
     let Some(shared) = SHARED.get() else { return };
     let Some(r) = ring_of(t) else { return };
-    // SAFETY: the thread's own scratch arrays and kept walks; hooks are not re-entered on
-    // a thread, so nothing else borrows them.
-    let (frames, ids, walks) =
-        unsafe { (&mut *l.frames.get(), &mut *l.ids.get(), &mut *l.walks.get()) };
+    // SAFETY: the thread's own scratch arrays and kept walks (the library's one walk
+    // cache per thread, `unwind::thread_cache`); hooks are not re-entered on a thread, so
+    // nothing else borrows them.
+    let (frames, ids, walks) = unsafe {
+        (
+            &mut *l.frames.get(),
+            &mut *l.ids.get(),
+            &mut *unwind::thread_cache(),
+        )
+    };
     let mut slow = |ra, sp: &mut u64, bp: &mut u64, lo, hi| {
         UNWINDER
             .lock()
@@ -218,7 +221,7 @@ fn record(l: &Local, t: &mut ThreadCache, kind: u64, a: u64, b: u64, c: u64, wit
     // kept for next time.
     let mut cached = None;
     let (n, known) = if with_stack {
-        let generation = WALK_GENERATION.load(Ordering::Acquire);
+        let generation = unwind::generation_in(2, WALK_GENERATION.load(Ordering::Acquire));
         match shared
             .walker
             .walk_cached(frames, t.stack_top, &mut slow, walks, generation)

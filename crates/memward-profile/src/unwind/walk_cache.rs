@@ -21,7 +21,7 @@
 
 /// Kept walks are found by their stack pointer: `SETS` sets of `WAYS` walks each. A
 /// program calls the allocator from many depths, and from many paths at each depth.
-const SETS: usize = 16;
+const SETS: usize = 8;
 const WAYS: usize = 4;
 
 /// Words logged per walk; a walk reading more is not kept (sqlite3's walks through the
@@ -61,8 +61,8 @@ const EMPTY: Entry = Entry {
     values: [0; LOG_WORDS],
 };
 
-/// A thread's recent walks (about 16 KiB: keep it in thread-local storage, one per
-/// thread, used by that thread only).
+/// A thread's recent walks (about 16 KiB: one per thread, used by that thread only; see
+/// [`thread_cache`]).
 pub struct WalkCache {
     sets: [[Entry; WAYS]; SETS],
     /// Per set, the way the next walk logged there replaces.
@@ -74,7 +74,7 @@ pub struct WalkCache {
 }
 
 fn set_of(sp0: u64) -> usize {
-    ((sp0 >> 4).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 60) as usize % SETS
+    ((sp0 >> 4).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 61) as usize % SETS
 }
 
 impl WalkCache {
@@ -168,6 +168,29 @@ impl WalkCache {
         self.sets[set][way].id = id;
         self.victims[set] = ((way + 1) % WAYS) as u8;
     }
+}
+
+thread_local! {
+    static THREAD_CACHE: core::cell::UnsafeCell<WalkCache> =
+        const { core::cell::UnsafeCell::new(WalkCache::new()) };
+}
+
+/// The calling thread's walk cache, one for the whole library: static thread-local storage
+/// comes out of every thread's stack (glibc refuses `pthread_create` for a stack smaller
+/// than it), so the checker and the profiler share this one rather than keep one each.
+/// Their stack ids differ, so each passes its own `space` in the generation
+/// ([`generation_in`]).
+///
+/// The pointer is valid on this thread while it lives; the caller makes sure it is not
+/// borrowed twice at once (a capture is not re-entered on a thread).
+pub fn thread_cache() -> *mut WalkCache {
+    THREAD_CACHE.with(|c| c.get())
+}
+
+/// A generation of kept walks as one user of the shared cache counts it, in its own
+/// `space` (0 to 3): kept walks of another space never match.
+pub const fn generation_in(space: u64, generation: u64) -> u64 {
+    generation & (u64::MAX >> 2) | space << 62
 }
 
 impl Default for WalkCache {
