@@ -138,10 +138,10 @@ pub fn capture() -> (u32, u16) {
     let Some(shared) = SHARED.get() else {
         return (0, t.thread);
     };
-    // SAFETY: the calling thread's own cache, which lives as long as the thread and is
-    // used only here, by that thread: a capture is not re-entered on its thread (the
+    // The cache is the thread's own: a capture is not re-entered on its thread (the
     // checker runs inside the engine's hook section), the signal handler's capture does
     // not use it, and the profiler, which shares it, records through the same hooks.
+    // SAFETY: so this is the only borrow of it, and it lives as long as the thread.
     let cache = unsafe { &mut *thread_cache() };
     let mut frames = [0u64; MAX_FRAMES];
     let generation = generation_in(1, GENERATION.load(Ordering::Acquire));

@@ -369,19 +369,7 @@ impl Walker {
                 from_bp,
                 cfa_offset,
                 bp_from_cfa,
-            } => {
-                let (next, new_sp, new_bp) =
-                    rules::apply(from_bp, cfa_offset, bp_from_cfa, *sp, *bp, read)?;
-                (*sp, *bp) = (new_sp, new_bp);
-                if from_bp {
-                    track.chain = false;
-                } else if let Some(o) = bp_from_cfa {
-                    track.bp_from = new_sp
-                        .wrapping_add_signed(i64::from(o))
-                        .wrapping_sub(track.sp0);
-                }
-                Some(next)
-            }
+            } => track.apply(from_bp, cfa_offset, bp_from_cfa, sp, bp, read),
             Shape::General | Shape::Unknown => {
                 // Learned (or unwound by framehop) under the caller's lock; the frames
                 // after it are not counted as a fixed distance from the stack pointer.
@@ -429,19 +417,7 @@ impl Stacks {
                 from_bp,
                 cfa_offset,
                 bp_from_cfa,
-            } => {
-                let (next, new_sp, new_bp) =
-                    rules::apply(from_bp, cfa_offset, bp_from_cfa, *sp, *bp, read)?;
-                (*sp, *bp) = (new_sp, new_bp);
-                if from_bp {
-                    track.chain = false;
-                } else if let Some(o) = bp_from_cfa {
-                    track.bp_from = new_sp
-                        .wrapping_add_signed(i64::from(o))
-                        .wrapping_sub(track.sp0);
-                }
-                Some(next)
-            }
+            } => track.apply(from_bp, cfa_offset, bp_from_cfa, sp, bp, read),
             Shape::General | Shape::Unknown => {
                 track.chain = false;
                 self.framehop_step(ra, sp, bp, read)
@@ -543,6 +519,33 @@ struct Track {
 }
 
 const BP_INITIAL: u64 = u64::MAX;
+
+impl Track {
+    /// One step with a `Cfa` shape (`rules::apply`), noting how the caller's frame was
+    /// reached: the caller's return address, or `None` where the stack cannot be read.
+    #[inline(always)]
+    fn apply(
+        &mut self,
+        from_bp: bool,
+        cfa_offset: u32,
+        bp_from_cfa: Option<i32>,
+        sp: &mut u64,
+        bp: &mut u64,
+        read: &mut impl FnMut(u64) -> Result<u64, ()>,
+    ) -> Option<u64> {
+        let (next, new_sp, new_bp) =
+            rules::apply(from_bp, cfa_offset, bp_from_cfa, *sp, *bp, read)?;
+        (*sp, *bp) = (new_sp, new_bp);
+        if from_bp {
+            self.chain = false;
+        } else if let Some(o) = bp_from_cfa {
+            self.bp_from = new_sp
+                .wrapping_add_signed(i64::from(o))
+                .wrapping_sub(self.sp0);
+        }
+        Some(next)
+    }
+}
 
 /// One capture, kept for reusing the frames the next one shares with it.
 struct Capture {

@@ -12,7 +12,9 @@
 //! pointer back to its block), then runs of large-segment slots or huge segments placed
 //! at the alignment (up to 1 GiB, `heap/large.rs`).
 
-use crate::free::{free_any, interposed_page, report_free, reporting_heap, through_interposer};
+use crate::free::{
+    free_any, interposed_page, report_free, report_to_hooks, reporting_heap, through_interposer,
+};
 use crate::heap::Heap;
 use crate::hook_table::{self as hooks, Hooks, Kind, MODE_FAST, MODE_HOOKED};
 use crate::layout::MAX_ALIGN;
@@ -107,24 +109,13 @@ unsafe fn malloc_in_mode(h: *mut Heap, size: usize) -> *mut u8 {
 /// `p` is a live block (or aligned pointer into one) of a heap owned by the calling thread.
 #[cold]
 unsafe fn report_sampled(p: *mut u8, report: impl FnOnce(&Hooks)) {
-    let Some(hooks) = hooks::current() else {
-        return;
-    };
-    let me = reporting_heap();
-    if me.is_null() {
-        return;
-    }
-    // SAFETY: the calling thread's heap; heaps are never unmapped. The block's page is
-    // ours.
-    unsafe {
-        if (*me).enter_hook() {
-            return;
-        }
-        if sampling::note((*Segment::of(p)).page_of(p), p) {
+    report_to_hooks(|hooks| {
+        // SAFETY: `p` is a live block of this thread's heap (the contract), so its page is
+        // live and ours.
+        if unsafe { sampling::note((*Segment::of(p)).page_of(p), p) } {
             report(hooks);
         }
-        (*me).leave_hook(false);
-    }
+    });
 }
 
 /// Runs `op` (an operation built from others) with reporting suspended on this thread;
@@ -187,20 +178,7 @@ unsafe fn malloc_hooked(h: *mut Heap, size: usize) -> *mut u8 {
 unsafe fn report_alloc(p: *mut u8, report: impl FnOnce(&Hooks)) {
     // SAFETY: the block's page belongs to this thread, which alone writes its flags.
     unsafe { (*(*Segment::of(p)).page_of(p)).set_flag(FLAG_HOOKED, true) };
-    let Some(hooks) = hooks::current() else {
-        return;
-    };
-    let me = reporting_heap();
-    if me.is_null() {
-        return;
-    }
-    // SAFETY: the calling thread's heap; heaps are never unmapped.
-    unsafe {
-        if !(*me).enter_hook() {
-            report(hooks);
-            (*me).leave_hook(false);
-        }
-    }
+    report_to_hooks(report);
 }
 
 /// Runs `op` with reporting suspended on this thread, then reports its result `p` (if not

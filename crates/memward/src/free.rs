@@ -22,7 +22,7 @@ use crate::heap::Heap;
 use crate::list::Block;
 use crate::page::{Page, FLAG_HOOKED, FLAG_SAMPLED, FLAG_UNUSED};
 use crate::segment::Segment;
-use crate::hook_table::{self as hooks, Interposer, Kind};
+use crate::hook_table::{self as hooks, Hooks, Interposer, Kind};
 use crate::{os, sampling, thread};
 
 /// Frees `p` from any thread: a push onto the page's local list when the calling thread owns
@@ -174,10 +174,11 @@ pub(crate) unsafe fn interposed_page(page: *const Page) -> bool {
     }
 }
 
-/// Tells the hooks that `p` is about to be freed, unless the thread is inside a hook or
-/// an operation that reports itself.
+/// Runs `report` with the installed hooks inside the calling thread's hook section,
+/// unless no hooks are installed, the thread has no heap, or it is inside a hook or an
+/// operation that reports itself already. Every report of the engine goes through here.
 #[cold]
-pub(crate) fn report_free(p: *mut u8) {
+pub(crate) fn report_to_hooks(report: impl FnOnce(&Hooks)) {
     let Some(hooks) = hooks::current() else {
         return;
     };
@@ -185,14 +186,21 @@ pub(crate) fn report_free(p: *mut u8) {
     if me.is_null() {
         return;
     }
-    // SAFETY: the calling thread's heap; heaps are never unmapped. The hook's contract
-    // is the installer's (`hooks::Hooks`).
+    // SAFETY: the calling thread's heap; heaps are never unmapped.
     unsafe {
         if !(*me).enter_hook() {
-            (hooks.free)(p);
+            report(hooks);
             (*me).leave_hook(false);
         }
     }
+}
+
+/// Tells the hooks that `p` is about to be freed, unless the thread is inside a hook or
+/// an operation that reports itself.
+#[cold]
+pub(crate) fn report_free(p: *mut u8) {
+    // SAFETY: the hook's contract is the installer's (`hooks::Hooks`).
+    report_to_hooks(|hooks| unsafe { (hooks.free)(p) });
 }
 
 /// The hooks' part of a free from another thread: the interposer's block goes to it

@@ -28,6 +28,7 @@ use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, Ordering};
 /// let p = memward::raw::malloc(40);
 /// memward::hooks::remove();
 /// assert_eq!(ALLOCS.load(Ordering::Relaxed), 1);
+/// // SAFETY: `p` came from memward's malloc and is freed once.
 /// unsafe { memward::raw::free(p) };
 /// ```
 #[derive(Debug)]

@@ -58,6 +58,7 @@ fn switch_this_thread() {
 ///
 /// ```
 /// let p = memward::interpose::unchecked(|| memward::raw::malloc(10));
+/// // SAFETY: `p` came from memward's malloc and is freed once.
 /// unsafe { memward::raw::free(p) };
 /// ```
 pub fn unchecked<R>(f: impl FnOnce() -> R) -> R {
@@ -81,6 +82,7 @@ pub fn unchecked<R>(f: impl FnOnce() -> R) -> R {
 /// use memward::interpose::{alloc, free, Kind};
 /// let p = alloc(24, 16, Kind::New);
 /// assert!(!p.is_null());
+/// // SAFETY: `p` is the live 24-byte block `alloc` gave as `Kind::New`.
 /// unsafe { free(p, Kind::New, 24) };
 /// ```
 pub fn alloc(size: usize, align: usize, kind: Kind) -> *mut u8 {

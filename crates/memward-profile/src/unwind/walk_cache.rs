@@ -112,12 +112,10 @@ impl WalkCache {
             }
             let len = usize::from(e.len);
             for (&offset, &value) in e.offsets[..len].iter().zip(&e.values[..len]) {
-                // SAFETY: the walk that logged `offset` started from this `sp0` with this
-                // `span`, and reads only aligned words at `sp0 + offset` with `offset <=
-                // span` (`RuleReader::step_logged`): this thread's stack between the
-                // walking function's own stack pointer and its top, mapped and readable.
-                let word =
-                    unsafe { core::ptr::read_volatile((sp0 + u64::from(offset)) as *const u64) };
+                let at = (sp0 + u64::from(offset)) as *const u64;
+                // SAFETY: logged by a walk from this `sp0` and `span`, which reads only aligned
+                // words within `span` of `sp0`: this thread's live stack, mapped and readable.
+                let word = unsafe { core::ptr::read_volatile(at) };
                 if word != !value {
                     continue 'ways;
                 }
