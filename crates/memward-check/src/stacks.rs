@@ -6,39 +6,24 @@
 //! Threads walk and find their stacks at once. One spin lock guards the unwinder's
 //! slow path (a return address seen for the first time is learned from framehop; a
 //! frame the table cannot describe is unwound by framehop) and additions to the depot.
-//! The module map is refreshed outside that lock, by one thread at a time, every 256
-//! captures of a thread: `dl_iterate_phdr` takes the loader's lock, and a thread inside
-//! `dlopen` (holding it) may be allocating. Whoever finds a refresh running skips it
-//! rather than wait. Until a refresh sees a newly loaded module, stacks end at its first
-//! frame.
+//! The modules are scanned once, at the start; a module loaded later is learned by the
+//! first walk that meets one of its frames (memward-profile's `unwind`, with glibc's
+//! lock-free `_dl_find_object`), so no capture takes the loader's lock, which a thread
+//! inside `dlopen` holds while it allocates.
 //!
 //! Stacks are captured whole (up to memward-profile's 64 frames) and cut to the report
 //! depth when printed. Each thread keeps its last eight walks (memward-profile's
 //! `WalkCache`): a capture that would repeat one, checked by rereading the stack words
 //! that walk read, returns its id without walking or hashing. A module change starts a
-//! new generation of kept walks.
+//! new generation of kept walks (`module_generation`).
 
 use crate::depot::{self, Depot};
 use crate::threads;
 use memward_profile::shared::{
-    generation_in, thread_cache, ModuleInfo, Scan, SpinLock, Stacks, Walked, Walker, MAX_FRAMES,
+    generation_in, module_generation, thread_cache, Scan, SpinLock, Stacks, Walked, Walker,
+    MAX_FRAMES,
 };
-use std::sync::atomic::Ordering;
-use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::OnceLock;
-
-/// A module the unwinder knows.
-#[derive(Clone)]
-pub struct Module {
-    key: (u64, u64),
-    info: ModuleInfo,
-}
-
-/// The unwinder, for the steps its rule table cannot take and for module changes.
-struct Unwinder {
-    stacks: Stacks,
-    modules: Vec<Module>,
-}
 
 /// What captures use without a lock: the walk's view of the unwinder, and the depot.
 struct Shared {
@@ -46,13 +31,9 @@ struct Shared {
     depot: Depot,
 }
 
-static UNWINDER: SpinLock<Option<Unwinder>> = SpinLock::new(None);
+/// The unwinder, for the steps its rule table cannot take (and the modules they find).
+static UNWINDER: SpinLock<Option<Stacks>> = SpinLock::new(None);
 static SHARED: OnceLock<Shared> = OnceLock::new();
-static SCAN: SpinLock<Option<Scan>> = SpinLock::new(None);
-static REFRESHING: AtomicBool = AtomicBool::new(false);
-/// Counts changes of the module set: a thread's kept walks (`threads::for_capture`) are
-/// valid for the rules of one generation.
-static GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// Sets up the unwinder with the modules loaded now; false if memory cannot be mapped.
 pub fn init() -> bool {
@@ -60,71 +41,22 @@ pub fn init() -> bool {
         return false;
     };
     scan.refresh();
-    let mut unwinder = Unwinder {
-        stacks: Stacks::new(),
-        modules: Vec::new(),
-    };
-    unwinder.apply(scan.modules());
+    let mut stacks = Stacks::new();
+    for m in scan.modules() {
+        stacks.add(m);
+    }
     // Frames inside our own module are the allocator's, unless that module is the
     // executable itself (memward linked statically, or a test binary).
     let here = init as fn() -> bool as usize as u64;
     let mods = scan.modules();
     if let Some(i) = mods.iter().position(|m| m.contains(here)) {
         if i != 0 {
-            unwinder.stacks.skip_frames_in(&mods[i]);
+            stacks.skip_frames_in(&mods[i]);
         }
     }
-    let walker = unwinder.stacks.walker();
-    *SCAN.lock() = Some(scan);
-    *UNWINDER.lock() = Some(unwinder);
+    let walker = stacks.walker();
+    *UNWINDER.lock() = Some(stacks);
     SHARED.set(Shared { walker, depot }).is_ok()
-}
-
-impl Unwinder {
-    fn apply(&mut self, scan: &[ModuleInfo]) {
-        for m in scan {
-            if self.modules.iter().any(|k| k.key == m.key()) {
-                continue;
-            }
-            self.stacks.add(m);
-            self.modules.push(Module {
-                key: m.key(),
-                info: *m,
-            });
-        }
-        let stacks = &mut self.stacks;
-        self.modules.retain(|k| {
-            let alive = scan.iter().any(|m| m.key() == k.key);
-            if !alive {
-                stacks.remove(&k.info);
-            }
-            alive
-        });
-    }
-}
-
-/// Rescans the modules if the loader's set changed (one thread at a time; others skip);
-/// true if it did change.
-fn refresh_modules() -> bool {
-    if REFRESHING
-        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
-        return false;
-    }
-    let mut changed = false;
-    let mut scan = SCAN.lock();
-    if let Some(scan) = scan.as_mut() {
-        if scan.refresh() {
-            if let Some(u) = UNWINDER.lock().as_mut() {
-                u.apply(scan.modules());
-            }
-            changed = true;
-        }
-    }
-    drop(scan);
-    REFRESHING.store(false, Ordering::Release);
-    changed
 }
 
 /// Captures the calling thread's stack: its id (0: no frames, or the checker is not set
@@ -132,9 +64,6 @@ fn refresh_modules() -> bool {
 #[inline(never)]
 pub fn capture() -> (u32, u16) {
     let t = threads::for_capture();
-    if t.count % 256 == 255 && refresh_modules() {
-        GENERATION.fetch_add(1, Ordering::AcqRel);
-    }
     let Some(shared) = SHARED.get() else {
         return (0, t.thread);
     };
@@ -144,7 +73,7 @@ pub fn capture() -> (u32, u16) {
     // SAFETY: so this is the only borrow of it, and it lives as long as the thread.
     let cache = unsafe { &mut *thread_cache() };
     let mut frames = [0u64; MAX_FRAMES];
-    let generation = generation_in(1, GENERATION.load(Ordering::Acquire));
+    let generation = generation_in(1, module_generation());
     let walked = shared.walker.walk_cached(
         &mut frames,
         t.stack_top,
@@ -152,7 +81,7 @@ pub fn capture() -> (u32, u16) {
             UNWINDER
                 .lock()
                 .as_mut()
-                .and_then(|u| u.stacks.step_slow(ra, sp, bp, lo, hi))
+                .and_then(|u| u.step_slow(ra, sp, bp, lo, hi))
         },
         cache,
         generation,
@@ -181,7 +110,7 @@ pub fn capture_from(ip: u64, sp: u64, bp: u64, stack_top: u64) -> Vec<u64> {
     let Some(u) = unwinder.as_mut() else {
         return vec![ip];
     };
-    let n = u.stacks.capture_from(ip, sp, bp, stack_top, &mut out);
+    let n = u.capture_from(ip, sp, bp, stack_top, &mut out);
     out[..n].to_vec()
 }
 
@@ -200,7 +129,6 @@ pub fn own_mappings() -> Vec<(usize, usize)> {
 
 /// Takes the locks before `fork`.
 pub fn lock_all() {
-    SCAN.lock_forever();
     UNWINDER.lock_forever();
 }
 
@@ -210,8 +138,5 @@ pub fn lock_all() {
 /// The caller took them with `lock_all` on this thread and holds no guard.
 pub unsafe fn unlock_all() {
     // SAFETY: per the contract.
-    unsafe {
-        UNWINDER.force_unlock();
-        SCAN.force_unlock();
-    }
+    unsafe { UNWINDER.force_unlock() };
 }

@@ -13,8 +13,6 @@ static NEXT: AtomicU32 = AtomicU32::new(1);
 struct Cached {
     number: u32,
     stack_top: u64,
-    /// Stacks captured on this thread (for the module map's refresh).
-    captures: u32,
     known: bool,
 }
 
@@ -28,7 +26,7 @@ struct State {
 thread_local! {
     static THREAD: UnsafeCell<State> = const {
         UnsafeCell::new(State {
-            cached: Cached { number: 0, stack_top: 0, captures: 0, known: false },
+            cached: Cached { number: 0, stack_top: 0, known: false },
         })
     };
 }
@@ -69,7 +67,6 @@ fn learn() -> Cached {
                 None => 0,
             }
         },
-        captures: 0,
         known: true,
     }
 }
@@ -88,24 +85,17 @@ pub fn stack_top() -> u64 {
 pub struct ForCapture {
     /// The top of the thread's stack (0 if unknown).
     pub stack_top: u64,
-    /// How many captures the thread made before this one.
-    pub count: u32,
     /// The thread's number as a header stores it (saturating at 65535).
     pub thread: u16,
 }
 
-/// The calling thread's state for a stack capture (counted). The walk must not run inside
+/// The calling thread's state for a stack capture. The walk must not run inside
 /// a thread-local access: its stack would then start with the standard library's frames,
 /// which the report does not know to drop as the checker's own.
 pub fn for_capture() -> ForCapture {
-    with_state(|s| {
-        let count = s.cached.captures;
-        s.cached.captures = count.wrapping_add(1);
-        ForCapture {
-            stack_top: s.cached.stack_top,
-            count,
-            thread: s.cached.number.min(u16::MAX as u32) as u16,
-        }
+    with_state(|s| ForCapture {
+        stack_top: s.cached.stack_top,
+        thread: s.cached.number.min(u16::MAX as u32) as u16,
     })
 }
 

@@ -416,6 +416,46 @@ fn threads_are_recorded_apart() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Allocations made through zlib right after the program `dlopen`s it: each stack runs
+/// from the program's callback through zlib to `main`, recorded in full and sampled (where
+/// no flusher thread rescans the modules: the walks must find zlib themselves).
+#[test]
+fn stacks_run_through_a_library_loaded_by_dlopen() {
+    let dir = temp_dir("dlopened");
+    let exe = compile("dlopened", &dir);
+    for (name, extra) in [("full", &[][..]), ("sampled", &["--sample-rate", "64"][..])] {
+        let file = dir.join(format!("{name}.prof"));
+        let o = profile(&file, &[exe.as_os_str()], extra);
+        assert!(
+            o.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let p = Loaded::load(&file, &exe);
+        let stacks: Vec<Vec<String>> = p
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Record::Alloc { stack, size, .. } if *size >= 1000 => Some(p.frames(*stack)),
+                _ => None,
+            })
+            .filter(|f| f.first().map(String::as_str) == Some("zlib_site"))
+            .collect();
+        // deflateInit2_ allocates 5 blocks, 40 times over; sampled at 64 bytes, a block of
+        // 1,000 bytes or more is missed with probability e^-15.6.
+        assert!(
+            stacks.len() >= 160,
+            "{name}: {} zlib_site stacks",
+            stacks.len()
+        );
+        for f in &stacks {
+            assert_eq!(f[1], "<libz.so.1>", "{name}: {f:?}");
+            assert!(f[2..].iter().any(|n| n == "main"), "{name}: {f:?}");
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn exit_without_handlers_and_sigkill_leave_readable_profiles() {
     for (mode, code) in [("_exit", Some(0)), ("kill", None)] {

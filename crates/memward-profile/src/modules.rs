@@ -153,9 +153,34 @@ unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, size: usize, data: *mu
     if v.count == v.entries.len() {
         return 1;
     }
+    let name = if info.dlpi_name.is_null() {
+        &b""[..]
+    } else {
+        // SAFETY: the loader gives a NUL-terminated name (possibly empty) or null.
+        unsafe { CStr::from_ptr(info.dlpi_name) }.to_bytes()
+    };
+    // SAFETY: dlpi_phdr points at dlpi_phnum program headers (the loader's contract).
+    let phdrs =
+        unsafe { core::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
     let m = &mut v.entries[v.count];
+    // SAFETY: the headers and the notes they point at are those of a loaded object.
+    unsafe { fill(m, info.dlpi_addr, name, v.count == 0, phdrs) };
+    if m.segment_count > 0 {
+        v.count += 1;
+    }
+    0
+}
+
+/// Describes the loaded object with load bias `bias`, loader name `name` (empty for the
+/// executable, which is then named by `/proc/self/exe` when `main`) and program headers
+/// `phdrs` in `m`.
+///
+/// # Safety
+/// `phdrs` are the program headers of an object loaded at `bias`, which stays loaded
+/// during the call (its `PT_NOTE` segments are read).
+unsafe fn fill(m: &mut ModuleInfo, bias: u64, name: &[u8], main: bool, phdrs: &[libc::Elf64_Phdr]) {
     *m = ModuleInfo {
-        bias: info.dlpi_addr,
+        bias,
         eh_frame_hdr: (0, 0),
         segments: [(0, 0, 0, 0); MAX_SEGMENTS],
         segment_count: 0,
@@ -164,14 +189,8 @@ unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, size: usize, data: *mu
         path: [0; MAX_PATH],
         build_id: [0; 32],
     };
-    let name = if info.dlpi_name.is_null() {
-        &b""[..]
-    } else {
-        // SAFETY: the loader gives a NUL-terminated name (possibly empty) or null.
-        unsafe { CStr::from_ptr(info.dlpi_name) }.to_bytes()
-    };
     let mut exe = [0u8; MAX_PATH];
-    let path = if name.is_empty() && v.count == 0 {
+    let path = if name.is_empty() && main {
         read_link(c"/proc/self/exe", &mut exe)
     } else {
         name
@@ -179,11 +198,8 @@ unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, size: usize, data: *mu
     let n = path.len().min(MAX_PATH);
     m.path[..n].copy_from_slice(&path[..n]);
     m.path_len = n as u32;
-    // SAFETY: dlpi_phdr points at dlpi_phnum program headers (the loader's contract).
-    let phdrs =
-        unsafe { core::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
     for ph in phdrs {
-        let start = info.dlpi_addr.wrapping_add(ph.p_vaddr);
+        let start = bias.wrapping_add(ph.p_vaddr);
         match ph.p_type {
             libc::PT_LOAD if (m.segment_count as usize) < MAX_SEGMENTS => {
                 m.segments[m.segment_count as usize] = (start, ph.p_memsz, ph.p_offset, ph.p_flags);
@@ -191,8 +207,8 @@ unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, size: usize, data: *mu
             }
             libc::PT_GNU_EH_FRAME => m.eh_frame_hdr = (start, ph.p_memsz),
             libc::PT_NOTE if m.build_id_len == 0 => {
-                // SAFETY: a PT_NOTE segment is mapped (it lies in a PT_LOAD segment) and
-                // readable for p_memsz bytes.
+                // SAFETY: a PT_NOTE segment of a loaded object is mapped (it lies in a
+                // PT_LOAD segment) and readable for p_memsz bytes.
                 let notes =
                     unsafe { core::slice::from_raw_parts(start as *const u8, ph.p_memsz as usize) };
                 if let Some(id) = gnu_build_id(notes) {
@@ -204,10 +220,111 @@ unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, size: usize, data: *mu
             _ => {}
         }
     }
-    if m.segment_count > 0 {
-        v.count += 1;
+}
+
+/// glibc's `struct dl_find_object` (2.35 and later).
+#[repr(C)]
+struct DlFindObject {
+    flags: u64,
+    map_start: *mut c_void,
+    map_end: *mut c_void,
+    link_map: *const LinkMap,
+    eh_frame: *mut c_void,
+    reserved: [u64; 7],
+}
+
+/// The public head of glibc's `struct link_map`.
+#[repr(C)]
+struct LinkMap {
+    addr: u64,
+    name: *const core::ffi::c_char,
+}
+
+extern "C" {
+    /// Finds the object holding an address without the loader's lock (glibc 2.35).
+    fn _dl_find_object(address: *mut c_void, result: *mut DlFindObject) -> c_int;
+}
+
+/// Where the loaded object holding `pc` is: its first mapped byte and load bias; `None`
+/// if no loaded object holds it. Takes no lock and allocates nothing (glibc's
+/// `_dl_find_object`, made for unwinders), so it is safe inside an allocation hook.
+pub fn object_at(pc: u64) -> Option<(u64, u64)> {
+    let mut found = DlFindObject {
+        flags: 0,
+        map_start: core::ptr::null_mut(),
+        map_end: core::ptr::null_mut(),
+        link_map: core::ptr::null(),
+        eh_frame: core::ptr::null_mut(),
+        reserved: [0; 7],
+    };
+    // SAFETY: `found` is a writable `struct dl_find_object`; the address is only looked up.
+    if unsafe { _dl_find_object(pc as *mut c_void, &mut found) } != 0 || found.link_map.is_null() {
+        return None;
     }
-    0
+    // SAFETY: a found object's link map is the loader's, valid while the object is loaded.
+    let bias = unsafe { (*found.link_map).addr };
+    Some((found.map_start as u64, bias))
+}
+
+/// The loaded object holding `pc`, described as a scan would, without the loader's lock
+/// (see [`object_at`]): its ELF header is read at the start of its mapping. `None` if no
+/// object holds `pc` or its headers cannot be read there.
+pub fn module_at(pc: u64) -> Option<ModuleInfo> {
+    let mut found = DlFindObject {
+        flags: 0,
+        map_start: core::ptr::null_mut(),
+        map_end: core::ptr::null_mut(),
+        link_map: core::ptr::null(),
+        eh_frame: core::ptr::null_mut(),
+        reserved: [0; 7],
+    };
+    // SAFETY: as in `object_at`.
+    if unsafe { _dl_find_object(pc as *mut c_void, &mut found) } != 0 || found.link_map.is_null() {
+        return None;
+    }
+    let (start, end) = (found.map_start as u64, found.map_end as u64);
+    let header = core::mem::size_of::<libc::Elf64_Ehdr>() as u64;
+    if end < start + header {
+        return None;
+    }
+    // SAFETY: the object's mapping starts with its first PT_LOAD segment, which holds the
+    // ELF header (file offset 0) and is readable; checked for size above.
+    let ehdr = unsafe { &*(start as *const libc::Elf64_Ehdr) };
+    if ehdr.e_ident[..4] != *b"\x7fELF" {
+        return None;
+    }
+    let ph_size = core::mem::size_of::<libc::Elf64_Phdr>() as u64;
+    let ph_end = ehdr
+        .e_phoff
+        .checked_add(u64::from(ehdr.e_phnum) * ph_size)?;
+    if usize::from(ehdr.e_phentsize) != ph_size as usize || start + ph_end > end {
+        return None;
+    }
+    // SAFETY: the program headers lie inside the mapped first segment (checked above).
+    let phdrs = unsafe {
+        core::slice::from_raw_parts(
+            (start + ehdr.e_phoff) as *const libc::Elf64_Phdr,
+            usize::from(ehdr.e_phnum),
+        )
+    };
+    // SAFETY: the link map is the loader's, valid while the object is loaded; its name is
+    // NUL-terminated (empty for the executable).
+    let (bias, name) = unsafe {
+        let map = &*found.link_map;
+        let name = if map.name.is_null() {
+            &b""[..]
+        } else {
+            CStr::from_ptr(map.name).to_bytes()
+        };
+        (map.addr, name)
+    };
+    // The executable is the object the loader names with an empty string.
+    let main = name.is_empty();
+    // SAFETY: an extant ModuleInfo is overwritten whole by `fill`.
+    let mut m: ModuleInfo = unsafe { core::mem::zeroed() };
+    // SAFETY: `phdrs` are the loaded object's own headers, and it is loaded now.
+    unsafe { fill(&mut m, bias, name, main, phdrs) };
+    (m.segment_count > 0).then_some(m)
 }
 
 /// Finds the `NT_GNU_BUILD_ID` note's descriptor in a note segment.
@@ -273,6 +390,27 @@ mod tests {
             .any(|m| m.path().windows(4).any(|w| w == b"libc")));
         // Nothing changed: no rescan.
         assert!(!s.refresh());
+    }
+
+    #[test]
+    fn module_at_describes_objects_as_a_scan_does() {
+        let mut s = Scan::new().unwrap();
+        s.refresh();
+        let here = module_at_describes_objects_as_a_scan_does as fn() as usize as u64;
+        let in_libc = libc::getpid as *const () as usize as u64;
+        for pc in [here, in_libc] {
+            let scanned = *s.modules().iter().find(|m| m.contains(pc)).unwrap();
+            let found = module_at(pc).expect("a loaded object");
+            assert_eq!(found.path(), scanned.path());
+            assert_eq!(found.build_id(), scanned.build_id());
+            assert_eq!(found.segments(), scanned.segments());
+            assert_eq!(found.eh_frame_hdr, scanned.eh_frame_hdr);
+            assert_eq!(found.key(), scanned.key());
+            assert_eq!(object_at(pc), Some((found.range().0 & !4095, found.bias)));
+        }
+        let on_stack = &s as *const Scan as u64;
+        assert!(module_at(on_stack).is_none());
+        assert!(object_at(on_stack).is_none());
     }
 
     #[test]

@@ -5,10 +5,15 @@
 //! before costs a table slot and one or two reads instead of framehop's module search and
 //! general rule.
 //!
-//! The unwinder knows only the modules the recorder gave it (from the module scans); a
-//! return address in a module loaded since the last scan ends the stack there. Stack
-//! memory is read only between the capture's own stack pointer and the top of the
-//! calling thread's stack, so a corrupt frame cannot make the recorder fault.
+//! The unwinder starts with the modules of a scan and learns the rest as the walks meet
+//! them: a frame the rule table cannot take first asks the loader which object holds its
+//! address (`modules::object_at`, glibc's lock-free `_dl_find_object`). An object not
+//! known yet is described from its headers in memory and added; a known one that is no
+//! longer there (unloaded) is dropped before framehop could read its tables. So modules
+//! that `dlopen` adds are unwound at once, and nothing inside an allocation hook takes
+//! the loader's lock. Stack memory is read only between the capture's own stack pointer
+//! and the top of the calling thread's stack, so a corrupt frame cannot make the
+//! recorder fault.
 //!
 //! Consecutive allocations share most of their stacks, so each thread keeps its last
 //! capture (return addresses, the stack slots they were read from, and how each frame
@@ -39,8 +44,10 @@ mod walk_cache;
 pub use walk::Walker;
 pub use walk_cache::{generation_in, thread_cache, WalkCache, Walked};
 
-use crate::modules::ModuleInfo;
+use crate::modules::{self, ModuleInfo};
 use crate::rules::{self, RuleTable, Shape};
+use crate::sys::{Region, ZeroValid};
+use core::sync::atomic::{AtomicU64, Ordering};
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{
     ExplicitModuleSectionInfo, FrameAddress, Module, MustNotAllocateDuringUnwind, Unwinder,
@@ -66,6 +73,32 @@ pub struct Stacks {
     own_count: usize,
     /// Learned rules per return address, in front of framehop.
     rules: RuleTable,
+    /// The modules framehop knows (`Known`s; empty if it could not be mapped).
+    known: Option<Region>,
+    known_count: usize,
+}
+
+/// A module the unwinder knows: its description, its address range, and whether a walk
+/// found it (not yet handed out by [`Stacks::take_found`]).
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Known {
+    info: ModuleInfo,
+    lo: u64,
+    hi: u64,
+    found: u64,
+}
+
+// SAFETY: integers and a `ZeroValid` struct only.
+unsafe impl ZeroValid for Known {}
+
+/// Counts changes to any unwinder's modules: a walk kept by a thread (`walk_cache`) holds
+/// only while this is unchanged, since rules were learned with the modules of the time.
+static MODULE_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// The count of module changes so far (see `walk_cache::generation_in`).
+pub fn module_generation() -> u64 {
+    MODULE_GENERATION.load(Ordering::Acquire)
 }
 
 /// A `'static` view of loaded memory.
@@ -87,12 +120,46 @@ impl Stacks {
             own: [(0, 0); 8],
             own_count: 0,
             rules: RuleTable::new(),
+            known: Region::map(modules::MAX_MODULES * core::mem::size_of::<Known>()),
+            known_count: 0,
         }
     }
 
-    /// Makes `m`'s unwind information known.
-    pub fn add(&mut self, m: &ModuleInfo) {
+    fn known(&mut self) -> &mut [Known] {
+        let n = self.known_count;
+        match self.known.as_mut() {
+            Some(r) => &mut r.slice_of::<Known>()[..n],
+            None => &mut [],
+        }
+    }
+
+    /// Makes `m`'s unwind information known; false if it already was (the same bias and
+    /// first segment) or no room is left.
+    pub fn add(&mut self, m: &ModuleInfo) -> bool {
+        self.insert(m, false)
+    }
+
+    fn insert(&mut self, m: &ModuleInfo, found: bool) -> bool {
+        let key = m.key();
+        if self.known().iter().any(|k| k.info.key() == key) {
+            return false;
+        }
         let (lo, hi) = m.range();
+        let n = self.known_count;
+        let Some(slot) = self
+            .known
+            .as_mut()
+            .and_then(|r| r.slice_of::<Known>().get_mut(n))
+        else {
+            return false;
+        };
+        *slot = Known {
+            info: *m,
+            lo,
+            hi,
+            found: u64::from(found),
+        };
+        self.known_count += 1;
         let (hdr_addr, hdr_len) = m.eh_frame_hdr;
         let mut info = ExplicitModuleSectionInfo::<Data> {
             base_svma: 0,
@@ -123,12 +190,70 @@ impl Stacks {
             .add_module(Module::new(name, lo..hi, m.bias, info));
         // Addresses in it may have been learned with the fallback rule.
         self.rules.clear();
+        MODULE_GENERATION.fetch_add(1, Ordering::AcqRel);
+        true
     }
 
-    /// Forgets `m` (it was unloaded).
+    /// Forgets `m` (it was unloaded); nothing if it was not known.
     pub fn remove(&mut self, m: &ModuleInfo) {
-        self.unwinder.remove_module(m.range().0);
+        let key = m.key();
+        if let Some(i) = self.known().iter().position(|k| k.info.key() == key) {
+            self.remove_at(i);
+        }
+    }
+
+    fn remove_at(&mut self, i: usize) {
+        let k = self.known()[i];
+        let last = self.known_count - 1;
+        let known = self.known();
+        known[i] = known[last];
+        self.known_count = last;
+        self.unwinder.remove_module(k.lo);
         self.rules.clear();
+        MODULE_GENERATION.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Hands each module a walk found (rather than [`add`](Stacks::add) was given) to `f`,
+    /// once: the profiler writes them into its file.
+    pub fn take_found(&mut self, mut f: impl FnMut(&ModuleInfo)) {
+        for k in self.known() {
+            if k.found != 0 {
+                k.found = 0;
+                f(&k.info);
+            }
+        }
+    }
+
+    /// Before a frame returning to `ra` is learned or unwound by framehop: makes the
+    /// unwinder's modules agree with the loader's at that address. A known module that
+    /// is no longer loaded there is dropped (framehop would read its unmapped tables), and
+    /// an object loaded there since is added. Takes no lock (`modules::object_at`).
+    #[cold]
+    fn check_module(&mut self, ra: u64) {
+        let pc = ra.wrapping_sub(1);
+        let held = self.known().iter().position(|k| pc >= k.lo && pc < k.hi);
+        let loaded = modules::object_at(pc);
+        if let (Some(i), Some((start, bias))) = (held, loaded) {
+            let k = &self.known()[i];
+            if k.info.bias == bias && k.lo & !4095 == start {
+                return;
+            }
+        }
+        if held.is_none() && loaded.is_none() {
+            return;
+        }
+        if let Some(i) = held {
+            self.remove_at(i);
+        }
+        let Some(m) = loaded.and_then(|_| modules::module_at(pc)) else {
+            return;
+        };
+        // Whatever else overlaps it was unloaded too.
+        let (lo, hi) = m.range();
+        while let Some(i) = self.known().iter().position(|k| k.lo < hi && lo < k.hi) {
+            self.remove_at(i);
+        }
+        self.insert(&m, true);
     }
 
     /// Drops leading frames inside `m` from now on.
@@ -407,6 +532,9 @@ impl Stacks {
         track: &mut Track,
     ) -> Option<u64> {
         let mut shape = self.rules.get(ra);
+        if matches!(shape, Shape::Unknown | Shape::General) {
+            self.check_module(ra);
+        }
         if shape == Shape::Unknown {
             shape = self.learn(ra, *sp, *bp, read);
             self.rules.set(ra, shape);

@@ -158,26 +158,39 @@ impl Symbolizer {
 /// Groups file mappings into modules (see [`process_modules`]).
 pub(crate) fn modules_of(maps: &[Mapping<'_>]) -> Vec<ModuleInfo> {
     let mut modules: Vec<ModuleInfo> = Vec::new();
-    // (device, inode, path) of each module, parallel to `modules`.
+    // (device, inode, path) of each module, and whether it has an executable mapping,
+    // parallel to `modules`.
     let mut keys: Vec<((u32, u32), u64, &[u8])> = Vec::new();
+    let mut code: Vec<bool> = Vec::new();
     for m in maps {
         let named = m.path.starts_with(b"/") || m.path == b"[vdso]";
         if !named || !m.readable() {
             continue;
         }
         let key = (m.device, m.inode, m.path);
-        if let Some(i) = keys.iter().rposition(|k| *k == key) {
-            modules[i].ranges.push((m.start, m.end));
-            continue;
-        }
+        let executable = m.perms[2] == b'x';
         // A module starts at the mapping of its first bytes (offset 0); a later mapping
         // of a file not seen from its start (a data file mapped in pieces) is no module.
         if m.offset != 0 {
+            if let Some(i) = keys.iter().rposition(|k| *k == key) {
+                modules[i].ranges.push((m.start, m.end));
+                code[i] |= executable;
+            }
             continue;
         }
         keys.push(key);
+        code.push(executable);
         modules.push(describe(m));
     }
+    // A file mapped whole for reading (a symbolizer reading a library's debug
+    // information, this one included) looks like a module of its own: where a file is
+    // also loaded as code, only the loaded copy is its module.
+    let mut i = 0;
+    modules.retain(|_| {
+        let keep = code[i] || !keys.iter().zip(&code).any(|(k, &c)| c && *k == keys[i]);
+        i += 1;
+        keep
+    });
     modules
 }
 
@@ -279,6 +292,38 @@ mod tests {
         assert!(!mods[0].build_id.is_empty());
         assert!(mods[1].path.to_str().unwrap().ends_with("(replaced)"));
         assert_eq!(mods[1].load_bias, 0x20000);
+    }
+
+    #[test]
+    fn a_loaded_library_is_its_module_not_a_copy_mapped_for_reading() {
+        let lib = std::env::current_exe().unwrap();
+        let meta = std::fs::metadata(&lib).unwrap();
+        let p: &'static str = lib.to_str().unwrap().to_owned().leak();
+        let line = |start: u64, off: u64, perms: &[u8; 4]| Mapping {
+            start,
+            end: start + 0x1000,
+            perms: *perms,
+            offset: off,
+            device: split_dev(meta.dev()),
+            inode: meta.ino(),
+            path: p.as_bytes(),
+        };
+        // The copy mapped for reading lies below the loaded library.
+        let maps = [
+            line(0x10000, 0, b"r--p"),
+            line(0x40000, 0, b"r--p"),
+            line(0x41000, 0x1000, b"r-xp"),
+            line(0x42000, 0x2000, b"r--p"),
+        ];
+        let mods = modules_of(&maps);
+        assert_eq!(mods.len(), 1);
+        assert_eq!(
+            mods[0].ranges,
+            vec![(0x40000, 0x41000), (0x41000, 0x42000), (0x42000, 0x43000)]
+        );
+        // A data file mapped from its start, and nothing else of it: kept.
+        let mods = modules_of(&maps[..1]);
+        assert_eq!(mods.len(), 1);
     }
 
     #[test]

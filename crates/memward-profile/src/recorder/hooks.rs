@@ -10,9 +10,9 @@
 //! thread-local destructors (whose frees are still recorded). An event after that (the C
 //! library's own frees as the thread ends) claims a ring again.
 
-use super::output::{make_room, UNWINDER};
+use super::output::{self, make_room, UNWINDER};
 use super::ring::{self, Ring, ALLOC, FREE, MAX_APPEND, NAME, NODE, REALLOC};
-use super::{active, FORK_GEN, ON, PHASE, RING_KEY, SAMPLED, SAMPLE_RATE, SHARED, WALK_GENERATION};
+use super::{active, FORK_GEN, ON, PHASE, RING_KEY, SAMPLED, SAMPLE_RATE, SHARED};
 use crate::sampler::{engine_samples, Rng};
 use crate::stats;
 use crate::sys::{self, TextBuf};
@@ -221,7 +221,7 @@ fn record(l: &Local, t: &mut ThreadCache, kind: u64, a: u64, b: u64, c: u64, wit
     // kept for next time.
     let mut cached = None;
     let (n, known) = if with_stack {
-        let generation = unwind::generation_in(2, WALK_GENERATION.load(Ordering::Acquire));
+        let generation = unwind::generation_in(2, unwind::module_generation());
         match shared
             .walker
             .walk_cached(frames, t.stack_top, &mut slow, walks, generation)
@@ -268,6 +268,11 @@ fn record(l: &Local, t: &mut ThreadCache, kind: u64, a: u64, b: u64, c: u64, wit
         };
     }
     append.push(kind, a, b, c, u64::from(t.tid) | u64::from(stack) << 32);
+    drop(append);
+    if SAMPLE_RATE.load(Ordering::Relaxed) > 0 {
+        // No flusher thread (see `start_flusher`): rounds come from here.
+        output::tick_if_due();
+    }
 }
 
 /// Whether the hooks sample (the set of live sampled blocks exists). When the engine

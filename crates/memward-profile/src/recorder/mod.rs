@@ -8,10 +8,13 @@
 //! (an allocation in an earlier constructor), the first hooked allocation starts it, where
 //! the engine already guarantees no re-entry. Other threads that allocate while it starts
 //! are not recorded (they do not wait: one of them could hold the loader's lock the start
-//! needs). A flusher thread wakes every 10 ms: it rescans the modules if the loader's
-//! counters moved (no allocation hook ever calls into the loader), merges the rings into
-//! the file, writes a time sample and flushes, so a killed process leaves a file at most
-//! 10 ms behind.
+//! needs). With every allocation recorded, a flusher thread wakes every 10 ms: it
+//! rescans the modules if the loader's counters moved, merges the rings into the file,
+//! writes a time sample and flushes, so a killed process leaves a file at most 10 ms
+//! behind. Sampled recording, meant to stay on, runs no thread of its own: a recording
+//! thread runs the round when 10 ms have passed (`output::tick_if_due`). Either way no
+//! allocation hook calls into the loader: modules loaded after the start are found by the
+//! walks that meet them (`unwind`).
 //!
 //! `fork`: the prepare handler takes the output, the trie's lock, the unwinder and the
 //! module scan (in the order every other path takes them: a round may wait for a thread
@@ -48,8 +51,6 @@ static PHASE: AtomicU8 = AtomicU8::new(OFF);
 /// Bumped in a forked child, so threads re-read their cached ids.
 static FORK_GEN: AtomicU32 = AtomicU32::new(1);
 static SAMPLE_RATE: AtomicU64 = AtomicU64::new(0);
-/// Counts module-set changes: a thread's kept walks (`hooks::record`) hold for one.
-static WALK_GENERATION: AtomicU64 = AtomicU64::new(0);
 /// Where the bytes in use come from (set by the embedding), as a `fn() -> u64`.
 static HEAP_BYTES: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
 
@@ -260,7 +261,14 @@ fn start() {
     start_flusher();
 }
 
+/// Starts the flusher thread, for full recording only: with sampling the recording
+/// threads run the rounds (`output::tick_if_due`), since a second thread alone costs a
+/// program that locks glibc mutexes around its allocations several percent (glibc's
+/// locks take their atomic path once a process has two threads).
 fn start_flusher() {
+    if SAMPLE_RATE.load(Ordering::Relaxed) > 0 {
+        return;
+    }
     // pthread_create allocates (the new thread's TLS block): not the program's doing.
     let was = hooks::set_internal(true);
     spawn_flusher();

@@ -2,7 +2,8 @@
 //! into it (see `ring`).
 //!
 //! One lock (`OUTPUT`) guards the writer. Its holder is whoever runs a round (the flusher
-//! thread every 10 ms, a thread whose ring is full, the exit), or a `fork`, which holds it
+//! thread every 10 ms, or with sampling a recording thread at most every 10 ms; a thread
+//! whose ring is full; the exit), or a `fork`, which holds it
 //! across the fork so that the child starts from a writer no round was using. A round
 //! merges the rings' entries below its bound in sequence order with a binary heap of ring
 //! heads (in a mapping of its own), encodes them with the writer, and marks them written.
@@ -10,7 +11,10 @@
 //! scan's own lock: `dl_iterate_phdr` takes the loader's lock), writes a time sample (heap in
 //! use, RSS) and hands the writer's buffer to the file. A process that ends through `_exit`
 //! or a signal leaves a file that reads up to the flusher's last tick: the events of the
-//! last 10 ms at most are missing, whichever thread made them.
+//! last 10 ms at most are missing, whichever thread made them. Sampled recording runs no
+//! flusher (a second thread alone slows a program whose mutexes glibc then makes atomic),
+//! so its file reads up to the last round a recording thread ran: events since then are
+//! missing, however long ago the program last recorded one.
 
 use super::ring::{self, Ring, ALLOC, FREE, MAX_RINGS, NAME, NODE, REALLOC};
 use super::{PHASE, SAMPLE_RATE, STOPPED};
@@ -18,7 +22,7 @@ use crate::lock::SpinLock;
 use crate::modules::{ModuleInfo, Scan};
 use crate::sys::{self, Region, TextBuf, ZeroValid};
 use crate::unwind::Stacks;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64, Ordering};
 use memward_profile_format::{Sink, SinkError, Writer};
 
 /// Writes with `write(2)`.
@@ -107,31 +111,8 @@ impl Output {
 
     /// Brings the profile and the unwinder up to date with a scan.
     pub fn apply_scan(&mut self, scan: &[ModuleInfo], stacks: &mut Stacks) {
-        // Kept walks were taken with the old modules' rules (`hooks::record`).
-        super::WALK_GENERATION.fetch_add(1, core::sync::atomic::Ordering::AcqRel);
         for m in scan {
-            let key = m.key();
-            if self
-                .known()
-                .iter()
-                .any(|k| k.alive != 0 && k.info.key() == key)
-            {
-                continue;
-            }
-            let cap = self.known.len() / core::mem::size_of::<Known>();
-            if self.known_count == cap {
-                break;
-            }
-            self.next_module += 1;
-            let id = self.next_module;
-            let i = self.known_count;
-            self.known.slice_of::<Known>()[i] = Known {
-                info: *m,
-                id,
-                alive: 1,
-            };
-            self.known_count += 1;
-            write_module(&mut self.writer, id, m);
+            self.note_module(m);
             stacks.add(m);
         }
         for i in 0..self.known_count {
@@ -141,6 +122,39 @@ impl Output {
                 stacks.remove(&k.info);
             }
         }
+        self.take_found(stacks);
+    }
+
+    /// Writes the modules the unwinder's walks found since the last call (`Stacks::
+    /// check_module`: loaded after the last scan) into the profile.
+    fn take_found(&mut self, stacks: &mut Stacks) {
+        stacks.take_found(|m| self.note_module(m));
+    }
+
+    /// Writes `m` into the profile, unless it is there already.
+    fn note_module(&mut self, m: &ModuleInfo) {
+        let key = m.key();
+        if self
+            .known()
+            .iter()
+            .any(|k| k.alive != 0 && k.info.key() == key)
+        {
+            return;
+        }
+        let cap = self.known.len() / core::mem::size_of::<Known>();
+        if self.known_count == cap {
+            return;
+        }
+        self.next_module += 1;
+        let id = self.next_module;
+        let i = self.known_count;
+        self.known.slice_of::<Known>()[i] = Known {
+            info: *m,
+            id,
+            alive: 1,
+        };
+        self.known_count += 1;
+        write_module(&mut self.writer, id, m);
     }
 
     /// Every live module again (a forked child's new file).
@@ -190,6 +204,11 @@ impl Output {
             return;
         }
         let bound = ring::bound();
+        // Modules the walks found, before any stack node that names them: those nodes
+        // were numbered after the module was found, so below `bound` only if found before.
+        if let Some(u) = UNWINDER.lock().as_mut() {
+            self.take_found(u);
+        }
         // The heap of ring heads below the bound, (seq, ring index), smallest first; and
         // per ring the span still to write.
         let (heap, spans) = self.merge.split_at_mut(MAX_RINGS);
@@ -363,7 +382,8 @@ fn rss_bytes() -> u64 {
 }
 
 /// A flush: modules (if changed), a round, a time sample, the buffer. With `last`, also
-/// the end marker, after which nothing more is recorded.
+/// the end marker, after which nothing more is recorded. Takes the loader's lock (the
+/// scan): the flusher thread and the exit call it, never a hook.
 pub fn tick(last: bool) {
     let mut scan = SCAN.lock();
     let changed = scan.as_mut().is_some_and(Scan::refresh);
@@ -380,25 +400,58 @@ pub fn tick(last: bool) {
         }
     }
     drop(scan);
-    // At exit another thread may be stopped for good in the middle of an append (the
-    // process is ending around it): wait a little, then leave its ring out.
-    o.round(last.then_some(100_000));
-    let now = o.nanos();
-    o.writer.time(now, heap, rss);
-    if last {
-        o.writer.end(now, o.allocs, o.frees);
-        o.finished = true;
-        if ring::lost() > 0 {
-            let mut msg = TextBuf::new();
-            msg.push(b"memward profile: ")
-                .push_u64(ring::lost())
-                .push(b" events not recorded (more than 16384 threads recording at once)\n");
-            sys::print_error(msg.as_bytes());
+    o.flush_round(last, heap, rss);
+}
+
+/// When the next hook-driven round is due (monotonic nanoseconds).
+static NEXT_ROUND: AtomicU64 = AtomicU64::new(0);
+
+/// A round from a hook, when no flusher thread runs (sampled recording): at most one per
+/// `TICK_MS`, skipped if another thread holds the output. Modules come from the walks
+/// (`Stacks::check_module`), not a scan, so the loader's lock is never taken here.
+pub fn tick_if_due() {
+    let now = sys::monotonic_nanos();
+    if now < NEXT_ROUND.load(Ordering::Relaxed) {
+        return;
+    }
+    NEXT_ROUND.store(now + super::TICK_MS * 1_000_000, Ordering::Relaxed);
+    let rss = rss_bytes();
+    let heap = super::heap_bytes();
+    let Some(mut out) = OUTPUT.try_lock() else {
+        return;
+    };
+    if let Some(o) = out.as_mut() {
+        if !o.finished && !o.failed {
+            o.flush_round(false, heap, rss);
         }
     }
-    o.writer.flush();
-    o.check();
-    if last {
-        sys::close(o.writer.sink().0);
+}
+
+impl Output {
+    /// A round, a time sample, the buffer to the file; with `last`, the end marker and
+    /// the file closed.
+    fn flush_round(&mut self, last: bool, heap: u64, rss: u64) {
+        let o = self;
+        // At exit another thread may be stopped for good in the middle of an append (the
+        // process is ending around it): wait a little, then leave its ring out.
+        o.round(last.then_some(100_000));
+        let now = o.nanos();
+        o.writer.time(now, heap, rss);
+        if last {
+            o.writer.end(now, o.allocs, o.frees);
+            o.finished = true;
+            if ring::lost() > 0 {
+                let mut msg = TextBuf::new();
+                msg.push(b"memward profile: ")
+                    .push_u64(ring::lost())
+                    .push(b" events not recorded (more than 16384 threads recording at once)\n");
+                sys::print_error(msg.as_bytes());
+            }
+        }
+        o.writer.flush();
+        o.check();
+        if last {
+            sys::close(o.writer.sink().0);
+        }
     }
 }
