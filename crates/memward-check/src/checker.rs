@@ -168,14 +168,13 @@ pub unsafe fn alloc(
     // is 8-aligned (user is 16-aligned, 48 bytes before it).
     unsafe {
         core::ptr::write(h as *mut Header, header);
-        core::ptr::write_bytes((user - LEFT_CANARY) as *mut u8, CANARY, LEFT_CANARY);
         if zeroed {
             core::ptr::write_bytes(user as *mut u8, 0, size);
         } else {
             let fill = size.min(options().malloc_fill_max);
             core::ptr::write_bytes(user as *mut u8, FILL_NEW, fill);
         }
-        core::ptr::write_bytes((user + size) as *mut u8, CANARY, right_end(size) - size);
+        block::write_red_zones(user, size);
     }
     // SAFETY: the header just written, not otherwise referenced yet.
     registry::insert(user, unsafe { &mut *(h as *mut Header) });
@@ -196,6 +195,10 @@ fn damaged_red_zones(user: usize, h: &Header) -> Option<Damage> {
         let (data_start, data_end, _) = guard::regions(user, h);
         ((data_start, user), (user + size, data_end))
     } else {
+        // SAFETY: an ordinary registered block's red zones lie inside its backing block.
+        if unsafe { block::red_zones_intact(user, size) } {
+            return None;
+        }
         (
             (user - LEFT_CANARY, user),
             (user + size, user + right_end(size)),

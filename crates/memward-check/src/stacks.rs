@@ -72,10 +72,11 @@ pub fn capture() -> (u32, u16) {
     // not use it, and the profiler, which shares it, records through the same hooks.
     // SAFETY: so this is the only borrow of it, and it lives as long as the thread.
     let cache = unsafe { &mut *thread_cache() };
-    let mut frames = [0u64; MAX_FRAMES];
+    // SAFETY: the thread's scratch frames, used by this capture alone (see `ForCapture`).
+    let frames = unsafe { &mut *t.frames };
     let generation = generation_in(1, module_generation());
     let walked = shared.walker.walk_cached(
-        &mut frames,
+        frames,
         t.stack_top,
         &mut |ra, sp, bp, lo, hi| {
             UNWINDER

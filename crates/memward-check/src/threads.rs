@@ -5,6 +5,7 @@
 //! once it has exited (`leaks::remember_thread_stack`).
 
 use core::cell::UnsafeCell;
+use memward_profile::shared::MAX_FRAMES;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 static NEXT: AtomicU32 = AtomicU32::new(1);
@@ -17,16 +18,20 @@ struct Cached {
 }
 
 /// Everything the checker keeps per thread, in one thread-local (in `libmemward.so` each
-/// access to one is a call to `__tls_get_addr`). The thread's recent stack walks are
-/// memward-profile's, shared with the profiler (`thread_cache`).
+/// access to one is a call to `__tls_get_addr`): also the capture's scratch frames, kept
+/// here rather than zeroed on the stack at every capture (a 512-byte `memset` each). The
+/// thread's recent stack walks are memward-profile's, shared with the profiler
+/// (`thread_cache`). Return addresses only: no heap pointer for the leak scan to see.
 struct State {
     cached: Cached,
+    frames: [u64; MAX_FRAMES],
 }
 
 thread_local! {
     static THREAD: UnsafeCell<State> = const {
         UnsafeCell::new(State {
             cached: Cached { number: 0, stack_top: 0, known: false },
+            frames: [0; MAX_FRAMES],
         })
     };
 }
@@ -35,8 +40,9 @@ thread_local! {
 fn with_state<R>(f: impl FnOnce(&mut State) -> R) -> R {
     THREAD.with(|s| {
         // SAFETY: the thread's own state, borrowed only here: `learn` and the closures
-        // passed in (the functions below) do not come back to this function, and the checker's fault handler, which asks for the thread's
-        // number, runs for faults in the program's code, never inside them.
+        // passed in (the functions below) do not come back to this function, and the
+        // checker's fault handler, which asks for the thread's number, runs for faults in
+        // the program's code, never inside them.
         let state = unsafe { &mut *s.get() };
         if !state.cached.known {
             state.cached = learn();
@@ -87,6 +93,10 @@ pub struct ForCapture {
     pub stack_top: u64,
     /// The thread's number as a header stores it (saturating at 65535).
     pub thread: u16,
+    /// The thread's scratch frames for the walk (see `State`): valid while the thread
+    /// lives, and used by one capture at a time (captures are not re-entered on a
+    /// thread; the fault handler's capture has its own).
+    pub frames: *mut [u64; MAX_FRAMES],
 }
 
 /// The calling thread's state for a stack capture. The walk must not run inside
@@ -96,6 +106,7 @@ pub fn for_capture() -> ForCapture {
     with_state(|s| ForCapture {
         stack_top: s.cached.stack_top,
         thread: s.cached.number.min(u16::MAX as u32) as u16,
+        frames: &mut s.frames,
     })
 }
 

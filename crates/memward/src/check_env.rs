@@ -15,7 +15,12 @@ mod on {
     // The checker's memory: engine blocks, taken inside the interposer's unchecked
     // section (or `unchecked` below), so these calls never come back to the checker.
     unsafe fn backing_alloc(size: usize, align: usize) -> *mut u8 {
-        raw::aligned_alloc(align, size)
+        if align <= alloc::MIN_ALIGN {
+            // SAFETY: the checker calls its backing from inside the interposer's section.
+            unsafe { alloc::interposer_malloc(size) }
+        } else {
+            raw::aligned_alloc(align, size)
+        }
     }
 
     // Blocks aligned to `LARGE_MAX` or more are huge blocks either way (the ordinary

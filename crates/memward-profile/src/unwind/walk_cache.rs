@@ -111,16 +111,28 @@ impl WalkCache {
                 continue;
             }
             let len = usize::from(e.len);
-            for (&offset, &value) in e.offsets[..len].iter().zip(&e.values[..len]) {
+            let read = |offset: u32| {
                 let at = (sp0 + u64::from(offset)) as *const u64;
                 // SAFETY: logged by a walk from this `sp0` and `span`, which reads only aligned
                 // words within `span` of `sp0`: this thread's live stack, mapped and readable.
-                let word = unsafe { core::ptr::read_volatile(at) };
-                if word != !value {
+                unsafe { core::ptr::read_volatile(at) }
+            };
+            // Two paths into the allocator from one depth part at the first words read
+            // (the innermost return addresses): those with an early way out; the rest,
+            // almost always equal on a hit, with one test at the end.
+            let early = len.min(2);
+            for (&offset, &value) in e.offsets[..early].iter().zip(&e.values[..early]) {
+                if read(offset) != !value {
                     continue 'ways;
                 }
             }
-            return Some(e.id);
+            let mut differ = 0;
+            for (&offset, &value) in e.offsets[early..len].iter().zip(&e.values[early..len]) {
+                differ |= read(offset) ^ !value;
+            }
+            if differ == 0 {
+                return Some(e.id);
+            }
         }
         None
     }
