@@ -34,6 +34,7 @@ extern "C" fn after() {
 }
 
 extern "C" fn after_in_child() {
+    registry::forget_pid();
     after();
     leaks::forget_thread_stacks();
 }

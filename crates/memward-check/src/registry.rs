@@ -28,6 +28,7 @@ use crate::checker::backing;
 use crate::guard;
 use crate::threads;
 use memward_profile::shared::{Guard, SpinLock};
+use std::sync::atomic::{AtomicI32, Ordering};
 
 /// How far before the user's bytes an ordinary block's header starts.
 pub const HEADER_AT: usize = HEADER + LEFT_CANARY;
@@ -115,6 +116,26 @@ pub fn lookup(user: usize) -> Option<&'static Header> {
 /// engine keeps inaccessible). Asks the kernel, which reports an unreadable range as an
 /// error instead of a fault; where the call is refused (seccomp), falls back to the
 /// backing's `owns`. About 1% of valid blocks have their header on the previous page.
+/// This process's id, cached: `getpid` is a system call in glibc, and `readable` needs it
+/// for about 1% of frees. A forked child forgets the parent's (`forget_pid`).
+fn own_pid() -> libc::pid_t {
+    let cached = PID.load(Ordering::Relaxed);
+    if cached != 0 {
+        return cached;
+    }
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    PID.store(pid, Ordering::Relaxed);
+    pid
+}
+
+static PID: AtomicI32 = AtomicI32::new(0);
+
+/// In a forked child: the cached process id was the parent's.
+pub fn forget_pid() {
+    PID.store(0, Ordering::Relaxed);
+}
+
 fn readable(at: usize) -> bool {
     let mut buf = [0u8; HEADER];
     let local = libc::iovec {
@@ -127,7 +148,7 @@ fn readable(at: usize) -> bool {
     };
     // SAFETY: reads this process's memory into `buf` through the kernel, which checks
     // the remote range; the local one is `buf`.
-    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    let n = unsafe { libc::process_vm_readv(own_pid(), &local, 1, &remote, 1, 0) };
     if n == HEADER as isize {
         return true;
     }
