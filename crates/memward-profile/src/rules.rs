@@ -128,6 +128,16 @@ impl RuleTable {
         }
     }
 
+    /// The table's mapping (start, end), if it has one.
+    pub fn mapping(&self) -> Option<(usize, usize)> {
+        self.slots.map(|s| {
+            (
+                s.as_ptr() as usize,
+                s.as_ptr() as usize + core::mem::size_of_val(s),
+            )
+        })
+    }
+
     /// The shape learned for `ra`.
     #[inline]
     pub fn get(&self, ra: u64) -> Shape {

@@ -256,6 +256,16 @@ impl Stacks {
         self.insert(&m, true);
     }
 
+    /// The unwinder's own mappings (start, end): its module list and rule table. They hold
+    /// no program data (a leak scan need not read them as roots).
+    pub fn own_mappings(&self) -> impl Iterator<Item = (usize, usize)> {
+        self.known
+            .as_ref()
+            .map(Region::range)
+            .into_iter()
+            .chain(self.rules.mapping())
+    }
+
     /// Drops leading frames inside `m` from now on.
     pub fn skip_frames_in(&mut self, m: &ModuleInfo) {
         for s in m.segments().iter().take(self.own.len()) {
