@@ -40,9 +40,8 @@ thread_local! {
 fn with_state<R>(f: impl FnOnce(&mut State) -> R) -> R {
     THREAD.with(|s| {
         // SAFETY: the thread's own state, borrowed only here: `learn` and the closures
-        // passed in (the functions below) do not come back to this function, and the
-        // checker's fault handler, which asks for the thread's number, runs for faults in
-        // the program's code, never inside them.
+        // below do not come back to this function, and the fault handler (which asks for
+        // the thread's number) runs for faults in the program's code, never inside them.
         let state = unsafe { &mut *s.get() };
         if !state.cached.known {
             state.cached = learn();
