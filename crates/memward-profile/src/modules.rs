@@ -245,10 +245,8 @@ extern "C" {
     fn _dl_find_object(address: *mut c_void, result: *mut DlFindObject) -> c_int;
 }
 
-/// Where the loaded object holding `pc` is: its first mapped byte and load bias; `None`
-/// if no loaded object holds it. Takes no lock and allocates nothing (glibc's
-/// `_dl_find_object`, made for unwinders), so it is safe inside an allocation hook.
-pub fn object_at(pc: u64) -> Option<(u64, u64)> {
+/// glibc's answer for the object holding `pc`, if one does (its link map is then set).
+fn find_object(pc: u64) -> Option<DlFindObject> {
     let mut found = DlFindObject {
         flags: 0,
         map_start: core::ptr::null_mut(),
@@ -258,9 +256,15 @@ pub fn object_at(pc: u64) -> Option<(u64, u64)> {
         reserved: [0; 7],
     };
     // SAFETY: `found` is a writable `struct dl_find_object`; the address is only looked up.
-    if unsafe { _dl_find_object(pc as *mut c_void, &mut found) } != 0 || found.link_map.is_null() {
-        return None;
-    }
+    let status = unsafe { _dl_find_object(pc as *mut c_void, &mut found) };
+    (status == 0 && !found.link_map.is_null()).then_some(found)
+}
+
+/// Where the loaded object holding `pc` is: its first mapped byte and load bias; `None`
+/// if no loaded object holds it. Takes no lock and allocates nothing (glibc's
+/// `_dl_find_object`, made for unwinders), so it is safe inside an allocation hook.
+pub fn object_at(pc: u64) -> Option<(u64, u64)> {
+    let found = find_object(pc)?;
     // SAFETY: a found object's link map is the loader's, valid while the object is loaded.
     let bias = unsafe { (*found.link_map).addr };
     Some((found.map_start as u64, bias))
@@ -270,18 +274,7 @@ pub fn object_at(pc: u64) -> Option<(u64, u64)> {
 /// (see [`object_at`]): its ELF header is read at the start of its mapping. `None` if no
 /// object holds `pc` or its headers cannot be read there.
 pub fn module_at(pc: u64) -> Option<ModuleInfo> {
-    let mut found = DlFindObject {
-        flags: 0,
-        map_start: core::ptr::null_mut(),
-        map_end: core::ptr::null_mut(),
-        link_map: core::ptr::null(),
-        eh_frame: core::ptr::null_mut(),
-        reserved: [0; 7],
-    };
-    // SAFETY: as in `object_at`.
-    if unsafe { _dl_find_object(pc as *mut c_void, &mut found) } != 0 || found.link_map.is_null() {
-        return None;
-    }
+    let found = find_object(pc)?;
     let (start, end) = (found.map_start as u64, found.map_end as u64);
     let header = core::mem::size_of::<libc::Elf64_Ehdr>() as u64;
     if end < start + header {

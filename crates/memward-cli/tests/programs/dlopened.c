@@ -8,27 +8,7 @@
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
-
-/* zlib's z_stream (zlib.h, 64-bit), declared here so no zlib headers are needed. */
-typedef struct {
-    const unsigned char *next_in;
-    unsigned avail_in;
-    unsigned long total_in;
-    unsigned char *next_out;
-    unsigned avail_out;
-    unsigned long total_out;
-    const char *msg;
-    void *state;
-    void *(*zalloc)(void *, unsigned, unsigned);
-    void (*zfree)(void *, void *);
-    void *opaque;
-    int data_type;
-    unsigned long adler;
-    unsigned long reserved;
-} z_stream;
-
-typedef int (*deflate_init2)(z_stream *, int, int, int, int, int, const char *, int);
-typedef int (*deflate_end)(z_stream *);
+#include "zlib_stream.h"
 
 static void *volatile last;
 
@@ -58,7 +38,7 @@ int main(void) {
         z_stream s = {0};
         s.zalloc = zlib_site;
         s.zfree = release;
-        if (init(&s, -1, 8, 15, 8, 0, "1.2.13", (int)sizeof s) != 0) return 3;
+        if (init(&s, DEFLATE_DEFAULTS(s)) != 0) return 3;
         end(&s);
     }
     return 0;

@@ -11,26 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include "../corpus.h"
-
-/* zlib's z_stream (zlib.h, 64-bit), declared here so no zlib headers are needed. */
-typedef struct {
-    const unsigned char *next_in;
-    unsigned avail_in;
-    unsigned long total_in;
-    unsigned char *next_out;
-    unsigned avail_out;
-    unsigned long total_out;
-    const char *msg;
-    void *state;
-    void *(*zalloc)(void *, unsigned, unsigned);
-    void (*zfree)(void *, void *);
-    void *opaque;
-    int data_type;
-    unsigned long adler;
-    unsigned long reserved;
-} z_stream;
-
-typedef int (*deflate_init2)(z_stream *, int, int, int, int, int, const char *, int);
+#include "../../programs/zlib_stream.h"
 
 __attribute__((noinline)) static void *freeing_twice(void *unused, unsigned items, unsigned size) {
     (void)unused;
@@ -56,7 +37,6 @@ int main(void) {
     z_stream s = {0};
     s.zalloc = freeing_twice;
     s.zfree = release;
-    /* Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 window bits, memLevel 8, Z_DEFAULT_STRATEGY. */
-    init(&s, -1, 8, 15, 8, 0, "1.2.13", (int)sizeof s);
+    init(&s, DEFLATE_DEFAULTS(s));
     return 0;
 }
