@@ -283,6 +283,19 @@ impl<B: AsMut<[u8]>, S: Sink> Writer<B, S> {
     #[inline]
     fn varint(&mut self, v: u64) {
         self.reserve(MAX_VARINT_LEN);
+        self.put_varint(v);
+    }
+
+    /// [`byte`](Self::byte) and [`varint`](Self::varint) after the caller reserved room
+    /// for the whole record: the event records, written once per event, check once.
+    #[inline]
+    fn put_byte(&mut self, b: u8) {
+        self.buf.as_mut()[self.len] = b;
+        self.len += 1;
+    }
+
+    #[inline]
+    fn put_varint(&mut self, v: u64) {
         let len = self.len;
         self.len += put_u64(&mut self.buf.as_mut()[len..], v);
     }
@@ -303,7 +316,7 @@ impl<B: AsMut<[u8]>, S: Sink> Writer<B, S> {
     }
 
     /// Emits a thread switch when `thread` differs from the current one.
-    #[inline]
+    #[inline(always)]
     fn thread(&mut self, thread: u32) {
         if thread != self.deltas.thread {
             self.deltas.thread = thread;
@@ -427,13 +440,13 @@ impl<B: AsMut<[u8]>, S: Sink> Writer<B, S> {
     /// ```
     #[inline]
     pub fn alloc(&mut self, thread: u32, ptr: u64, size: u64, stack: u32) {
-        self.reserve(2 * MAX_EVENT);
         self.thread(thread);
-        self.byte(tag::ALLOC);
+        self.reserve(MAX_EVENT);
+        self.put_byte(tag::ALLOC);
         let d = self.ptr_delta(ptr);
-        self.varint(d);
-        self.varint(size);
-        self.varint(u64::from(stack));
+        self.put_varint(d);
+        self.put_varint(size);
+        self.put_varint(u64::from(stack));
     }
 
     /// The block at `ptr` freed by `thread`.
@@ -445,11 +458,11 @@ impl<B: AsMut<[u8]>, S: Sink> Writer<B, S> {
     /// ```
     #[inline]
     pub fn free(&mut self, thread: u32, ptr: u64) {
-        self.reserve(2 * MAX_EVENT);
         self.thread(thread);
-        self.byte(tag::FREE);
+        self.reserve(MAX_EVENT);
+        self.put_byte(tag::FREE);
         let d = self.ptr_delta(ptr);
-        self.varint(d);
+        self.put_varint(d);
     }
 
     /// The block at `old` resized to `size` bytes at `new`.
@@ -461,15 +474,15 @@ impl<B: AsMut<[u8]>, S: Sink> Writer<B, S> {
     /// ```
     #[inline]
     pub fn realloc(&mut self, thread: u32, old: u64, new: u64, size: u64, stack: u32) {
-        self.reserve(2 * MAX_EVENT);
         self.thread(thread);
-        self.byte(tag::REALLOC);
+        self.reserve(MAX_EVENT);
+        self.put_byte(tag::REALLOC);
         let d = self.ptr_delta(old);
-        self.varint(d);
+        self.put_varint(d);
         let d = self.ptr_delta(new);
-        self.varint(d);
-        self.varint(size);
-        self.varint(u64::from(stack));
+        self.put_varint(d);
+        self.put_varint(size);
+        self.put_varint(u64::from(stack));
     }
 
     /// A memory sample at `nanos` since the start (clamped to be non-decreasing).

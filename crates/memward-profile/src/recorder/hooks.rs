@@ -16,8 +16,8 @@ use super::{active, FORK_GEN, ON, PHASE, RING_KEY, SAMPLED, SAMPLE_RATE, SHARED}
 use crate::sampler::{engine_samples, Rng};
 use crate::stats;
 use crate::sys::{self, TextBuf};
-use crate::unwind::{self, Walked, MAX_FRAMES};
-use core::cell::{Cell, UnsafeCell};
+use crate::unwind::{self, WalkCache, Walked, MAX_FRAMES};
+use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::sync::atomic::Ordering;
 
@@ -35,13 +35,16 @@ struct ThreadCache {
     named: bool,
     /// The thread's ring: its index plus one, 0 for none yet.
     ring: u32,
+    /// The thread's walk cache (`unwind::thread_cache`), found once: each lookup is a
+    /// call into the loader in a shared library.
+    walks: *mut WalkCache,
 }
 
 /// What a thread keeps: its cache, and the capture's frames and stack ids (kept here
 /// rather than zeroed on the stack for each event). A hook reaches it with one
 /// thread-local access (in a shared library each costs a call into the loader).
 struct Local {
-    cache: Cell<ThreadCache>,
+    cache: UnsafeCell<ThreadCache>,
     frames: UnsafeCell<[u64; MAX_FRAMES]>,
     ids: UnsafeCell<[u32; MAX_FRAMES]>,
 }
@@ -49,7 +52,7 @@ struct Local {
 thread_local! {
     static LOCAL: Local = const {
         Local {
-            cache: Cell::new(ThreadCache {
+            cache: UnsafeCell::new(ThreadCache {
                 gen: 0,
                 tid: 0,
                 stack_top: 0,
@@ -58,6 +61,7 @@ thread_local! {
                 internal: false,
                 named: false,
                 ring: 0,
+                walks: core::ptr::null_mut(),
             }),
             frames: UnsafeCell::new([0; MAX_FRAMES]),
             ids: UnsafeCell::new([0; MAX_FRAMES]),
@@ -69,26 +73,22 @@ thread_local! {
 struct Thread;
 
 impl Thread {
-    fn with<R>(f: impl FnOnce(&Cell<ThreadCache>) -> R) -> R {
-        LOCAL.with(|l| f(&l.cache))
+    fn with<R>(f: impl FnOnce(&mut ThreadCache) -> R) -> R {
+        // SAFETY: the callers (below) run outside the hooks, which alone borrow the cache
+        // otherwise, and do not call each other: this is the only borrow.
+        LOCAL.with(|l| f(unsafe { &mut *l.cache.get() }))
     }
 }
 
 /// Marks the calling thread as the recorder's own (not recorded) or not; returns what it
 /// was.
 pub fn set_internal(internal: bool) -> bool {
-    Thread::with(|c| {
-        let mut t = c.get();
-        let was = t.internal;
-        t.internal = internal;
-        c.set(t);
-        was
-    })
+    Thread::with(|t| core::mem::replace(&mut t.internal, internal))
 }
 
 /// The calling thread's ring index, if it has one (the forking thread's, in a child).
 pub fn own_ring() -> Option<u32> {
-    Thread::with(Cell::get).ring.checked_sub(1)
+    Thread::with(|t| t.ring.checked_sub(1))
 }
 
 /// The thread-specific data destructor: gives the exiting thread's ring back.
@@ -99,18 +99,19 @@ pub extern "C" fn release_ring(value: *mut c_void) {
     {
         r.release();
     }
-    Thread::with(|c| {
-        let mut t = c.get();
-        t.ring = 0;
-        c.set(t);
-    });
+    Thread::with(|t| t.ring = 0);
 }
 
 /// The calling thread's cache, refreshed after a fork or on first use; `None` for the
 /// recorder's own threads.
 #[inline]
-fn thread(l: &Local) -> Option<ThreadCache> {
-    let mut t = l.cache.get();
+// The cache is an `UnsafeCell` of the calling thread's own `Local`, and hooks are not
+// re-entered: handing out the one `&mut` from the shared `&Local` is sound.
+#[allow(clippy::mut_from_ref)]
+fn thread(l: &Local) -> Option<&mut ThreadCache> {
+    // SAFETY: hooks are not re-entered on a thread, and the cache's other users
+    // (`Thread::with`) run outside them: this is the only borrow while the hook runs.
+    let t = unsafe { &mut *l.cache.get() };
     if t.internal {
         return None;
     }
@@ -131,9 +132,15 @@ fn thread(l: &Local) -> Option<ThreadCache> {
                 t.countdown = t.rng.interval(rate);
             }
         }
-        l.cache.set(t);
     }
     Some(t)
+}
+
+/// Whether the calling thread is the recorder's own (read without borrowing the cache).
+#[inline]
+fn internal(l: &Local) -> bool {
+    // SAFETY: a read of a plain field; no `&mut` to the cache is alive between hooks.
+    unsafe { (*l.cache.get()).internal }
 }
 
 /// Decides whether an allocation of `size` bytes is recorded: always without sampling or
@@ -199,16 +206,13 @@ fn read_name() -> (u64, u64, u64) {
 fn record(l: &Local, t: &mut ThreadCache, kind: u64, a: u64, b: u64, c: u64, with_stack: bool) {
     let Some(shared) = SHARED.get() else { return };
     let Some(r) = ring_of(t) else { return };
+    if t.walks.is_null() {
+        t.walks = unwind::thread_cache();
+    }
     // SAFETY: the thread's own scratch arrays and kept walks (the library's one walk
     // cache per thread, `unwind::thread_cache`); hooks are not re-entered on a thread, so
     // nothing else borrows them.
-    let (frames, ids, walks) = unsafe {
-        (
-            &mut *l.frames.get(),
-            &mut *l.ids.get(),
-            &mut *unwind::thread_cache(),
-        )
-    };
+    let (frames, ids, walks) = unsafe { (&mut *l.frames.get(), &mut *l.ids.get(), &mut *t.walks) };
     let mut slow = |ra, sp: &mut u64, bp: &mut u64, lo, hi| {
         UNWINDER
             .lock()
@@ -301,24 +305,22 @@ fn sampling() -> bool {
 /// recorder's per-thread state is not re-entrant). `p` is not dereferenced.
 pub unsafe fn on_alloc(p: *mut u8, size: usize) {
     LOCAL.with(|l| {
-        if stats::on() && !l.cache.get().internal {
+        if stats::on() && !internal(l) {
             stats::alloc(p as u64, size as u64);
         }
         if !active() {
             return;
         }
-        let Some(mut t) = thread(l) else { return };
-        if !sampled(&mut t, size) {
-            l.cache.set(t);
+        let Some(t) = thread(l) else { return };
+        if !sampled(t, size) {
             return;
         }
-        record(l, &mut t, ALLOC, p as u64, size as u64, 0, true);
+        record(l, t, ALLOC, p as u64, size as u64, 0, true);
         if sampling() {
             if let Some(set) = SAMPLED.lock().as_mut() {
                 set.insert(p as u64);
             }
         }
-        l.cache.set(t);
     })
 }
 
@@ -331,13 +333,13 @@ pub unsafe fn on_alloc(p: *mut u8, size: usize) {
 /// dereferenced.
 pub unsafe fn on_free(p: *mut u8) {
     LOCAL.with(|l| {
-        if stats::on() && !l.cache.get().internal {
+        if stats::on() && !internal(l) {
             stats::free(p as u64);
         }
         if PHASE.load(Ordering::Acquire) != ON {
             return;
         }
-        let Some(mut t) = thread(l) else { return };
+        let Some(t) = thread(l) else { return };
         if sampling()
             && !SAMPLED
                 .lock()
@@ -346,8 +348,7 @@ pub unsafe fn on_free(p: *mut u8) {
         {
             return;
         }
-        record(l, &mut t, FREE, p as u64, 0, 0, false);
-        l.cache.set(t);
+        record(l, t, FREE, p as u64, 0, 0, false);
     })
 }
 
@@ -360,25 +361,24 @@ pub unsafe fn on_free(p: *mut u8) {
 /// The pointers are not dereferenced.
 pub unsafe fn on_realloc(old: *mut u8, new: *mut u8, size: usize) {
     LOCAL.with(|l| {
-        if stats::on() && !l.cache.get().internal {
+        if stats::on() && !internal(l) {
             stats::realloc(old as u64, new as u64, size as u64);
         }
         if !active() {
             return;
         }
-        let Some(mut t) = thread(l) else { return };
+        let Some(t) = thread(l) else { return };
         let (old, new, size) = (old as u64, new as u64, size as u64);
         if !sampling() {
-            record(l, &mut t, REALLOC, old, new, size, true);
-            l.cache.set(t);
+            record(l, t, REALLOC, old, new, size, true);
             return;
         }
-        let take_new = sampled(&mut t, size as usize);
+        let take_new = sampled(t, size as usize);
         let had_old = SAMPLED.lock().as_mut().is_some_and(|set| set.remove(old));
         match (had_old, take_new) {
-            (true, true) => record(l, &mut t, REALLOC, old, new, size, true),
-            (true, false) => record(l, &mut t, FREE, old, 0, 0, false),
-            (false, true) => record(l, &mut t, ALLOC, new, size, 0, true),
+            (true, true) => record(l, t, REALLOC, old, new, size, true),
+            (true, false) => record(l, t, FREE, old, 0, 0, false),
+            (false, true) => record(l, t, ALLOC, new, size, 0, true),
             (false, false) => {}
         }
         if take_new {
@@ -386,6 +386,5 @@ pub unsafe fn on_realloc(old: *mut u8, new: *mut u8, size: usize) {
                 set.insert(new);
             }
         }
-        l.cache.set(t);
     })
 }
