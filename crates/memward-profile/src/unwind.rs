@@ -134,7 +134,7 @@ impl Stacks {
     }
 
     /// Makes `m`'s unwind information known; false if it already was (the same bias and
-    /// first segment) or no room is left.
+    /// first segment) or the module list is full.
     pub fn add(&mut self, m: &ModuleInfo) -> bool {
         self.insert(m, false)
     }
@@ -146,20 +146,20 @@ impl Stacks {
         }
         let (lo, hi) = m.range();
         let n = self.known_count;
-        let Some(slot) = self
-            .known
-            .as_mut()
-            .and_then(|r| r.slice_of::<Known>().get_mut(n))
-        else {
-            return false;
-        };
-        *slot = Known {
-            info: *m,
-            lo,
-            hi,
-            found: u64::from(found),
-        };
-        self.known_count += 1;
+        // Without the list's mapping the module is still unwound, only not tracked (no
+        // check for unloading, no duplicate test); with the list full it is left out.
+        if let Some(r) = self.known.as_mut() {
+            let Some(slot) = r.slice_of::<Known>().get_mut(n) else {
+                return false;
+            };
+            *slot = Known {
+                info: *m,
+                lo,
+                hi,
+                found: u64::from(found),
+            };
+            self.known_count += 1;
+        }
         let (hdr_addr, hdr_len) = m.eh_frame_hdr;
         let mut info = ExplicitModuleSectionInfo::<Data> {
             base_svma: 0,
@@ -230,6 +230,10 @@ impl Stacks {
     /// an object loaded there since is added. Takes no lock (`modules::object_at`).
     #[cold]
     fn check_module(&mut self, ra: u64) {
+        if self.known.is_none() {
+            // No list to compare with: the modules stay those of the scans.
+            return;
+        }
         let pc = ra.wrapping_sub(1);
         let held = self.known().iter().position(|k| pc >= k.lo && pc < k.hi);
         let loaded = modules::object_at(pc);

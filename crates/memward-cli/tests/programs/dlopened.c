@@ -5,8 +5,6 @@
  * must learn the library from the walks that meet it, not from a later module scan.
  * Every block zlib_site returns is 1,000 bytes or more (zlib's state and buffers).
  */
-#include <dlfcn.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include "zlib_stream.h"
 
@@ -20,24 +18,13 @@ __attribute__((noinline)) static void *zlib_site(void *unused, unsigned items, u
     return last;
 }
 
-static void release(void *unused, void *p) {
-    (void)unused;
-    free(p);
-}
-
 int main(void) {
-    void *z = dlopen("libz.so.1", RTLD_NOW);
-    if (!z) {
-        fprintf(stderr, "%s\n", dlerror());
-        return 2;
-    }
-    deflate_init2 init = (deflate_init2)dlsym(z, "deflateInit2_");
-    deflate_end end = (deflate_end)dlsym(z, "deflateEnd");
-    if (!init || !end) return 2;
+    deflate_init2 init = (deflate_init2)zlib_symbol("deflateInit2_");
+    deflate_end end = (deflate_end)zlib_symbol("deflateEnd");
     for (int i = 0; i < 40; i++) {
         z_stream s = {0};
         s.zalloc = zlib_site;
-        s.zfree = release;
+        s.zfree = zlib_release;
         if (init(&s, DEFLATE_DEFAULTS(s)) != 0) return 3;
         end(&s);
     }

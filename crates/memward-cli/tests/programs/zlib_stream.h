@@ -3,6 +3,10 @@
 #ifndef MEMWARD_TEST_ZLIB_STREAM_H
 #define MEMWARD_TEST_ZLIB_STREAM_H
 
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+
 typedef struct {
     const unsigned char *next_in;
     unsigned avail_in;
@@ -26,5 +30,27 @@ typedef int (*deflate_end)(z_stream *);
 /* deflateInit2_'s arguments for the defaults: Z_DEFAULT_COMPRESSION, Z_DEFLATED, a 15-bit
  * window, memLevel 8, Z_DEFAULT_STRATEGY, and the version and size zlib checks. */
 #define DEFLATE_DEFAULTS(s) -1, 8, 15, 8, 0, "1.2.13", (int)sizeof(s)
+
+/* `name` from libz.so.1, loaded with dlopen on first use; exits with status 2 if either
+ * fails. */
+static void *zlib_symbol(const char *name) {
+    static void *z;
+    if (!z && !(z = dlopen("libz.so.1", RTLD_NOW))) {
+        fprintf(stderr, "%s\n", dlerror());
+        exit(2);
+    }
+    void *f = dlsym(z, name);
+    if (!f) {
+        fprintf(stderr, "%s\n", dlerror());
+        exit(2);
+    }
+    return f;
+}
+
+/* A zfree that gives the block back to free. */
+static void zlib_release(void *unused, void *p) {
+    (void)unused;
+    free(p);
+}
 
 #endif

@@ -7,8 +7,6 @@
 // expect-frame: deflateInit2_
 // expect-frame: main
 // expect-summary: double-free
-#include <dlfcn.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include "../corpus.h"
 #include "../../programs/zlib_stream.h"
@@ -21,22 +19,11 @@ __attribute__((noinline)) static void *freeing_twice(void *unused, unsigned item
     return calloc(items, size);
 }
 
-static void release(void *unused, void *p) {
-    (void)unused;
-    free(p);
-}
-
 int main(void) {
-    void *z = dlopen("libz.so.1", RTLD_NOW);
-    if (!z) {
-        fprintf(stderr, "%s\n", dlerror());
-        return 2;
-    }
-    deflate_init2 init = (deflate_init2)dlsym(z, "deflateInit2_");
-    if (!init) return 2;
+    deflate_init2 init = (deflate_init2)zlib_symbol("deflateInit2_");
     z_stream s = {0};
     s.zalloc = freeing_twice;
-    s.zfree = release;
+    s.zfree = zlib_release;
     init(&s, DEFLATE_DEFAULTS(s));
     return 0;
 }
