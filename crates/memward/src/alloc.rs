@@ -160,7 +160,7 @@ unsafe fn malloc_hooked(h: *mut Heap, size: usize) -> *mut u8 {
                 return p;
             }
         }
-        let p = (*h).local().alloc_slow(size);
+        let p = (*h).local().alloc_queued(size);
         if !p.is_null() {
             report_alloc(p, |hooks| (hooks.alloc)(p, size));
         }
@@ -187,7 +187,7 @@ pub unsafe fn interposer_malloc(size: usize) -> *mut u8 {
     // SAFETY: the calling thread's heap, not borrowed (per the contract); blocks of 16
     // bytes and more are 16-byte aligned.
     unsafe {
-        let p = (*h).local().alloc_slow(size.max(MIN_ALIGN));
+        let p = (*h).local().alloc_queued(size.max(MIN_ALIGN));
         if !p.is_null() {
             (*(*Segment::of(p)).page_of(p)).set_flag(FLAG_HOOKED, true);
         }

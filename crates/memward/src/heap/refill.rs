@@ -33,6 +33,29 @@ impl Local {
         b.cast()
     }
 
+    /// A block for a heap in hooked mode, whose direct table names only the empty page:
+    /// popped from the first page of its class's queue (the page fast mode's table would
+    /// name) when that page has a free block, with no housekeeping; anything else goes to
+    /// [`alloc_slow`](Self::alloc_slow), so housekeeping runs as often as in fast mode,
+    /// when a page runs dry. Every allocation of a hooked heap used to take `alloc_slow`,
+    /// whose tick alone cost about 40 instructions.
+    #[inline]
+    pub fn alloc_queued(&mut self, size: usize) -> *mut u8 {
+        if size <= MEDIUM_MAX {
+            let page = self.queues[bin_of(size)].first();
+            // SAFETY: pages on our queues are live pages of ours, not borrowed elsewhere;
+            // one with a free block pops it.
+            unsafe {
+                if !page.is_null() && (*page).has_free() {
+                    let b = Page::pop(page);
+                    bump(&self.heap().counters.requested, size as u64);
+                    return b.cast();
+                }
+            }
+        }
+        self.alloc_slow(size)
+    }
+
     /// Drains remote frees and, every few calls, purges what is due.
     #[inline(always)]
     pub(super) fn tick(&mut self) {
