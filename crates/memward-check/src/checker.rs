@@ -111,7 +111,8 @@ fn extent(user: usize, h: &Header) -> (usize, usize) {
     }
 }
 
-/// Allocates a block (the `alloc` entry point's body).
+/// Allocates a block (the `alloc` entry point's body), guarded if `guard_picked` (the
+/// thread's countdown, `guard::Countdown`) and `guard::wanted` agree.
 ///
 /// # Safety
 /// Inside an entry point; `align` is a power of two of at least 16.
@@ -122,11 +123,12 @@ pub unsafe fn alloc(
     kind: Kind,
     stack: u32,
     tid: u16,
+    guard_picked: bool,
 ) -> *mut u8 {
     if align > u32::MAX as usize / 2 {
         return core::ptr::null_mut();
     }
-    if guard::wanted(size, align) {
+    if guard::wanted(size, align, guard_picked) {
         // SAFETY: inside an entry point.
         if let Some(user) = unsafe { guard::alloc(size, align, zeroed, kind, stack, tid) } {
             LIVE_BYTES.add(size);
@@ -476,12 +478,19 @@ fn release(user: usize, h: &Header, at: Found) {
 ///
 /// # Safety
 /// Inside an entry point; `align` is a power of two of at least 16.
-pub unsafe fn realloc(p: usize, size: usize, align: usize, stack: u32, tid: u16) -> *mut u8 {
+pub unsafe fn realloc(
+    p: usize,
+    size: usize,
+    align: usize,
+    stack: u32,
+    tid: u16,
+    guard_picked: bool,
+) -> *mut u8 {
     match claim(p) {
         Claim::Mine(h) => {
             let h = header(h);
             // SAFETY: inside an entry point, as our caller.
-            let new = unsafe { alloc(size, align, false, Kind::Malloc, stack, tid) };
+            let new = unsafe { alloc(size, align, false, Kind::Malloc, stack, tid, guard_picked) };
             if new.is_null() {
                 h.set_state(LIVE);
                 return new;
@@ -498,7 +507,7 @@ pub unsafe fn realloc(p: usize, size: usize, align: usize, stack: u32, tid: u16)
             }
             // Keeping going: the old block is left alone, a new one is made.
             // SAFETY: inside an entry point, as our caller.
-            unsafe { alloc(size, align, false, Kind::Malloc, stack, tid) }
+            unsafe { alloc(size, align, false, Kind::Malloc, stack, tid, guard_picked) }
         }
     }
 }

@@ -42,12 +42,13 @@ use crate::block::{Header, Kind, ARMED, CANARY, FILL_NEW, GUARDED};
 use crate::checker::{backing, options};
 use crate::options::GuardMode;
 use crate::registry;
-use core::cell::Cell;
 use memward_profile::shared::SpinLock;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicUsize, Ordering};
 
 static PAGE: AtomicUsize = AtomicUsize::new(4096);
+/// log2 of `PAGE`: the filter's index is a shift, not a division (two per free).
+static PAGE_SHIFT: AtomicU32 = AtomicU32::new(12);
 /// data_start -> (guard_end, user).
 static GUARDS: SpinLock<BTreeMap<usize, (usize, usize)>> = SpinLock::new(BTreeMap::new());
 static COUNT: AtomicUsize = AtomicUsize::new(0);
@@ -64,7 +65,7 @@ static FILTER: [AtomicU16; 1 << FILTER_BITS] = [const { AtomicU16::new(0) }; 1 <
 /// 512 KiB table, and sampled guards cost sqlite3 0.15x even with 1 block in 4,096
 /// guarded. Pages 1 GiB apart share an entry: a false "maybe", settled by the table.
 fn filter_slot(addr: usize) -> usize {
-    (addr / page()) & ((1 << FILTER_BITS) - 1)
+    (addr >> PAGE_SHIFT.load(Ordering::Relaxed)) & ((1 << FILTER_BITS) - 1)
 }
 
 /// Adds (`+1`) or removes (`-1`) the pages of `[start, end)` in the filter.
@@ -89,9 +90,51 @@ pub fn maybe_guarded(addr: usize) -> bool {
 }
 static WARNED: AtomicBool = AtomicBool::new(false);
 
-thread_local! {
-    /// Allocations until the next guarded one, and the generator's state.
-    static COUNTDOWN: Cell<(u32, u64)> = const { Cell::new((0, 0)) };
+/// A thread's countdown to its next guarded allocation in `sample` mode, and its
+/// generator's state. Kept in the thread's checker state (`threads.rs`), which a capture
+/// reads anyway: a thread-local of its own cost a `__tls_get_addr` call per allocation.
+pub struct Countdown {
+    left: u32,
+    rng: u64,
+}
+
+impl Countdown {
+    /// A countdown that draws its first value at its first use.
+    pub const fn new() -> Countdown {
+        Countdown { left: 0, rng: 0 }
+    }
+
+    /// Whether this thread's next allocation is one the guard mode picks: every one in
+    /// `all` mode, one in `MEMWARD_CHECK_GUARD_RATE` on average in `sample` mode.
+    #[inline(always)]
+    pub fn pick(&mut self) -> bool {
+        let o = options();
+        match o.guard {
+            GuardMode::None => false,
+            GuardMode::All => true,
+            GuardMode::Sample => {
+                let rate = o.guard_rate as u64;
+                let draw = |rng: &mut u64| {
+                    *rng ^= *rng << 13;
+                    *rng ^= *rng >> 7;
+                    *rng ^= *rng << 17;
+                    1 + (*rng % (2 * rate)) as u32
+                };
+                if self.rng == 0 {
+                    // SAFETY: gettid has no preconditions.
+                    let tid = unsafe { libc::gettid() } as u64;
+                    self.rng = (tid | 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                    self.left = draw(&mut self.rng);
+                }
+                self.left -= 1;
+                if self.left != 0 {
+                    return false;
+                }
+                self.left = draw(&mut self.rng);
+                true
+            }
+        }
+    }
 }
 
 /// Reads the page size (at configuration).
@@ -100,6 +143,7 @@ pub fn init() {
     let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     if n > 0 {
         PAGE.store(n as usize, Ordering::Relaxed);
+        PAGE_SHIFT.store((n as usize).trailing_zeros(), Ordering::Relaxed);
     }
 }
 
@@ -115,39 +159,15 @@ fn limit(mode: GuardMode) -> usize {
     }
 }
 
-/// Whether the next block (of `size` bytes aligned to `align`) should be guarded.
-pub fn wanted(size: usize, align: usize) -> bool {
-    let o = options();
-    let chosen = match o.guard {
-        GuardMode::None => return false,
-        GuardMode::All => true,
-        GuardMode::Sample => COUNTDOWN.with(|c| {
-            let draw = |rng: &mut u64| {
-                *rng ^= *rng << 13;
-                *rng ^= *rng >> 7;
-                *rng ^= *rng << 17;
-                1 + (*rng % (2 * o.guard_rate as u64)) as u32
-            };
-            let (mut left, mut rng) = c.get();
-            if rng == 0 {
-                // SAFETY: gettid has no preconditions.
-                rng = (unsafe { libc::gettid() } as u64 | 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-                left = draw(&mut rng);
-            }
-            left -= 1;
-            let hit = left == 0;
-            if hit {
-                left = draw(&mut rng);
-            }
-            c.set((left, rng));
-            hit
-        }),
-    };
-    chosen
+/// Whether a block of `size` bytes aligned to `align`, which the thread's countdown
+/// `picked` ([`Countdown::pick`]), is guarded: if its size and alignment allow, and
+/// fewer than the mode's limit of guarded blocks exist.
+pub fn wanted(size: usize, align: usize, picked: bool) -> bool {
+    picked
         && size > 0
         && (align <= page() || placed_by_backing(align))
         && size <= (1 << 40)
-        && COUNT.load(Ordering::Relaxed) < limit(o.guard)
+        && COUNT.load(Ordering::Relaxed) < limit(options().guard)
 }
 
 /// Whether the backing places blocks aligned to `align` one page before an aligned

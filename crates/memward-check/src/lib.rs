@@ -46,6 +46,7 @@ pub use block::Kind;
 ///     alloc_at: None,
 ///     free,
 ///     owns: |_| false,
+///     readable_from: |_| usize::MAX,
 ///     unchecked: |f| f(),
 /// };
 /// ```
@@ -60,6 +61,13 @@ pub struct Backing {
     /// Is `p` in memory the backing manages? (The leak scan skips such memory as roots:
     /// the checker's own tables live there too.)
     pub owns: fn(p: *const u8) -> bool,
+    /// For `p` in the backing's memory: an address at or below `p` from which every byte
+    /// up to `p` is mapped and readable (apart from pages the checker protects itself),
+    /// such as the start of `p`'s page of blocks; `usize::MAX` when the backing cannot
+    /// tell. The checker reads a block's header before the address the program passes,
+    /// and asks the kernel whether it can (a system call) only when the header lies on an
+    /// earlier OS page and below this address.
+    pub readable_from: fn(p: *const u8) -> usize,
     /// Runs `f` with checking suspended on this thread: what `f` allocates or frees (also
     /// through the global allocator or C malloc) goes straight to the backing. For work
     /// that starts outside an entry point: the atexit leak check, the SIGSEGV handler.
@@ -102,7 +110,7 @@ pub struct AllocAt {
 /// ```
 /// # use memward_check::Backing;
 /// # static B: Backing = Backing { alloc: |_, _| core::ptr::null_mut(), alloc_at: None, free: |_| {},
-/// #     owns: |_| false, unchecked: |f| f() };
+/// #     owns: |_| false, readable_from: |_| usize::MAX, unchecked: |f| f() };
 /// // Without MEMWARD_CHECK=1 in the environment, checking stays off.
 /// if std::env::var_os("MEMWARD_CHECK").is_none() {
 ///     assert!(!memward_check::configure_from_env(&B));
@@ -156,9 +164,9 @@ pub unsafe fn alloc(size: usize, align: usize, zeroed: bool, kind: Kind) -> *mut
     if !align.is_power_of_two() {
         return core::ptr::null_mut();
     }
-    let (stack, thread) = stacks::capture();
+    let (stack, thread, guard) = stacks::capture_alloc();
     // SAFETY: per the contract; align is a power of two >= 16.
-    unsafe { checker::alloc(size, align, zeroed, kind, stack, thread) }
+    unsafe { checker::alloc(size, align, zeroed, kind, stack, thread, guard) }
 }
 
 /// Frees `p` (non-null), which the program allocated with `kind`'s function; `size` is
@@ -195,9 +203,9 @@ pub unsafe fn realloc(p: *mut u8, size: usize, align: usize) -> *mut u8 {
     if !align.is_power_of_two() {
         return core::ptr::null_mut();
     }
-    let (stack, thread) = stacks::capture();
+    let (stack, thread, guard) = stacks::capture_alloc();
     // SAFETY: per the contract; align is a power of two >= 16.
-    unsafe { checker::realloc(p as usize, size, align, stack, thread) }
+    unsafe { checker::realloc(p as usize, size, align, stack, thread, guard) }
 }
 
 /// `malloc_usable_size`: the requested size of the live block at `p` (so a program that

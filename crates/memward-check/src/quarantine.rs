@@ -95,19 +95,18 @@ pub fn push(
             blocks: [(0, 0); 8],
             len: 0,
         };
-        {
+        let over = {
             let mut q = Q[own].lock();
             if !pushed {
                 q.blocks.push_back((user, header, bytes));
                 q.bytes += bytes;
-                BYTES[own].0.store(q.bytes, Ordering::Relaxed);
                 pushed = true;
             }
-            evict(&mut q, own, limit, &mut out);
-        }
+            evict(&mut q, own, limit, &mut out)
+        };
         // Over the budget with an empty FIFO of our own: the bytes are in other threads'.
         for other in (1..SHARDS).map(|i| (own + i) % SHARDS) {
-            if out.full() || total() <= limit {
+            if over == 0 || out.full() || total() <= limit {
                 break;
             }
             if let Some(mut q) = Q[other].try_lock() {
@@ -124,8 +123,11 @@ pub fn push(
 }
 
 /// Takes blocks from the front of FIFO `shard` (`q`, locked) into `out` until the
-/// quarantine holds at most `limit` bytes or `out` is full.
-fn evict(q: &mut Fifo, shard: usize, limit: usize, out: &mut Batch) {
+/// quarantine holds at most `limit` bytes or `out` is full, and publishes the FIFO's
+/// bytes. Returns how many bytes the quarantine still holds over `limit`, as far as the
+/// other FIFOs' published counts tell.
+fn evict(q: &mut Fifo, shard: usize, limit: usize, out: &mut Batch) -> usize {
+    BYTES[shard].0.store(q.bytes, Ordering::Relaxed);
     let mut over = total().saturating_sub(limit);
     while over > 0 && !out.full() {
         let Some((u, h, b)) = q.blocks.pop_front() else {
@@ -137,6 +139,7 @@ fn evict(q: &mut Fifo, shard: usize, limit: usize, out: &mut Batch) {
         out.len += 1;
     }
     BYTES[shard].0.store(q.bytes, Ordering::Relaxed);
+    over
 }
 
 /// Bytes held now.

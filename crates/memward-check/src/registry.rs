@@ -10,8 +10,9 @@
 //! page, or its data pages while it is in quarantine), or the header's page could be
 //! outside the engine's memory. The first is answered by a counting filter over pages
 //! (`guard::maybe_guarded`, exact lookups in the guard table only on a hit), the second
-//! by asking the kernel whether the header can be read when it lies on the page before the
-//! address (`process_vm_readv`: an error, not a fault, for an unreadable range). A
+//! by the backing (`Backing::readable_from`: the engine's page of blocks starts at or
+//! before the header) or, failing that, the kernel (`process_vm_readv`: an error, not a
+//! fault, for an unreadable range) when the header lies on the page before the address. A
 //! guard-page block keeps its header on a page of its own and is found through the guard
 //! table instead.
 //!
@@ -100,11 +101,16 @@ pub fn lookup(user: usize) -> Option<&'static Header> {
         }
     }
     // An ordinary block's user address is 16-aligned, so its header 8-aligned.
-    if at % 8 != 0 || (page_of(at) != page_of(user) && !readable(at)) {
+    if at % 8 != 0
+        || (page_of(at) != page_of(user)
+            && at < (backing().readable_from)(user as *const u8)
+            && !readable(at))
+    {
         return None;
     }
-    // The engine routes only its own addresses here, and the page before was found
-    // readable; the filter above ruled out pages the checker protected.
+    // The engine routes only its own addresses here, and the header's page is the
+    // user's, or readable by the backing's account or the kernel's; the filter above
+    // ruled out pages the checker protected.
     // SAFETY: so `at` is mapped and readable; a `Header` is plain data, and the magic
     // word tells a header from other bytes.
     let h = unsafe { &*(at as *const Header) };

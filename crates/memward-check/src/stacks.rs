@@ -20,8 +20,7 @@
 use crate::depot::{self, Depot};
 use crate::threads;
 use memward_profile::shared::{
-    generation_in, module_generation, thread_cache, Scan, SpinLock, Stacks, Walked, Walker,
-    MAX_FRAMES,
+    generation_in, module_generation, Scan, SpinLock, Stacks, Walked, Walker, MAX_FRAMES,
 };
 use std::sync::OnceLock;
 
@@ -77,15 +76,29 @@ pub fn init() -> bool {
 /// up) and the thread's number as a header stores it.
 #[inline(never)]
 pub fn capture() -> (u32, u16) {
-    let t = threads::for_capture();
+    let (stack, thread, _) = capture_with(false);
+    (stack, thread)
+}
+
+/// [`capture`] for an allocation: also whether the guard mode picked it (its countdown
+/// is kept with what the capture reads of the thread).
+#[inline(never)]
+pub fn capture_alloc() -> (u32, u16, bool) {
+    capture_with(true)
+}
+
+#[inline(always)]
+fn capture_with(alloc: bool) -> (u32, u16, bool) {
+    let t = threads::for_capture(alloc);
+    let (thread, guard) = (t.thread, t.guard);
     let Some(shared) = SHARED.get() else {
-        return (0, t.thread);
+        return (0, thread, guard);
     };
     // The cache is the thread's own: a capture is not re-entered on its thread (the
     // checker runs inside the engine's hook section), the signal handler's capture does
     // not use it, and the profiler, which shares it, records through the same hooks.
     // SAFETY: so this is the only borrow of it, and it lives as long as the thread.
-    let cache = unsafe { &mut *thread_cache() };
+    let cache = unsafe { &mut *t.walk_cache };
     // SAFETY: the thread's scratch frames, used by this capture alone (see `ForCapture`).
     let frames = unsafe { &mut *t.frames };
     let generation = generation_in(1, module_generation());
@@ -102,7 +115,7 @@ pub fn capture() -> (u32, u16) {
         generation,
     );
     let n = match walked {
-        Walked::Known(id) => return (id, t.thread),
+        Walked::Known(id) => return (id, thread, guard),
         Walked::Frames(n) => n,
     };
     let frames = &frames[..n];
@@ -115,7 +128,7 @@ pub fn capture() -> (u32, u16) {
         }
     };
     cache.remember(id);
-    (id, t.thread)
+    (id, thread, guard)
 }
 
 /// The stack of code interrupted at `ip` (a signal context), not interned.

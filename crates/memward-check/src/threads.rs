@@ -4,8 +4,9 @@
 //! has its stack block remembered for the leak scan then, which must not read its frames
 //! once it has exited (`leaks::remember_thread_stack`).
 
+use crate::guard::Countdown;
 use core::cell::UnsafeCell;
-use memward_profile::shared::MAX_FRAMES;
+use memward_profile::shared::{WalkCache, MAX_FRAMES};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 static NEXT: AtomicU32 = AtomicU32::new(1);
@@ -14,6 +15,9 @@ static NEXT: AtomicU32 = AtomicU32::new(1);
 struct Cached {
     number: u32,
     stack_top: u64,
+    /// The thread's walk cache (memward-profile's thread-local): its address kept here
+    /// saves a `__tls_get_addr` call per capture.
+    walk_cache: *mut WalkCache,
     known: bool,
 }
 
@@ -25,29 +29,34 @@ struct Cached {
 struct State {
     cached: Cached,
     frames: [u64; MAX_FRAMES],
+    countdown: Countdown,
 }
 
 thread_local! {
     static THREAD: UnsafeCell<State> = const {
         UnsafeCell::new(State {
-            cached: Cached { number: 0, stack_top: 0, known: false },
+            cached: Cached { number: 0, stack_top: 0, walk_cache: core::ptr::null_mut(), known: false },
             frames: [0; MAX_FRAMES],
+            countdown: Countdown::new(),
         })
     };
 }
 
-/// Runs `f` on the calling thread's state, learning its number and stack first.
+/// Runs `f` on the calling thread's state, learning its number and stack first. (The
+/// state's address is taken in a closure small enough to inline, and `f` runs outside
+/// it: a larger closure made `LocalKey::with` a call of its own.)
+#[inline(always)]
 fn with_state<R>(f: impl FnOnce(&mut State) -> R) -> R {
-    THREAD.with(|s| {
-        // SAFETY: the thread's own state, borrowed only here: `learn` and the closures
-        // below do not come back to this function, and the fault handler (which asks for
-        // the thread's number) runs for faults in the program's code, never inside them.
-        let state = unsafe { &mut *s.get() };
-        if !state.cached.known {
-            state.cached = learn();
-        }
-        f(state)
-    })
+    let s = THREAD.with(|s| s.get());
+    // SAFETY: the thread's own state, which lives as long as the thread, borrowed only
+    // here: `learn` and the closures below do not come back to this function, and the
+    // fault handler (which asks for the thread's number) runs for faults in the program's
+    // code, never inside them.
+    let state = unsafe { &mut *s };
+    if !state.cached.known {
+        state.cached = learn();
+    }
+    f(state)
 }
 
 /// The calling thread's number and stack, found once.
@@ -72,6 +81,7 @@ fn learn() -> Cached {
                 None => 0,
             }
         },
+        walk_cache: memward_profile::shared::thread_cache(),
         known: true,
     }
 }
@@ -96,16 +106,24 @@ pub struct ForCapture {
     /// lives, and used by one capture at a time (captures are not re-entered on a
     /// thread; the fault handler's capture has its own).
     pub frames: *mut [u64; MAX_FRAMES],
+    /// For an allocation: whether the guard mode picked it ([`Countdown::pick`]).
+    pub guard: bool,
+    /// The thread's walk cache, used by one capture at a time like `frames`.
+    pub walk_cache: *mut WalkCache,
 }
 
-/// The calling thread's state for a stack capture. The walk must not run inside
-/// a thread-local access: its stack would then start with the standard library's frames,
-/// which the report does not know to drop as the checker's own.
-pub fn for_capture() -> ForCapture {
+/// The calling thread's state for a stack capture, and for an allocation (`alloc`) the
+/// guard mode's pick. The walk must not run inside a thread-local access: its stack would
+/// then start with the standard library's frames, which the report does not know to drop
+/// as the checker's own.
+#[inline(always)]
+pub fn for_capture(alloc: bool) -> ForCapture {
     with_state(|s| ForCapture {
         stack_top: s.cached.stack_top,
         thread: s.cached.number.min(u16::MAX as u32) as u16,
         frames: &mut s.frames,
+        guard: alloc && s.countdown.pick(),
+        walk_cache: s.cached.walk_cache,
     })
 }
 

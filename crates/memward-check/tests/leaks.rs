@@ -853,6 +853,7 @@ static REGION_BACKING: memward_check::Backing = memward_check::Backing {
     alloc_at: None,
     free: region_free,
     owns: |p| owns(p as usize),
+    readable_from: |_| usize::MAX,
     unchecked: |f| f(),
 };
 

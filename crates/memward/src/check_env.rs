@@ -10,6 +10,8 @@
 mod on {
     use crate::interpose::{self, Interposer, Kind};
     use crate::layout::LARGE_MAX;
+    use crate::page::FLAG_UNUSED;
+    use crate::segment::Segment;
     use crate::{alloc, raw, thread};
 
     // The checker's memory: engine blocks, taken inside the interposer's unchecked
@@ -33,8 +35,29 @@ mod on {
     }
 
     unsafe fn backing_free(p: *mut u8) {
-        // SAFETY: the checker frees only blocks `backing_alloc` gave it.
-        unsafe { raw::free(p) }
+        // SAFETY: the checker frees only blocks its backing gave it, once.
+        unsafe { crate::free::interposer_free(p) }
+    }
+
+    // The start of `p`'s page of blocks: a page in use is one readable mapping from its
+    // start (purged memory reads as zeros). A slot inside a large block's run, or a
+    // page not in use, gives no answer.
+    fn backing_readable_from(p: *const u8) -> usize {
+        // SAFETY: the checker asks only about engine memory, which the engine routed to
+        // it: `p` lies in a segment's first 4 MiB, whose header and page table are mapped
+        // for as long as the segment is.
+        unsafe {
+            let page = (*Segment::of(p)).page_of(p);
+            if (*page).flags() & FLAG_UNUSED != 0 || !(*page).in_use() {
+                return usize::MAX;
+            }
+            let start = (*page).start() as usize;
+            if start <= p as usize {
+                start
+            } else {
+                usize::MAX
+            }
+        }
     }
 
     fn backing_unchecked(f: &mut dyn FnMut()) {
@@ -49,6 +72,7 @@ mod on {
         }),
         free: backing_free,
         owns: raw::owns,
+        readable_from: backing_readable_from,
         unchecked: backing_unchecked,
     };
 

@@ -126,11 +126,12 @@ impl WalkCache {
                     continue 'ways;
                 }
             }
-            let mut differ = 0;
+            // A word equal to its logged value, stored inverted, xors to all ones.
+            let mut same = !0;
             for (&offset, &value) in e.offsets[early..len].iter().zip(&e.values[early..len]) {
-                differ |= read(offset) ^ !value;
+                same &= read(offset) ^ value;
             }
-            if differ == 0 {
+            if same == !0 {
                 return Some(e.id);
             }
         }
