@@ -27,26 +27,28 @@ static OPTIONS: OnceLock<Options> = OnceLock::new();
 /// Bytes the program holds in live blocks (requested sizes), for the quarantine's bound.
 static LIVE_BYTES: LiveBytes = LiveBytes([const { Counter(AtomicIsize::new(0)) }; 8]);
 
-/// Bytes in live blocks, counted per group of threads (a thread adds and subtracts in the
-/// counter its thread pointer picks, so the counts of one group may go below zero; their sum
-/// does not): one counter was a cache line every allocation and free of every thread
-/// wrote.
+/// Bytes in live blocks, counted per thread: threads T0 to T6 have a counter each, which
+/// only they write, with a load and a store; the others share the last one, with atomic
+/// read-modify-writes. A locked instruction costs tens of cycles on every allocation and
+/// free, and one shared counter was a cache line every thread wrote. A block freed by
+/// another thread than the one that allocated it moves its bytes between counters, so one
+/// may go below zero; their sum does not.
 struct LiveBytes([Counter; 8]);
 
 #[repr(align(64))]
 struct Counter(AtomicIsize);
 
 impl LiveBytes {
-    fn add(&self, n: usize) {
-        self.0[threads::shard(8)]
-            .0
-            .fetch_add(n as isize, Ordering::Relaxed);
-    }
-
-    fn sub(&self, n: usize) {
-        self.0[threads::shard(8)]
-            .0
-            .fetch_sub(n as isize, Ordering::Relaxed);
+    /// Adds `n` (negative: subtracts) for thread number `tid` (the calling thread's).
+    #[inline]
+    fn change(&self, n: isize, tid: u16) {
+        let own = usize::from(tid);
+        if own < self.0.len() - 1 {
+            let c = &self.0[own].0;
+            c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+        } else {
+            self.0[self.0.len() - 1].0.fetch_add(n, Ordering::Relaxed);
+        }
     }
 
     fn load(&self) -> usize {
@@ -131,7 +133,7 @@ pub unsafe fn alloc(
     if guard::wanted(size, align, guard_picked) {
         // SAFETY: inside an entry point.
         if let Some(user) = unsafe { guard::alloc(size, align, zeroed, kind, stack, tid) } {
-            LIVE_BYTES.add(size);
+            LIVE_BYTES.change(size as isize, tid);
             return user as *mut u8;
         }
     }
@@ -180,7 +182,7 @@ pub unsafe fn alloc(
     }
     // SAFETY: the header just written, not otherwise referenced yet.
     registry::insert(user, unsafe { &mut *(h as *mut Header) });
-    LIVE_BYTES.add(size);
+    LIVE_BYTES.change(size as isize, tid);
     user as *mut u8
 }
 
@@ -417,13 +419,20 @@ fn finish_free(
         report_red_zone(user, h, &d, Found::Free(api), Some(stack));
     }
     h.set_freed_by(stack, tid);
-    LIVE_BYTES.sub(h.len());
+    LIVE_BYTES.change(-(h.len() as isize), tid);
     let guarded = h.flags() & GUARDED != 0;
     if !(h.flags() & ARMED != 0 && guard::protect_freed(user, h)) {
         // SAFETY: the user's bytes of the claimed block, writable (an unarmed guarded
         // block has no protection left).
         unsafe { core::ptr::write_bytes(user as *mut u8, FILL_FREED, poisoned_len(h)) };
-        h.flags.fetch_or(POISONED, Ordering::AcqRel);
+        if guarded {
+            // A fault handler on another thread may disarm a guarded block meanwhile.
+            h.flags.fetch_or(POISONED, Ordering::AcqRel);
+        } else {
+            // Only the thread that claimed an ordinary block writes its flags: a store,
+            // not a locked instruction.
+            h.flags.store(h.flags() | POISONED, Ordering::Release);
+        }
     }
     h.set_state(QUARANTINED);
     let cost = if guarded {

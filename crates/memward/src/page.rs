@@ -518,6 +518,20 @@ impl Page {
         !self.free.is_null()
     }
 
+    /// Starts loading the next block `pop` would hand out (a hint: it never faults). For
+    /// callers whose blocks come back cold, as the checker's do after its quarantine:
+    /// the read of the block's link was most of their allocation's time.
+    #[inline(always)]
+    pub fn prefetch_next(&self) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch reads nothing the program sees and does not fault.
+        unsafe {
+            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+                self.free.cast::<i8>(),
+            )
+        };
+    }
+
     /// A block can be handed out without a new page: on `free`, on `local_free`, or not yet
     /// carved.
     pub fn has_room(&self) -> bool {

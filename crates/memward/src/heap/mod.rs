@@ -262,7 +262,11 @@ impl Heap {
     /// whether the thread was already in one (pass it to [`Heap::leave_hook`]). Owner only.
     #[inline]
     pub fn enter_hook(&self) -> bool {
-        self.in_hook.swap(true, Ordering::Relaxed)
+        // A load and a store, not `swap`: only the owner touches the flag, and `swap` is
+        // a locked instruction, tens of cycles on every hooked allocation and free.
+        let was_in = self.in_hook.load(Ordering::Relaxed);
+        self.in_hook.store(true, Ordering::Relaxed);
+        was_in
     }
 
     /// Is the owning thread in such a section? Owner only.

@@ -48,6 +48,7 @@ impl Local {
             unsafe {
                 if !page.is_null() && (*page).has_free() {
                     let b = Page::pop(page);
+                    (*page).prefetch_next();
                     bump(&self.heap().counters.requested, size as u64);
                     return b.cast();
                 }
