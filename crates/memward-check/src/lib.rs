@@ -138,6 +138,7 @@ pub fn configure_from_env(backing: &'static Backing) -> bool {
         return true;
     }
     guard::init();
+    stacks::set_depth(checker::options().depth);
     if guards {
         signal::install();
     }

@@ -11,8 +11,11 @@
 //! lock-free `_dl_find_object`), so no capture takes the loader's lock, which a thread
 //! inside `dlopen` holds while it allocates.
 //!
-//! Stacks are captured whole (up to memward-profile's 64 frames) and cut to the report
-//! depth when printed. Each thread keeps its last eight walks (memward-profile's
+//! Stacks are captured as deep as reports print them (`MEMWARD_CHECK_STACK_DEPTH`, 30
+//! by default, AddressSanitizer's `malloc_context_size`; 16 frames more where the
+//! allocator's own leading frames are not dropped by the walk, as in a program linked with
+//! memward): CPython calls `malloc` from 64 frames deep and more, and walking all 64 was
+//! a sixth of its checked run. Each thread keeps its last eight walks (memward-profile's
 //! `WalkCache`): a capture that would repeat one, checked by rereading the stack words
 //! that walk read, returns its id without walking or hashing. A module change starts a
 //! new generation of kept walks (`module_generation`).
@@ -22,6 +25,7 @@ use crate::threads;
 use memward_profile::shared::{
     generation_in, module_generation, Scan, SpinLock, Stacks, Walked, Walker, MAX_FRAMES,
 };
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 /// What captures use without a lock: the walk's view of the unwinder, and the depot.
@@ -33,6 +37,10 @@ struct Shared {
 /// The unwinder, for the steps its rule table cannot take (and the modules they find).
 static UNWINDER: SpinLock<Option<Stacks>> = SpinLock::new(None);
 static SHARED: OnceLock<Shared> = OnceLock::new();
+/// How many frames a capture walks at most (`set_depth`).
+static CAPTURE_FRAMES: AtomicUsize = AtomicUsize::new(MAX_FRAMES);
+/// Whether the walk drops the allocator's own leading frames (it is a shared library).
+static SKIPS_OWN: AtomicBool = AtomicBool::new(false);
 /// The writable segments (data and bss) of the library the checker is in, when that is
 /// a shared library (`libmemward.so`): the allocator's and the checker's statics.
 static OWN_DATA: OnceLock<Vec<(usize, usize)>> = OnceLock::new();
@@ -54,6 +62,7 @@ pub fn init() -> bool {
     if let Some(i) = mods.iter().position(|m| m.contains(here)) {
         if i != 0 {
             stacks.skip_frames_in(&mods[i]);
+            SKIPS_OWN.store(true, Ordering::Relaxed);
             let page = 4096;
             let data = mods[i]
                 .segments()
@@ -70,6 +79,16 @@ pub fn init() -> bool {
     let walker = stacks.walker();
     *UNWINDER.lock() = Some(stacks);
     SHARED.set(Shared { walker, depot }).is_ok()
+}
+
+/// Sets how deep captures walk: `depth` frames of the program's, the report depth.
+pub fn set_depth(depth: usize) {
+    let slack = if SKIPS_OWN.load(Ordering::Relaxed) {
+        0
+    } else {
+        16
+    };
+    CAPTURE_FRAMES.store((depth.max(1) + slack).min(MAX_FRAMES), Ordering::Relaxed);
 }
 
 /// Captures the calling thread's stack: its id (0: no frames, or the checker is not set
@@ -104,6 +123,7 @@ fn capture_with(alloc: bool) -> (u32, u16, bool) {
     let generation = generation_in(1, module_generation());
     let walked = shared.walker.walk_cached(
         frames,
+        CAPTURE_FRAMES.load(Ordering::Relaxed),
         t.stack_top,
         &mut |ra, sp, bp, lo, hi| {
             UNWINDER

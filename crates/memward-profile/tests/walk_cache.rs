@@ -25,6 +25,7 @@ impl Env {
         let stacks = &mut self.stacks;
         let walked = walker.walk_cached(
             &mut out,
+            MAX_FRAMES,
             top,
             &mut |ra, sp, bp, lo, hi| stacks.step_slow(ra, sp, bp, lo, hi),
             &mut self.cache,

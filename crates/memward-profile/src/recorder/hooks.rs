@@ -226,10 +226,14 @@ fn record(l: &Local, t: &mut ThreadCache, kind: u64, a: u64, b: u64, c: u64, wit
     let mut cached = None;
     let (n, known) = if with_stack {
         let generation = unwind::generation_in(2, unwind::module_generation());
-        match shared
-            .walker
-            .walk_cached(frames, t.stack_top, &mut slow, walks, generation)
-        {
+        match shared.walker.walk_cached(
+            frames,
+            MAX_FRAMES,
+            t.stack_top,
+            &mut slow,
+            walks,
+            generation,
+        ) {
             Walked::Known(id) => {
                 cached = Some(id);
                 (0, 0)

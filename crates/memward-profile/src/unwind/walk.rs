@@ -107,17 +107,20 @@ impl Walker {
         slow: &mut SlowStep<'_>,
     ) -> usize {
         let (ip, sp0, bp0) = registers();
-        self.walk_from(ip, sp0, bp0, out, stack_top, slow, &mut NoLog)
+        self.walk_from(ip, sp0, bp0, &mut out[..], stack_top, slow, &mut NoLog)
     }
 
-    /// [`walk`](Walker::walk), unless `cache` holds a walk made from the same registers
-    /// that read the same stack words: then that walk's stack id, with no step taken.
-    /// After [`Walked::Frames`], the caller finds the stack's id and hands it to
-    /// [`WalkCache::remember`].
+    /// [`walk`](Walker::walk) of at most `max_frames` frames (at most [`MAX_FRAMES`]),
+    /// unless `cache` holds a walk made from the same registers that read the same stack
+    /// words: then that walk's stack id, with no step taken. After [`Walked::Frames`], the
+    /// caller finds the stack's id and hands it to [`WalkCache::remember`]. One caller
+    /// passes one `max_frames` per `generation`: a kept walk is as deep as it was.
     #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
     pub fn walk_cached(
         &self,
         out: &mut [u64; MAX_FRAMES],
+        max_frames: usize,
         stack_top: u64,
         slow: &mut SlowStep<'_>,
         cache: &mut WalkCache,
@@ -128,6 +131,7 @@ impl Walker {
             return Walked::Known(id);
         }
         let mut log = cache.start(sp0, bp0, stack_top, generation);
+        let out = &mut out[..max_frames.clamp(1, MAX_FRAMES)];
         let n = self.walk_from(ip, sp0, bp0, out, stack_top, slow, &mut log);
         log.finish();
         Walked::Frames(n)
@@ -141,7 +145,7 @@ impl Walker {
         ip: u64,
         sp0: u64,
         bp0: u64,
-        out: &mut [u64; MAX_FRAMES],
+        out: &mut [u64],
         stack_top: u64,
         slow: &mut SlowStep<'_>,
         log: &mut impl ReadLog,
@@ -180,7 +184,7 @@ impl Walker {
             }
             out[n] = ra;
             n += 1;
-            if n == MAX_FRAMES {
+            if n == out.len() {
                 break;
             }
         }
