@@ -30,7 +30,7 @@
 //! (ordinary blocks with red zones).
 //!
 //! `MEMWARD_CHECK_GUARD=all` guards every block, `sample` one allocation in
-//! `MEMWARD_CHECK_GUARD_RATE` (256) on average, chosen by a per-thread countdown drawn
+//! `MEMWARD_CHECK_GUARD_RATE` (1024) on average, chosen by a per-thread countdown drawn
 //! uniformly from 1 to twice the rate. Each guarded block costs a page of header, its data
 //! pages and the guard page, and an `mprotect` at allocation, free and release; each
 //! protected range may split a mapping in the kernel, which bounds how many can exist
