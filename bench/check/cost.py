@@ -6,7 +6,7 @@ repetition), medians with min and max.
 
     apt-get install -y clang libclang-rt-14-dev valgrind
     cargo build --release -p memward-cli -p memward-preload
-    python3 bench/check/cost.py [--reps N] [--quick] [--no-memcheck]
+    python3 bench/check/cost.py [--reps N] [--quick] [--no-memcheck] [--pin CPU]
 
 Tools: glibc (no preload), `memward run` (LD_PRELOAD=libmemward.so, fast mode), `memward
 check` in its default mode (sampled guard pages, leak check at exit), `memward check
@@ -18,7 +18,10 @@ Peak memory is the largest resident set of the command or any process it waited 
 (wait4's ru_maxrss).
 
 Prints Markdown tables: wall seconds with the ratio to `memward run`, and peak RSS with
-the ratio to `memward run`.
+the ratio to `memward run`. A ratio is the median of the repetitions' own ratios (each
+repetition runs the tools back to back), not a ratio of medians: these machines switch
+between a fast and a slow speed for seconds at a time, and a ratio of medians could divide
+one speed by the other. `--pin CPU` runs the single-threaded workloads on that CPU alone.
 """
 
 import argparse
@@ -64,6 +67,10 @@ def python():
     return "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else shutil.which("python3")
 
 
+# Workloads whose programs run one thread (`--pin` applies to them).
+SINGLE_THREADED = ("sqlite3 (indexes)", "python3 (json)", "CPython tests", "git (log -p)")
+
+
 def workloads(quick, build):
     rows = 20000 if quick else 60000
     n = 20000 if quick else 60000
@@ -104,8 +111,8 @@ def tools(memcheck):
     return out
 
 
-def run_measured(argv, env_extra, stdin):
-    """Wall time, peak RSS (KiB) and stderr of one run; exits on failure."""
+def run_measured(argv, env_extra, stdin, cpu=None):
+    """Wall time, peak RSS (KiB) and stderr of one run (on CPU `cpu` alone if given)."""
     env = {k: v for k, v in os.environ.items()
            if k != "LD_PRELOAD" and not k.startswith(("MEMWARD_", "ASAN_"))}
     env.update(env_extra)
@@ -114,8 +121,9 @@ def run_measured(argv, env_extra, stdin):
             inp.write(stdin)
             inp.seek(0)
         t0 = time.perf_counter()
+        pin = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
         p = subprocess.Popen(argv, env=env, stdin=inp if stdin else subprocess.DEVNULL,
-                             stdout=subprocess.DEVNULL, stderr=err)
+                             stdout=subprocess.DEVNULL, stderr=err, preexec_fn=pin)
         _, status, usage = os.wait4(p.pid, 0)
         dt = time.perf_counter() - t0
         p.returncode = os.waitstatus_to_exitcode(status)
@@ -152,6 +160,8 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="smaller workloads")
     ap.add_argument("--no-memcheck", action="store_true", help="leave valgrind out (slow)")
+    ap.add_argument("--pin", type=int, metavar="CPU",
+                    help="run the single-threaded workloads on this CPU alone")
     a = ap.parse_args()
     for f in (LIB, MEMWARD):
         if not os.path.exists(f):
@@ -170,7 +180,8 @@ def main():
                 argv, env = make(cmd, asan)
                 if argv is None:
                     continue
-                dt, peak, _ = run_measured(argv, env, stdin)
+                cpu = a.pin if wname in SINGLE_THREADED else None
+                dt, peak, _ = run_measured(argv, env, stdin, cpu)
                 if tuple(argv) in FLAGGED:
                     flagged.add((wname, tname))
                 times.setdefault((wname, tname), []).append(dt)
@@ -193,7 +204,7 @@ def table(wl, names, data, fmt, flagged):
     print("| workload | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))
     for wname, _, _, _ in wl:
-        base = statistics.median(data[(wname, "memward run")])
+        base = data[(wname, "memward run")]
         cells = []
         for t in names:
             v = data.get((wname, t))
@@ -201,7 +212,9 @@ def table(wl, names, data, fmt, flagged):
                 cells.append("n/a (needs a rebuild)" if t == "ASan" else "not run (too slow)")
                 continue
             mark = " †" if (wname, t) in flagged else ""
-            cells.append("%s **%.2fx**%s" % (fmt(v), statistics.median(v) / base, mark))
+            # Every tool that runs has one entry per repetition, in order.
+            ratio = statistics.median(x / b for x, b in zip(v, base))
+            cells.append("%s **%.2fx**%s" % (fmt(v), ratio, mark))
         print("| %s | %s |" % (wname, " | ".join(cells)))
     print()
 
