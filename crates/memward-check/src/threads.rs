@@ -48,10 +48,10 @@ thread_local! {
 #[inline(always)]
 fn with_state<R>(f: impl FnOnce(&mut State) -> R) -> R {
     let s = THREAD.with(|s| s.get());
-    // SAFETY: the thread's own state, which lives as long as the thread, borrowed only
-    // here: `learn` and the closures below do not come back to this function, and the
-    // fault handler (which asks for the thread's number) runs for faults in the program's
-    // code, never inside them.
+    // The state is the thread's own and lives as long as the thread; `learn` and the
+    // closures below do not come back here, and the fault handler (which asks for the
+    // thread's number) runs for faults in the program's code, never inside them.
+    // SAFETY: so this is the only borrow of it.
     let state = unsafe { &mut *s };
     if !state.cached.known {
         state.cached = learn();
