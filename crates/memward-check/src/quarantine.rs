@@ -148,7 +148,7 @@ fn prefetch_next(q: &Fifo) {
             prefetch(user);
             // The right red zone (`bytes` counts from the backing block's start, which
             // is at most a line before the header for ordinary blocks).
-            prefetch(header + bytes - 16);
+            prefetch(header.wrapping_add(bytes).wrapping_sub(16));
         }
     }
     if let Some(e) = q.blocks.get(4) {
