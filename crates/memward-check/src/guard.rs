@@ -44,11 +44,9 @@ use crate::options::GuardMode;
 use crate::registry;
 use memward_profile::shared::SpinLock;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 
 static PAGE: AtomicUsize = AtomicUsize::new(4096);
-/// log2 of `PAGE`: the filter's index is a shift, not a division (two per free).
-static PAGE_SHIFT: AtomicU32 = AtomicU32::new(12);
 /// data_start -> (guard_end, user).
 static GUARDS: SpinLock<BTreeMap<usize, (usize, usize)>> = SpinLock::new(BTreeMap::new());
 static COUNT: AtomicUsize = AtomicUsize::new(0);
@@ -65,7 +63,8 @@ static FILTER: [AtomicU16; 1 << FILTER_BITS] = [const { AtomicU16::new(0) }; 1 <
 /// 512 KiB table, and sampled guards cost sqlite3 0.15x even with 1 block in 4,096
 /// guarded. Pages 1 GiB apart share an entry: a false "maybe", settled by the table.
 fn filter_slot(addr: usize) -> usize {
-    (addr >> PAGE_SHIFT.load(Ordering::Relaxed)) & ((1 << FILTER_BITS) - 1)
+    // A shift by the page size's log2, not a division (two per free).
+    (addr >> page().trailing_zeros()) & ((1 << FILTER_BITS) - 1)
 }
 
 /// Adds (`+1`) or removes (`-1`) the pages of `[start, end)` in the filter.
@@ -143,7 +142,6 @@ pub fn init() {
     let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     if n > 0 {
         PAGE.store(n as usize, Ordering::Relaxed);
-        PAGE_SHIFT.store((n as usize).trailing_zeros(), Ordering::Relaxed);
     }
 }
 

@@ -136,9 +136,9 @@ fn prefetch(addr: usize) {
     let _ = addr;
 }
 
-/// Starts loading what the release of the block at the FIFO's front will read: its
-/// header and the user's first bytes (the header's line also holds the left red zone),
-/// and a FIFO entry a few blocks on. A block leaves the quarantine after megabytes of
+/// Starts loading what the release of the next two blocks at the FIFO's front will read:
+/// their headers, the user's first bytes (the header's line also holds the left red zone)
+/// and the right red zones, and a FIFO entry a few blocks on. A block leaves the quarantine after megabytes of
 /// other blocks, so all of it is out of the cache by then: those misses were the better
 /// part of `release`'s time.
 fn prefetch_next(q: &Fifo) {
