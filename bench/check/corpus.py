@@ -29,6 +29,7 @@ class Program:
         self.no_report = self.group == "clean"
         self.exit = None
         self.stdout_memward = None
+        self.build_options = []
         with open(path) as f:
             lines = f.read().splitlines()
         in_summary = True
@@ -38,12 +39,14 @@ class Program:
             text = line[2:].strip()
             key, _, value = text.partition(":")
             value = value.strip()
-            if in_summary and not key.startswith(("check-", "expect")):
+            if in_summary and not key.startswith(("check-", "expect", "build-")):
                 self.summary = (self.summary + " " + text).strip()
                 continue
             in_summary = False
             if key == "check-options":
                 self.options = value.split()
+            elif key == "build-options":
+                self.build_options = value.split()
             elif key == "expect-error":
                 self.error = value
             elif key == "expect-summary":
@@ -77,8 +80,8 @@ def programs():
 
 
 def build(prog, outdir, asan=False):
-    """Compiles prog at -O0 -g (as a user debugging would); with asan, with clang and
-    -fsanitize=address. Returns the executable's path."""
+    """Compiles prog at -O0 -g (as a user debugging would), then its own build options;
+    with asan, with clang and -fsanitize=address. Returns the executable's path."""
     os.makedirs(outdir, exist_ok=True)
     exe = os.path.join(outdir, prog.name)
     if asan:
@@ -86,7 +89,7 @@ def build(prog, outdir, asan=False):
         cc += ["-fsanitize=address"]
     else:
         cc = ["g++", "-std=c++17"] if prog.cxx else ["gcc"]
-    cmd = cc + ["-O0", "-g", "-pthread", "-w", "-o", exe, prog.path]
+    cmd = cc + ["-O0", "-g", "-pthread", "-w"] + prog.build_options + ["-o", exe, prog.path]
     subprocess.run(cmd, check=True)
     return exe
 

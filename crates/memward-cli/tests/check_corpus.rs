@@ -37,6 +37,7 @@ struct Program {
     path: PathBuf,
     name: String,
     options: Vec<String>,
+    build_options: Vec<String>,
     error: Option<String>,
     summary: Option<String>,
     phrases: Vec<String>,
@@ -66,6 +67,9 @@ impl Program {
             let value = value.trim().to_string();
             match key {
                 "check-options" => p.options = value.split_whitespace().map(String::from).collect(),
+                "build-options" => {
+                    p.build_options = value.split_whitespace().map(String::from).collect()
+                }
                 "expect-error" => p.error = Some(value),
                 "expect-summary" => p.summary = Some(value),
                 "expect" => p.phrases.push(value),
@@ -85,7 +89,8 @@ impl Program {
         p
     }
 
-    /// Compiles the program into `dir` as the comparison script does (-O0 -g).
+    /// Compiles the program into `dir` as the comparison script does (-O0 -g, then the
+    /// program's own build options).
     fn build(&self, dir: &Path) -> PathBuf {
         let exe = dir.join(&self.name);
         let cxx = self.path.extension().is_some_and(|e| e == "cpp");
@@ -94,7 +99,9 @@ impl Program {
             cmd.arg("-std=c++17");
         }
         let o = cmd
-            .args(["-O0", "-g", "-pthread", "-w", "-o"])
+            .args(["-O0", "-g", "-pthread", "-w"])
+            .args(&self.build_options)
+            .arg("-o")
             .arg(&exe)
             .arg(&self.path)
             .output()

@@ -260,9 +260,12 @@ fn find_object(pc: u64) -> Option<DlFindObject> {
     (status == 0 && !found.link_map.is_null()).then_some(found)
 }
 
-/// Where the loaded object holding `pc` is: its first mapped byte and load bias; `None`
-/// if no loaded object holds it. Takes no lock and allocates nothing (glibc's
-/// `_dl_find_object`, made for unwinders), so it is safe inside an allocation hook.
+/// Where the loaded object holding `pc` is: the start of its mapping that holds `pc`, and
+/// its load bias; `None` if no loaded object holds it. Takes no lock and allocates nothing
+/// (glibc's `_dl_find_object`, made for unwinders), so it is safe inside an allocation
+/// hook. The mapping is the whole object where its segments are contiguous, but only the
+/// segment holding `pc` where they are not (an executable whose segments the linker left
+/// a page apart): glibc then describes each segment on its own.
 pub fn object_at(pc: u64) -> Option<(u64, u64)> {
     let found = find_object(pc)?;
     // SAFETY: a found object's link map is the loader's, valid while the object is loaded.
@@ -270,36 +273,60 @@ pub fn object_at(pc: u64) -> Option<(u64, u64)> {
     Some((found.map_start as u64, bias))
 }
 
-/// The loaded object holding `pc`, described as a scan would, without the loader's lock
-/// (see [`object_at`]): its ELF header is read at the start of its mapping. `None` if no
-/// object holds `pc` or its headers cannot be read there.
-pub fn module_at(pc: u64) -> Option<ModuleInfo> {
-    let found = find_object(pc)?;
+/// The program headers of the object `found` describes: the executable's from the
+/// auxiliary vector (its segments may not be contiguous, so the mapping glibc found may
+/// not start with its ELF header), another object's from the ELF header at the start of
+/// its mapping (the loader maps a shared object whole). `None` if they cannot be read.
+fn program_headers(found: &DlFindObject, main: bool) -> Option<&'static [libc::Elf64_Phdr]> {
+    let ph_size = core::mem::size_of::<libc::Elf64_Phdr>();
+    if main {
+        // SAFETY: getauxval reads the process's auxiliary vector; no preconditions.
+        let (at, n) = unsafe {
+            (
+                libc::getauxval(libc::AT_PHDR),
+                libc::getauxval(libc::AT_PHNUM),
+            )
+        };
+        if at == 0 || n == 0 || at % 8 != 0 {
+            return None;
+        }
+        // SAFETY: the kernel (or the loader, for a program it was asked to run) points
+        // AT_PHDR at the executable's program headers, loaded with it (PT_PHDR) and
+        // readable while the process lives; AT_PHNUM counts them.
+        return Some(unsafe {
+            core::slice::from_raw_parts(at as *const libc::Elf64_Phdr, n as usize)
+        });
+    }
     let (start, end) = (found.map_start as u64, found.map_end as u64);
     let header = core::mem::size_of::<libc::Elf64_Ehdr>() as u64;
     if end < start + header {
         return None;
     }
-    // SAFETY: the object's mapping starts with its first PT_LOAD segment, which holds the
-    // ELF header (file offset 0) and is readable; checked for size above.
+    // SAFETY: a shared object's mapping starts with its first PT_LOAD segment, which holds
+    // the ELF header (file offset 0) and is readable; checked for size above.
     let ehdr = unsafe { &*(start as *const libc::Elf64_Ehdr) };
     if ehdr.e_ident[..4] != *b"\x7fELF" {
         return None;
     }
-    let ph_size = core::mem::size_of::<libc::Elf64_Phdr>() as u64;
     let ph_end = ehdr
         .e_phoff
-        .checked_add(u64::from(ehdr.e_phnum) * ph_size)?;
-    if usize::from(ehdr.e_phentsize) != ph_size as usize || start + ph_end > end {
+        .checked_add(u64::from(ehdr.e_phnum) * ph_size as u64)?;
+    if usize::from(ehdr.e_phentsize) != ph_size || start + ph_end > end {
         return None;
     }
     // SAFETY: the program headers lie inside the mapped first segment (checked above).
-    let phdrs = unsafe {
+    Some(unsafe {
         core::slice::from_raw_parts(
             (start + ehdr.e_phoff) as *const libc::Elf64_Phdr,
             usize::from(ehdr.e_phnum),
         )
-    };
+    })
+}
+
+/// The loaded object holding `pc`, described as a scan would, without the loader's lock
+/// (see [`object_at`]). `None` if no object holds `pc` or its headers cannot be read.
+pub fn module_at(pc: u64) -> Option<ModuleInfo> {
+    let found = find_object(pc)?;
     // SAFETY: the link map is the loader's, valid while the object is loaded; its name is
     // NUL-terminated (empty for the executable).
     let (bias, name) = unsafe {
@@ -313,11 +340,12 @@ pub fn module_at(pc: u64) -> Option<ModuleInfo> {
     };
     // The executable is the object the loader names with an empty string.
     let main = name.is_empty();
+    let phdrs = program_headers(&found, main)?;
     // SAFETY: an extant ModuleInfo is overwritten whole by `fill`.
     let mut m: ModuleInfo = unsafe { core::mem::zeroed() };
     // SAFETY: `phdrs` are the loaded object's own headers, and it is loaded now.
     unsafe { fill(&mut m, bias, name, main, phdrs) };
-    (m.segment_count > 0).then_some(m)
+    (m.segment_count > 0 && m.contains(pc)).then_some(m)
 }
 
 /// Finds the `NT_GNU_BUILD_ID` note's descriptor in a note segment.
@@ -399,7 +427,17 @@ mod tests {
             assert_eq!(found.segments(), scanned.segments());
             assert_eq!(found.eh_frame_hdr, scanned.eh_frame_hdr);
             assert_eq!(found.key(), scanned.key());
-            assert_eq!(object_at(pc), Some((found.range().0 & !4095, found.bias)));
+            let (start, bias) = object_at(pc).unwrap();
+            assert_eq!(bias, found.bias);
+            // The object's first page, or the first page of the segment holding `pc`.
+            assert!(
+                start == found.range().0 & !4095
+                    || found
+                        .segments()
+                        .iter()
+                        .any(|s| start == s.0 && pc >= s.0 && pc - s.0 < s.1),
+                "{start:#x} for {pc:#x}"
+            );
         }
         let on_stack = &s as *const Scan as u64;
         assert!(module_at(on_stack).is_none());

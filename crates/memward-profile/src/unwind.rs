@@ -238,8 +238,10 @@ impl Stacks {
         let held = self.known().iter().position(|k| pc >= k.lo && pc < k.hi);
         let loaded = modules::object_at(pc);
         if let (Some(i), Some((start, bias))) = (held, loaded) {
+            // `start` is the object's first page, or where its segments are not contiguous
+            // that of the segment holding `pc`.
             let k = &self.known()[i];
-            if k.info.bias == bias && k.lo & !4095 == start {
+            if k.info.bias == bias && start >= k.lo & !4095 && start < k.hi {
                 return;
             }
         }
@@ -759,12 +761,15 @@ thread_local! {
 #[inline(always)]
 fn registers() -> (u64, u64, u64) {
     let (ip, sp, bp): (u64, u64, u64);
+    // `rbp` is read first: where the compiler does not keep a frame pointer it may give
+    // `rbp` to one of the outputs, and writing `sp` or `ip` first would then lose it (an
+    // unoptimised build gave `sp` `rbp`, and every walk started from a wrong `bp`).
     // SAFETY: reads three registers into outputs; touches no memory and no flags.
     unsafe {
         core::arch::asm!(
-            "lea {ip}, [rip]",
-            "mov {sp}, rsp",
             "mov {bp}, rbp",
+            "mov {sp}, rsp",
+            "lea {ip}, [rip]",
             ip = out(reg) ip,
             sp = out(reg) sp,
             bp = out(reg) bp,
