@@ -173,8 +173,17 @@ impl Header {
         self.state.store(s, Ordering::Release);
     }
 
-    /// Moves the state from `from` to `to` if it is `from`; false otherwise.
+    /// Moves the state from `from` to `to` if it is `from`; false otherwise. A process
+    /// with one thread needs no locked instruction for it (see `SpinLock::lock`).
+    #[inline]
     pub fn change_state(&self, from: u8, to: u8) -> bool {
+        if memward_profile::shared::single_threaded() {
+            if self.state.load(Ordering::Acquire) != from {
+                return false;
+            }
+            self.state.store(to, Ordering::Release);
+            return true;
+        }
         self.state
             .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()

@@ -39,7 +39,7 @@ mod unwind;
 /// .unwrap();
 /// ```
 pub mod shared {
-    pub use crate::lock::{Guard, SpinLock};
+    pub use crate::lock::{single_threaded, Guard, SpinLock};
     pub use crate::modules::{ModuleInfo, Scan};
     pub use crate::sys::Region;
     pub use crate::trie::Trie;
