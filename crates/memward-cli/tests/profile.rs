@@ -12,7 +12,7 @@ mod profile_lib;
 
 use library::library;
 use memward_profile_format::{Ending, Reader, Record};
-use profile_lib::{compile, temp_dir, Loaded};
+use profile_lib::{compile, compile_with, temp_dir, Loaded};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -419,6 +419,34 @@ fn threads_are_recorded_apart() {
 /// Allocations made through zlib right after the program `dlopen`s it: each stack runs
 /// from the program's callback through zlib to `main`, recorded in full and sampled (where
 /// no flusher thread rescans the modules: the walks must find zlib themselves).
+#[test]
+fn stacks_run_through_an_executable_whose_segments_lie_apart() {
+    // Segments aligned to 2 MiB leave unmapped pages between them; glibc's
+    // `_dl_find_object` then answers with the segment holding an address, not the whole
+    // executable, and the unwinder once dropped the executable at its first frame.
+    let dir = temp_dir("split");
+    let exe = compile_with("sites", &dir, &["-Wl,-z,max-page-size=0x200000"]);
+    let file = dir.join("split.prof");
+    let o = profile(&file, &[exe.as_os_str()], &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let p = Loaded::load(&file, &exe);
+    let stack = p
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Record::Alloc { stack, .. } if p.site(*stack) == "leak_site" => Some(*stack),
+            _ => None,
+        })
+        .unwrap();
+    let frames = p.frames(stack);
+    assert_eq!(frames[..2], ["leak_site", "main"], "{frames:?}");
+    assert!(
+        frames[2..].iter().any(|f| f.starts_with("<libc")),
+        "{frames:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn stacks_run_through_a_library_loaded_by_dlopen() {
     let dir = temp_dir("dlopened");

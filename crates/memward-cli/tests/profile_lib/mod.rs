@@ -98,10 +98,17 @@ pub fn temp_dir(name: &str) -> PathBuf {
 
 /// Compiles `tests/programs/NAME.c` with -O2 and no frame pointers into `dir`.
 pub fn compile(name: &str, dir: &Path) -> PathBuf {
+    compile_with(name, dir, &[])
+}
+
+/// [`compile`] with more compiler flags.
+pub fn compile_with(name: &str, dir: &Path, flags: &[&str]) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/programs/{name}.c"));
     let out = dir.join(name);
     let st = Command::new("cc")
-        .args(["-O2", "-fomit-frame-pointer", "-pthread", "-o"])
+        .args(["-O2", "-fomit-frame-pointer", "-pthread"])
+        .args(flags)
+        .arg("-o")
         .arg(&out)
         .arg(&src)
         .status()
