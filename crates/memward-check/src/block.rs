@@ -283,6 +283,30 @@ pub unsafe fn red_zones_intact(user: usize, size: usize) -> bool {
     }
 }
 
+/// A freed block's poison beyond its wholly poisoned start: `STRIPE` bytes at the start of
+/// every `STRIDE` bytes, up to `STRIPED_MAX` bytes from the block's start. A write after
+/// free that spans a stripe (a `memcpy`, `memset` or `read` into a freed buffer) is found;
+/// one that falls between stripes is not. It costs a sixteenth of poisoning whole, and
+/// touches no page that whole poisoning up to `STRIPED_MAX` would not.
+pub const STRIPE: usize = 64;
+/// See [`STRIPE`].
+pub const STRIDE: usize = 1024;
+/// See [`STRIPE`].
+pub const STRIPED_MAX: usize = 64 << 10;
+
+/// The poisoned ranges (offset, length) of a freed block of `len` bytes whose first
+/// `whole` bytes are poisoned whole, in order: that start, then the stripes after it.
+pub fn poison_ranges(len: usize, whole: usize) -> impl Iterator<Item = (usize, usize)> {
+    let whole = len.min(whole);
+    let striped_end = len.min(STRIPED_MAX);
+    let first_stripe = whole.next_multiple_of(STRIDE);
+    core::iter::once((0, whole)).filter(|&(_, n)| n > 0).chain(
+        (first_stripe..striped_end)
+            .step_by(STRIDE)
+            .map(move |o| (o, STRIPE.min(striped_end - o))),
+    )
+}
+
 /// The first byte in `bytes` that differs from `value`, if any (word at a time).
 ///
 /// Red zones start anywhere (just past an odd-sized block), so words are read unaligned
@@ -400,6 +424,30 @@ mod tests {
         h.set_state(QUARANTINED);
         assert_eq!(h.state(), QUARANTINED);
         assert_eq!(h.len(), 13);
+    }
+
+    #[test]
+    fn poison_is_whole_then_striped_up_to_its_limit() {
+        assert_eq!(poison_ranges(0, 4096).count(), 0);
+        assert_eq!(poison_ranges(100, 4096).collect::<Vec<_>>(), [(0, 100)]);
+        assert_eq!(poison_ranges(4096, 4096).collect::<Vec<_>>(), [(0, 4096)]);
+        assert_eq!(
+            poison_ranges(5000, 4096).collect::<Vec<_>>(),
+            [(0, 4096), (4096, 64)]
+        );
+        // A stripe cut short by the block's end; none past STRIPED_MAX.
+        assert_eq!(
+            poison_ranges(6150, 4000).collect::<Vec<_>>(),
+            [(0, 4000), (4096, 64), (5120, 64), (6144, 6)]
+        );
+        let big: Vec<_> = poison_ranges(1 << 20, 4096).collect();
+        assert_eq!(big.len(), 1 + (STRIPED_MAX - 4096) / STRIDE);
+        assert_eq!(*big.last().unwrap(), (STRIPED_MAX - STRIDE, STRIPE));
+        // Poisoned whole past STRIPED_MAX: no stripes.
+        assert_eq!(
+            poison_ranges(1 << 20, 100_000).collect::<Vec<_>>(),
+            [(0, 100_000)]
+        );
     }
 
     #[test]

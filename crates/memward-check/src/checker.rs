@@ -231,21 +231,44 @@ fn damaged_red_zones(user: usize, h: &Header) -> Option<Damage> {
     })
 }
 
-/// The freed bytes of a quarantined (not protected) block that changed.
+/// The freed bytes of a quarantined (not protected) block that changed: from the first
+/// changed byte to the last, of those poisoned.
 fn damaged_freed_bytes(user: usize, h: &Header) -> Option<Damage> {
-    // SAFETY: the poisoned prefix of the user's bytes of a registered, unprotected block.
-    let b = unsafe { core::slice::from_raw_parts(user as *const u8, poisoned_len(h)) };
-    let i = first_mismatch(b, FILL_FREED)?;
-    let last = last_mismatch(b, FILL_FREED).unwrap_or(i);
-    Some(Damage {
-        from: user + i,
-        to: user + last + 1,
-    })
+    let mut damage: Option<Damage> = None;
+    for (offset, len) in block::poison_ranges(h.len(), options().free_fill_max) {
+        // SAFETY: poisoned bytes of the user's bytes of a registered, unprotected block.
+        let b = unsafe { core::slice::from_raw_parts((user + offset) as *const u8, len) };
+        if let Some(i) = first_mismatch(b, FILL_FREED) {
+            let last = last_mismatch(b, FILL_FREED).unwrap_or(i);
+            let from = damage.map_or(user + offset + i, |d| d.from);
+            damage = Some(Damage {
+                from,
+                to: user + offset + last + 1,
+            });
+        }
+    }
+    damage
 }
 
-/// How many of a freed block's bytes are poisoned (from its start).
-fn poisoned_len(h: &Header) -> usize {
-    h.len().min(options().free_fill_max)
+/// Poisons the user's bytes of a freed block (see [`block::poison_ranges`]).
+///
+/// # Safety
+/// The block at `user` is claimed by the caller and its user's bytes are writable.
+unsafe fn poison(user: usize, h: &Header) {
+    for (offset, len) in block::poison_ranges(h.len(), options().free_fill_max) {
+        let at = (user + offset) as *mut u8;
+        if len == block::STRIPE {
+            // SAFETY: a stripe inside the block (per the contract); one unaligned store
+            // of a constant size instead of a `memset` call.
+            unsafe {
+                at.cast::<[u8; block::STRIPE]>()
+                    .write_unaligned([FILL_FREED; block::STRIPE])
+            };
+        } else {
+            // SAFETY: as above.
+            unsafe { core::ptr::write_bytes(at, FILL_FREED, len) };
+        }
+    }
 }
 
 /// Where a damage check runs, for the report.
@@ -424,7 +447,7 @@ fn finish_free(
     if !(h.flags() & ARMED != 0 && guard::protect_freed(user, h)) {
         // SAFETY: the user's bytes of the claimed block, writable (an unarmed guarded
         // block has no protection left).
-        unsafe { core::ptr::write_bytes(user as *mut u8, FILL_FREED, poisoned_len(h)) };
+        unsafe { poison(user, h) };
         if guarded {
             // A fault handler on another thread may disarm a guarded block meanwhile.
             h.flags.fetch_or(POISONED, Ordering::AcqRel);

@@ -41,8 +41,8 @@ pub struct Options {
     /// Bytes of a new block filled with `FILL_NEW` (from its start; the rest is left as
     /// the backing gave it).
     pub malloc_fill_max: usize,
-    /// Bytes of a freed block filled with `FILL_FREED` (and checked when it leaves
-    /// quarantine: writes after free beyond them are not seen).
+    /// Bytes of a freed block filled whole with `FILL_FREED` (and checked when it leaves
+    /// quarantine); beyond them, up to 64 KiB, only stripes (`block::poison_ranges`).
     pub free_fill_max: usize,
 }
 
@@ -54,10 +54,11 @@ pub const DEFAULT_DEPTH: usize = 30;
 /// Default bytes filled in a new block (AddressSanitizer's `max_malloc_fill_size`): a
 /// program that allocates a large buffer and uses its start pays for no more.
 pub const DEFAULT_MALLOC_FILL_MAX: usize = 4096;
-/// Default bytes poisoned in a freed block. AddressSanitizer fills none (its shadow
-/// memory catches the access); here the poison is how writes after free are found, so
-/// the limit is higher, but a freed 1 MiB buffer is not written and read back whole.
-pub const DEFAULT_FREE_FILL_MAX: usize = 64 << 10;
+/// Default bytes poisoned whole at the start of a freed block; stripes cover the rest up
+/// to 64 KiB. AddressSanitizer fills none (its shadow memory catches the access); here
+/// the poison is how writes after free are found, but poisoning 64 KiB whole was a fifth
+/// of `git log -p`'s checked instructions (its freed blocks average 13 KB).
+pub const DEFAULT_FREE_FILL_MAX: usize = 4096;
 
 impl Default for Options {
     fn default() -> Self {
@@ -183,7 +184,7 @@ mod tests {
         assert_eq!(o.exit_code, 1);
         assert_eq!(o.log_file, None);
         assert_eq!(o.depth, 30);
-        assert_eq!((o.malloc_fill_max, o.free_fill_max), (4096, 64 << 10));
+        assert_eq!((o.malloc_fill_max, o.free_fill_max), (4096, 4096));
     }
 
     #[test]

@@ -395,7 +395,8 @@ fn fills_stop_at_their_limits() {
     );
     assert_eq!(o.value("FILLED"), "100", "{}", o.stderr);
     // Freed blocks: writes inside the poisoned prefix are found, past it they are not
-    // (MEMWARD_CHECK_FREE_FILL_MAX, 64 KiB by default).
+    // (MEMWARD_CHECK_FREE_FILL_MAX, 4096 by default), but for stripes (64 bytes of each
+    // KiB, up to 64 KiB).
     let limit = [
         ("MEMWARD_CHECK_GUARD", "none"),
         ("MEMWARD_CHECK_FREE_FILL_MAX", "256"),
@@ -410,6 +411,18 @@ fn fills_stop_at_their_limits() {
         &[("MEMWARD_CHECK_GUARD", "none")],
     );
     assert_report(&o, "heap-use-after-free on address", "heap-use-after-free");
+    let none = [("MEMWARD_CHECK_GUARD", "none")];
+    // A 40,000-byte block: 5,000 is between stripes, 5,130 in the one at 5,120, and a
+    // 2,000-byte memset from 10,000 crosses the stripes at 10,240 and 11,264.
+    let o = run("write_after_free_in_a_large_block_between_stripes", &none);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert!(!o.stderr.contains("ERROR"), "{}", o.stderr);
+    let o = run("write_after_free_in_a_large_block_on_a_stripe", &none);
+    assert_report(&o, "heap-use-after-free on address", "heap-use-after-free");
+    o.has("is located 5130 bytes inside of 40000-byte region");
+    let o = run("memset_after_free_across_stripes", &none);
+    assert_report(&o, "heap-use-after-free on address", "heap-use-after-free");
+    o.has("is located 10240 bytes inside of 40000-byte region");
 }
 
 #[test]
@@ -929,12 +942,15 @@ mod scenarios {
         free(p, Kind::Malloc);
     }
 
-    /// Frees a 1000-byte block, then writes its byte at `offset`, then exits.
-    fn write_after_free_at(offset: usize) {
-        let p = alloc(1000, Kind::Malloc);
+    /// Frees a block of `size` bytes, then writes `len` of its bytes from `offset`, then
+    /// exits.
+    fn write_after_free_at(size: usize, offset: usize, len: usize) {
+        let p = alloc(size, Kind::Malloc);
         free(p, Kind::Malloc);
-        // SAFETY: deliberately writes the freed (unprotected: guard none) block.
-        unsafe { p.add(offset).write_volatile(7) };
+        for i in offset..offset + len {
+            // SAFETY: deliberately writes the freed (unprotected: guard none) block.
+            unsafe { p.add(i).write_volatile(7) };
+        }
         std::process::exit(0);
     }
 
@@ -942,7 +958,7 @@ mod scenarios {
     #[ignore = "run in a child process"]
     fn write_after_free_at_200() {
         if child() {
-            write_after_free_at(200);
+            write_after_free_at(1000, 200, 1);
         }
     }
 
@@ -950,7 +966,31 @@ mod scenarios {
     #[ignore = "run in a child process"]
     fn write_after_free_at_900() {
         if child() {
-            write_after_free_at(900);
+            write_after_free_at(1000, 900, 1);
+        }
+    }
+
+    #[test]
+    #[ignore = "run in a child process"]
+    fn write_after_free_in_a_large_block_between_stripes() {
+        if child() {
+            write_after_free_at(40_000, 5000, 1);
+        }
+    }
+
+    #[test]
+    #[ignore = "run in a child process"]
+    fn write_after_free_in_a_large_block_on_a_stripe() {
+        if child() {
+            write_after_free_at(40_000, 5130, 1);
+        }
+    }
+
+    #[test]
+    #[ignore = "run in a child process"]
+    fn memset_after_free_across_stripes() {
+        if child() {
+            write_after_free_at(40_000, 10_000, 2000);
         }
     }
 
