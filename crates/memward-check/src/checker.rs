@@ -234,8 +234,20 @@ fn damaged_red_zones(user: usize, h: &Header) -> Option<Damage> {
 /// The freed bytes of a quarantined (not protected) block that changed: from the first
 /// changed byte to the last, of those poisoned.
 fn damaged_freed_bytes(user: usize, h: &Header) -> Option<Damage> {
+    let (len, whole) = (h.len(), options().free_fill_max);
+    if len <= whole {
+        // Most blocks: poisoned whole, one range.
+        // SAFETY: the user's bytes of a registered, unprotected block.
+        let b = unsafe { core::slice::from_raw_parts(user as *const u8, len) };
+        let i = first_mismatch(b, FILL_FREED)?;
+        let last = last_mismatch(b, FILL_FREED).unwrap_or(i);
+        return Some(Damage {
+            from: user + i,
+            to: user + last + 1,
+        });
+    }
     let mut damage: Option<Damage> = None;
-    for (offset, len) in block::poison_ranges(h.len(), options().free_fill_max) {
+    for (offset, len) in block::poison_ranges(len, whole) {
         // SAFETY: poisoned bytes of the user's bytes of a registered, unprotected block.
         let b = unsafe { core::slice::from_raw_parts((user + offset) as *const u8, len) };
         if let Some(i) = first_mismatch(b, FILL_FREED) {
@@ -255,7 +267,13 @@ fn damaged_freed_bytes(user: usize, h: &Header) -> Option<Damage> {
 /// # Safety
 /// The block at `user` is claimed by the caller and its user's bytes are writable.
 unsafe fn poison(user: usize, h: &Header) {
-    for (offset, len) in block::poison_ranges(h.len(), options().free_fill_max) {
+    let (len, whole) = (h.len(), options().free_fill_max);
+    if len <= whole {
+        // SAFETY: the block's user's bytes (per the contract).
+        unsafe { core::ptr::write_bytes(user as *mut u8, FILL_FREED, len) };
+        return;
+    }
+    for (offset, len) in block::poison_ranges(len, whole) {
         let at = (user + offset) as *mut u8;
         if len == block::STRIPE {
             // SAFETY: a stripe inside the block (per the contract); one unaligned store

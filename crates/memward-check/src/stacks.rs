@@ -23,7 +23,7 @@
 use crate::depot::{self, Depot};
 use crate::threads;
 use memward_profile::shared::{
-    generation_in, module_generation, Scan, SpinLock, Stacks, Walked, Walker, MAX_FRAMES,
+    generation_in, module_generation, Scan, SpinLock, Stacks, WalkCache, Walked, Walker, MAX_FRAMES,
 };
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -113,11 +113,12 @@ fn capture_with(alloc: bool) -> (u32, u16, bool) {
     let Some(shared) = SHARED.get() else {
         return (0, thread, guard);
     };
-    // The cache is the thread's own: a capture is not re-entered on its thread (the
-    // checker runs inside the engine's hook section), the signal handler's capture does
-    // not use it, and the profiler, which shares it, records through the same hooks.
-    // SAFETY: so this is the only borrow of it, and it lives as long as the thread.
-    let cache = unsafe { &mut *t.walk_cache };
+    // The cache is the thread's while it owns it (`mine` checks): a capture is not
+    // re-entered on its thread (the checker runs inside the engine's hook section), the
+    // signal handler's capture does not use it, and the profiler, which shares it,
+    // records through the same hooks.
+    // SAFETY: so this is the only borrow of it; the pointer came from `thread_cache`.
+    let mut cache = unsafe { WalkCache::mine(t.walk_cache) };
     // SAFETY: the thread's scratch frames, used by this capture alone (see `ForCapture`).
     let frames = unsafe { &mut *t.frames };
     let generation = generation_in(1, module_generation());
@@ -131,7 +132,7 @@ fn capture_with(alloc: bool) -> (u32, u16, bool) {
                 .as_mut()
                 .and_then(|u| u.step_slow(ra, sp, bp, lo, hi))
         },
-        cache,
+        cache.as_deref_mut(),
         generation,
     );
     let n = match walked {
@@ -147,7 +148,9 @@ fn capture_with(alloc: bool) -> (u32, u16, bool) {
             shared.depot.add(frames, h)
         }
     };
-    cache.remember(id);
+    if let Some(c) = cache {
+        c.remember(id);
+    }
     (id, thread, guard)
 }
 

@@ -15,8 +15,9 @@ static NEXT: AtomicU32 = AtomicU32::new(1);
 struct Cached {
     number: u32,
     stack_top: u64,
-    /// The thread's walk cache (memward-profile's thread-local): its address kept here
-    /// saves a `__tls_get_addr` call per capture.
+    /// The thread's walk cache (memward-profile's `thread_cache`, mapped for the thread):
+    /// its address kept here saves a `__tls_get_addr` call per capture. Used through
+    /// `WalkCache::mine`, which refuses it once the thread gave it back at its exit.
     walk_cache: *mut WalkCache,
     known: bool,
 }
@@ -108,7 +109,8 @@ pub struct ForCapture {
     pub frames: *mut [u64; MAX_FRAMES],
     /// For an allocation: whether the guard mode picked it ([`Countdown::pick`]).
     pub guard: bool,
-    /// The thread's walk cache, used by one capture at a time like `frames`.
+    /// The thread's walk cache (through `WalkCache::mine`), used by one capture at a time
+    /// like `frames`.
     pub walk_cache: *mut WalkCache,
 }
 

@@ -40,9 +40,11 @@
 mod from_context;
 mod walk;
 mod walk_cache;
+mod walk_pool;
 
 pub use walk::Walker;
-pub use walk_cache::{generation_in, thread_cache, WalkCache, Walked};
+pub use walk_cache::{generation_in, WalkCache, Walked};
+pub use walk_pool::thread_cache;
 
 use crate::modules::{self, ModuleInfo};
 use crate::rules::{self, RuleTable, Shape};

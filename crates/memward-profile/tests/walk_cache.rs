@@ -28,7 +28,7 @@ impl Env {
             MAX_FRAMES,
             top,
             &mut |ra, sp, bp, lo, hi| stacks.step_slow(ra, sp, bp, lo, hi),
-            &mut self.cache,
+            Some(&mut self.cache),
             0,
         );
         match walked {

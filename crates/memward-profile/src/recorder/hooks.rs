@@ -219,9 +219,15 @@ fn record(l: &Local, t: &mut ThreadCache, kind: u64, a: u64, b: u64, c: u64, wit
         t.walks = unwind::thread_cache();
     }
     // SAFETY: the thread's own scratch arrays and kept walks (the library's one walk
-    // cache per thread, `unwind::thread_cache`); hooks are not re-entered on a thread, so
-    // nothing else borrows them.
-    let (frames, ids, walks) = unsafe { (&mut *l.frames.get(), &mut *l.ids.get(), &mut *t.walks) };
+    // cache per thread, `unwind::thread_cache`, while the thread owns it: `mine`); hooks
+    // are not re-entered on a thread, so nothing else borrows them.
+    let (frames, ids, mut walks) = unsafe {
+        (
+            &mut *l.frames.get(),
+            &mut *l.ids.get(),
+            WalkCache::mine(t.walks),
+        )
+    };
     let mut slow = |ra, sp: &mut u64, bp: &mut u64, lo, hi| {
         UNWINDER
             .lock()
@@ -240,7 +246,7 @@ fn record(l: &Local, t: &mut ThreadCache, kind: u64, a: u64, b: u64, c: u64, wit
             MAX_FRAMES,
             t.stack_top,
             &mut slow,
-            walks,
+            walks.as_deref_mut(),
             generation,
         ) {
             Walked::Known(id) => {
@@ -277,7 +283,9 @@ fn record(l: &Local, t: &mut ThreadCache, kind: u64, a: u64, b: u64, c: u64, wit
         stack = match id {
             Some(id) => {
                 shared.walker.remember(&ids[..n]);
-                walks.remember(id);
+                if let Some(w) = walks {
+                    w.remember(id);
+                }
                 id
             }
             // The trie is full: the longest known part.

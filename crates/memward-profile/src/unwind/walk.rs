@@ -123,15 +123,18 @@ impl Walker {
         max_frames: usize,
         stack_top: u64,
         slow: &mut SlowStep<'_>,
-        cache: &mut WalkCache,
+        cache: Option<&mut WalkCache>,
         generation: u64,
     ) -> Walked {
         let (ip, sp0, bp0) = registers();
+        let out = &mut out[..max_frames.clamp(1, MAX_FRAMES)];
+        let Some(cache) = cache else {
+            return Walked::Frames(self.walk_from(ip, sp0, bp0, out, stack_top, slow, &mut NoLog));
+        };
         if let Some(id) = cache.find(sp0, bp0, stack_top, generation) {
             return Walked::Known(id);
         }
         let mut log = cache.start(sp0, bp0, stack_top, generation);
-        let out = &mut out[..max_frames.clamp(1, MAX_FRAMES)];
         let n = self.walk_from(ip, sp0, bp0, out, stack_top, slow, &mut log);
         log.finish();
         Walked::Frames(n)
