@@ -233,6 +233,7 @@ fn damaged_red_zones(user: usize, h: &Header) -> Option<Damage> {
 
 /// The freed bytes of a quarantined (not protected) block that changed: from the first
 /// changed byte to the last, of those poisoned.
+#[inline]
 fn damaged_freed_bytes(user: usize, h: &Header) -> Option<Damage> {
     let (len, whole) = (h.len(), options().free_fill_max);
     if len <= whole {
@@ -246,6 +247,12 @@ fn damaged_freed_bytes(user: usize, h: &Header) -> Option<Damage> {
             to: user + last + 1,
         });
     }
+    damaged_freed_stripes(user, len, whole)
+}
+
+/// [`damaged_freed_bytes`] for a block poisoned whole at its start and in stripes after.
+#[inline(never)]
+fn damaged_freed_stripes(user: usize, len: usize, whole: usize) -> Option<Damage> {
     let mut damage: Option<Damage> = None;
     for (offset, len) in block::poison_ranges(len, whole) {
         // SAFETY: poisoned bytes of the user's bytes of a registered, unprotected block.
@@ -266,6 +273,7 @@ fn damaged_freed_bytes(user: usize, h: &Header) -> Option<Damage> {
 ///
 /// # Safety
 /// The block at `user` is claimed by the caller and its user's bytes are writable.
+#[inline]
 unsafe fn poison(user: usize, h: &Header) {
     let (len, whole) = (h.len(), options().free_fill_max);
     if len <= whole {
@@ -273,6 +281,16 @@ unsafe fn poison(user: usize, h: &Header) {
         unsafe { core::ptr::write_bytes(user as *mut u8, FILL_FREED, len) };
         return;
     }
+    // SAFETY: forwarded contract.
+    unsafe { poison_stripes(user, len, whole) };
+}
+
+/// [`poison`] for a block poisoned whole at its start and in stripes after.
+///
+/// # Safety
+/// As for [`poison`], with `len` the block's size.
+#[inline(never)]
+unsafe fn poison_stripes(user: usize, len: usize, whole: usize) {
     for (offset, len) in block::poison_ranges(len, whole) {
         let at = (user + offset) as *mut u8;
         if len == block::STRIPE {

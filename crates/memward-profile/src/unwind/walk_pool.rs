@@ -24,14 +24,23 @@ use core::ffi::c_void;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
-/// A cache and who owns it (`repr(C)`, the cache first: a cache's address is its slot's).
+/// A cache and who owns it (`repr(C)`: the owner is read on every capture, next to the
+/// cache's first set rather than a page past its last).
 #[repr(C)]
 struct Slot {
-    cache: UnsafeCell<WalkCache>,
     /// The owning thread's thread pointer; 0 while the slot waits in the pool.
     owner: AtomicUsize,
     /// The next slot in the pool (written under the pool's lock).
     next: AtomicPtr<Slot>,
+    cache: UnsafeCell<WalkCache>,
+}
+
+/// The slot holding the cache at `cache`.
+fn slot_of(cache: *mut WalkCache) -> *mut Slot {
+    cache
+        .cast::<u8>()
+        .wrapping_sub(core::mem::offset_of!(Slot, cache))
+        .cast()
 }
 
 /// Slots given back by exited threads.
@@ -97,7 +106,7 @@ unsafe fn mine<'a>(cache: *mut WalkCache) -> Option<&'a mut WalkCache> {
     if cache.is_null() {
         return None;
     }
-    let slot = cache.cast::<Slot>();
+    let slot = slot_of(cache);
     // SAFETY: slots are never unmapped; `owner` is an atomic that other threads only
     // read or write as such, apart from the cache the `&mut` covers.
     let owner = unsafe { (*slot).owner.load(Ordering::Relaxed) };
