@@ -67,7 +67,7 @@ thread_local! {
 
 /// The calling thread's walk cache, mapped or taken from the pool at its first call; null
 /// where there is none (the mapping or the thread-exit key was refused, or the thread is
-/// exiting and gave its cache back). Use it through [`mine`].
+/// exiting and gave its cache back). Use it through [`WalkCache::mine`].
 pub fn thread_cache() -> *mut WalkCache {
     THREAD_SLOT.with(|s| {
         let mut slot = s.get();
