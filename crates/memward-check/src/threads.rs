@@ -134,37 +134,6 @@ pub fn for_capture(alloc: bool) -> ForCapture {
 /// over the shards; nothing relies on two threads using different ones.
 pub fn shard(n: usize) -> usize {
     debug_assert!(n.is_power_of_two() && n <= 64);
-    ((thread_pointer() >> 12).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize & (n - 1)
-}
-
-/// The thread pointer: distinct for each live thread, one instruction where a register
-/// holds it. (The engine has the same read in `memward::os`, but the engine depends on
-/// this crate, not the other way round.)
-#[inline(always)]
-fn thread_pointer() -> u64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let tp: u64;
-        // SAFETY: on x86_64 Linux `fs:0` holds the thread control block's pointer to
-        // itself, set up by the C runtime before any code of ours runs.
-        unsafe {
-            core::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp,
-                options(nostack, readonly, preserves_flags, pure));
-        }
-        tp
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        let tp: u64;
-        // SAFETY: reading TPIDR_EL0 has no side effects; the runtime sets it per thread.
-        unsafe {
-            core::arch::asm!("mrs {}, tpidr_el0", out(reg) tp,
-                options(nostack, nomem, preserves_flags, pure));
-        }
-        tp
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    {
-        THREAD.with(|s| s.get() as u64)
-    }
+    let tp = memward_profile::shared::thread_pointer() as u64;
+    ((tp >> 12).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58) as usize & (n - 1)
 }

@@ -44,8 +44,8 @@ pub mod shared {
     pub use crate::sys::Region;
     pub use crate::trie::Trie;
     pub use crate::unwind::{
-        generation_in, module_generation, stack_top, thread_cache, thread_stack, Stacks, WalkCache,
-        Walked, Walker, MAX_FRAMES,
+        generation_in, module_generation, stack_top, thread_cache, thread_pointer, thread_stack,
+        Stacks, WalkCache, Walked, Walker, MAX_FRAMES,
     };
 }
 

@@ -44,7 +44,7 @@ mod walk_pool;
 
 pub use walk::Walker;
 pub use walk_cache::{generation_in, WalkCache, Walked};
-pub use walk_pool::thread_cache;
+pub use walk_pool::{thread_cache, thread_pointer};
 
 use crate::modules::{self, ModuleInfo};
 use crate::rules::{self, RuleTable, Shape};

@@ -192,9 +192,11 @@ extern "C" fn give_back(p: *mut c_void) {
     }
 }
 
-/// The thread pointer: distinct for each live thread.
+/// The thread pointer: distinct for each live thread, one instruction where a register
+/// holds it. (The engine has the same read in `memward::os`: it does not depend on this
+/// crate unless it is built with the checker.)
 #[inline(always)]
-fn thread_pointer() -> usize {
+pub fn thread_pointer() -> usize {
     #[cfg(target_arch = "x86_64")]
     {
         let tp: usize;
