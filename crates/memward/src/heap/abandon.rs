@@ -228,17 +228,18 @@ impl Local {
     /// other threads for our segments are dropped with them, others are re-sent.
     pub fn destroy(&mut self) {
         self.leaving = true;
-        let mut b = self.heap().remote.0.take_all();
-        while !b.is_null() {
-            // SAFETY: queued blocks are live memward blocks being freed.
-            unsafe {
-                let next = queued_next(b);
-                let seg = &*Segment::of(b);
-                let ours = seg.owner() == self.tag() && seg.thread_id() == self.thread_id;
-                if !ours {
-                    self.free_from_queue(b.cast(), Block::remote_tag(b));
+        for mut b in self.heap().remote.take_lanes() {
+            while !b.is_null() {
+                // SAFETY: queued blocks are live memward blocks being freed.
+                unsafe {
+                    let next = queued_next(b);
+                    let seg = &*Segment::of(b);
+                    let ours = seg.owner() == self.tag() && seg.thread_id() == self.thread_id;
+                    if !ours {
+                        self.free_from_queue(b.cast(), Block::remote_tag(b));
+                    }
+                    b = next;
                 }
-                b = next;
             }
         }
         loop {

@@ -8,8 +8,8 @@
 //! Ownership and cross-thread frees:
 //! - Only the owning thread touches `Local` (everything but `remote` and the counters).
 //! - A thread freeing a block of another heap collects it in its outbox and sends up to
-//!   `OUTBOX_MAX` such blocks to that heap's `remote` stack with one CAS; the owner takes
-//!   the whole stack with one swap at its next slow path (`remote.rs`).
+//!   `OUTBOX_MAX` such blocks to one lane of that heap's `remote` queue with one CAS; the
+//!   owner takes every lane, one swap each, at its next slow path (`remote.rs`).
 //! - When a thread exits, its heap is *abandoned*: each segment still holding live blocks
 //!   opens its abandoned-free stack and goes to a global list; frees to it are then collected
 //!   on the segment itself, and a heap that needs pages adopts it (`abandon.rs`). The heap
@@ -122,10 +122,53 @@ pub struct Local {
     visiting: *mut Segment,
 }
 
-/// The remote-free stack on a cache line of its own: other threads CAS it while the owner
-/// writes its counters, which would otherwise share the line.
+/// Lanes of a heap's remote queue. A taken chain is walked one dependent load at a time,
+/// and each load misses: the block was last written by the freeing thread, on another
+/// core. The owner walks the lanes' chains side by side, so that several misses are in
+/// flight at once (`Local::drain_remote`).
+const REMOTE_LANES: usize = 8;
+
+/// The remote-free stacks on a cache line of their own: other threads CAS them while the
+/// owner writes its counters, which would otherwise share the line.
 #[repr(C, align(64))]
-struct RemoteQueue(BlockStack);
+struct RemoteQueue([BlockStack; REMOTE_LANES]);
+
+impl RemoteQueue {
+    #[cfg(not(loom))]
+    const fn new() -> Self {
+        RemoteQueue([const { BlockStack::new() }; REMOTE_LANES])
+    }
+
+    #[cfg(loom)]
+    fn new() -> Self {
+        RemoteQueue(core::array::from_fn(|_| BlockStack::new()))
+    }
+
+    /// Pushes the chain `first..=last` onto the lane its first block's address picks
+    /// (pushes of one thread spread over the lanes, and no counter is shared).
+    ///
+    /// # Safety
+    /// As for [`BlockStack::push_chain`].
+    #[inline]
+    unsafe fn push_chain(&self, first: *mut Block, last: *mut Block) {
+        let a = first.addr();
+        let lane = ((a >> 4) ^ (a >> 10)) % REMOTE_LANES;
+        // SAFETY: forwarded contract.
+        unsafe { self.0[lane].push_chain(first, last) }
+    }
+
+    /// Takes every lane's chain (null for an empty lane).
+    #[inline]
+    fn take_lanes(&self) -> [*mut Block; REMOTE_LANES] {
+        core::array::from_fn(|i| self.0[i].take_all())
+    }
+
+    /// A hint: is anything queued?
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.0.iter().all(BlockStack::is_empty)
+    }
+}
 
 #[repr(C)]
 pub struct Heap {
@@ -204,7 +247,7 @@ impl Heap {
     #[allow(clippy::declare_interior_mutable_const)]
     pub const EMPTY: Heap = Heap {
         local: UnsafeCell::new(Local::EMPTY),
-        remote: RemoteQueue(BlockStack::new()),
+        remote: RemoteQueue::new(),
         counters: HeapCounters::new(),
         registry_next: AtomicPtr::new(ptr::null_mut()),
         dead_next: AtomicPtr::new(ptr::null_mut()),

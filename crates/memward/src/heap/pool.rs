@@ -126,12 +126,13 @@ pub fn drain_retired_heaps(local: &mut Local) {
             // SAFETY: retired heaps are valid; their queues are atomics; the taken blocks
             // are ours to relink.
             unsafe {
-                let mut b = (*h).remote.0.take_all();
-                while !b.is_null() {
-                    let next = queued_next(b);
-                    Block::set_remote_next(b, chain);
-                    chain = b;
-                    b = next;
+                for mut b in (*h).remote.take_lanes() {
+                    while !b.is_null() {
+                        let next = queued_next(b);
+                        Block::set_remote_next(b, chain);
+                        chain = b;
+                        b = next;
+                    }
                 }
                 h = (*h).dead_next.load(Ordering::Relaxed);
             }

@@ -61,7 +61,7 @@ impl Local {
     #[inline(always)]
     pub(super) fn tick(&mut self) {
         self.flush_outbox();
-        if !self.heap().remote.0.is_empty() {
+        if !self.heap().remote.is_empty() {
             self.drain_remote();
         }
         self.slow_count = self.slow_count.wrapping_add(1);

@@ -133,7 +133,7 @@ impl Heap {
     #[inline]
     pub unsafe fn push_remote_chain(&self, first: *mut Block, last: *mut Block) {
         // SAFETY: forwarded contract.
-        unsafe { self.remote.0.push_chain(first, last) }
+        unsafe { self.remote.push_chain(first, last) }
     }
 
     /// Pushes one block freed by another thread onto this heap's queue.
@@ -189,14 +189,26 @@ unsafe fn queued_link_corrupt(b: *mut Block) -> ! {
 impl Local {
     /// Frees every block other threads queued for this heap.
     pub fn drain_remote(&mut self) {
-        let mut b = self.heap().remote.0.take_all();
-        while !b.is_null() {
-            // SAFETY: queued blocks are memward blocks being freed; the pusher's release
-            // CAS and our acquire swap make their links visible.
-            unsafe {
-                let next = queued_next(b);
-                self.free_from_queue(b.cast(), Block::remote_tag(b));
-                b = next;
+        let mut lanes = self.heap().remote.take_lanes();
+        // One block of each lane in turn: the lanes' next links do not depend on each
+        // other, so their misses overlap (a single chain waits for each in turn).
+        loop {
+            let mut any = false;
+            for b in &mut lanes {
+                if b.is_null() {
+                    continue;
+                }
+                any = true;
+                // SAFETY: queued blocks are memward blocks being freed; the pusher's release
+                // CAS and our acquire swap make their links visible.
+                unsafe {
+                    let next = queued_next(*b);
+                    self.free_from_queue(b.cast(), Block::remote_tag(*b));
+                    *b = next;
+                }
+            }
+            if !any {
+                return;
             }
         }
     }
