@@ -6,7 +6,7 @@
 //! | `MEMWARD_FREE_RESIDENT_MIB` | 8 | free memory each heap, and the segment cache, keeps resident before purging at once, whatever the delay (the size bound beside the time bound) |
 //! | `MEMWARD_SEGMENT_CACHE` | 16 | empty 4 MiB segments kept mapped for reuse (purged ones cost no RSS) |
 //! | `MEMWARD_STATS` | 0 | `1`: the preloaded library prints statistics to stderr at exit |
-//! | `MEMWARD_HUGE_PAGES` | 1 | `1`: ask for transparent huge pages for a heap's new small and medium segments once the heap has 32 MiB in use, and for huge blocks once freed ones were densely used; `0`: never |
+//! | `MEMWARD_HUGE_PAGES` | 1 | `1`: ask for transparent huge pages for a heap's new small segments once the heap has 32 MiB in use, and for huge blocks once freed ones were densely used; `0`: never |
 //!
 //! The values live in atomics so that tests and programs can also change them at run time
 //! ([`crate::set_purge_delay_ms`]).

@@ -77,6 +77,9 @@ impl SegmentKind {
 struct SegmentLocal {
     /// Which of the heap's lists the segment is on.
     in_full_list: bool,
+    /// On its heap's set of segments that may hold free slots waiting to be purged
+    /// (`heap/purge.rs`).
+    in_purge_set: bool,
     /// While cached: everything after the header has been purged.
     purged: bool,
     /// The mapping carries the transparent-huge-page hint.
@@ -178,6 +181,7 @@ impl Segment {
             ptr::addr_of_mut!((*seg).size).write(AtomicUsize::new(size));
             ptr::addr_of_mut!((*seg).local).write(UnsafeCell::new(SegmentLocal {
                 in_full_list: false,
+                in_purge_set: false,
                 purged: false,
                 huge_pages,
                 used_pages: 0,
@@ -469,6 +473,22 @@ impl Segment {
         unsafe { self.local().in_full_list = on }
     }
 
+    /// Is the segment on its heap's set of segments with free slots to purge?
+    ///
+    /// # Safety
+    /// The calling thread owns the segment.
+    pub unsafe fn in_purge_set(&self) -> bool {
+        // SAFETY: per the contract.
+        unsafe { self.local().in_purge_set }
+    }
+
+    /// # Safety
+    /// The calling thread owns the segment.
+    pub unsafe fn set_in_purge_set(&self, on: bool) {
+        // SAFETY: per the contract.
+        unsafe { self.local().in_purge_set = on }
+    }
+
     /// Accounts the bytes of page `page` (a page of this segment) that blocks now reach
     /// (carved blocks, or a large block) in the resident estimate.
     ///
@@ -494,27 +514,88 @@ impl Segment {
     /// # Safety
     /// The calling thread owns the segment; slot `i` holds no page.
     pub unsafe fn purge_slot(&self, i: usize) {
-        let (ps, pe) = self.slot_purge_range(i);
-        let slot_start = self.slot_range(i).0;
-        let page = self.page_at(i);
-        // SAFETY: per the contract: the slot is free (no live block), the range is
-        // page-aligned inside it, and the page descriptor is not borrowed elsewhere.
-        unsafe {
-            if (*page).purged() || (*page).in_use() || pe <= ps {
-                return;
+        // SAFETY: per the contract.
+        unsafe { self.purge_slots(i, 1) }
+    }
+
+    /// Returns the memory of free slots `i..i + n` to the OS with one call (a purge is a
+    /// system call and a TLB flush, whatever its length: slot by slot, `medium-live`
+    /// spent most of its system time in `madvise`). Slots already purged are skipped.
+    ///
+    /// # Safety
+    /// The calling thread owns the segment; the slots hold no page.
+    pub unsafe fn purge_slots(&self, i: usize, n: usize) {
+        let mut j = i;
+        while j < i + n {
+            // Skip the slots with nothing to purge, then take the longest run of the rest.
+            // SAFETY: per the contract: free slots' descriptors are ours and not borrowed.
+            while j < i + n && unsafe { !self.slot_needs_purge(j) } {
+                j += 1;
             }
-            if os::purge(ps as *mut u8, pe - ps) {
-                (*page).set_purged(true);
-                // Bytes before the first OS-page boundary (slot 0, after the header) stay.
-                (*page).set_is_zero(ps == slot_start);
-                let touched = (*page).touched() as usize;
-                (*page).set_touched(0);
-                let l = self.local();
-                l.touched -= touched.min(l.touched);
-                stats::purge_call();
-                stats::resident(-(touched as i64));
+            let first = j;
+            // SAFETY: as above.
+            while j < i + n && unsafe { self.slot_needs_purge(j) } {
+                j += 1;
+            }
+            if first == j {
+                break;
+            }
+            let ps = self.slot_purge_range(first).0;
+            let pe = self.slot_purge_range(j - 1).1;
+            // SAFETY: per the contract: the slots are free (no live block) and adjacent, so
+            // the page-aligned range from the first's start to the last's end lies inside
+            // them.
+            if unsafe { !os::purge(ps as *mut u8, pe - ps) } {
+                continue;
+            }
+            stats::purge_call();
+            for k in first..j {
+                // SAFETY: per the contract; each descriptor is a distinct cell, and the
+                // segment's bookkeeping is borrowed for this step only.
+                unsafe {
+                    let l = self.local();
+                    let page = self.page_at(k);
+                    let slot_start = self.slot_range(k).0;
+                    (*page).set_purged(true);
+                    // Bytes before the first OS-page boundary (slot 0, after the header) stay.
+                    (*page).set_is_zero(self.slot_purge_range(k).0 == slot_start);
+                    let touched = (*page).touched() as usize;
+                    (*page).set_touched(0);
+                    l.touched -= touched.min(l.touched);
+                    stats::resident(-(touched as i64));
+                }
             }
         }
+    }
+
+    /// Whether some free slot holds memory a purge would return (or may: one not purged
+    /// since it was carved, or since the segment came from the cache).
+    ///
+    /// # Safety
+    /// The calling thread owns the segment; its free slots' descriptors are not borrowed.
+    pub unsafe fn has_resident_free_slot(&self) -> bool {
+        // SAFETY: per the contract.
+        let mut mask = unsafe { self.free_mask() };
+        while mask != 0 {
+            // SAFETY: as above.
+            let page = unsafe { &*self.page_at(mask.trailing_zeros() as usize) };
+            if !page.purged() && !page.is_pristine() {
+                return true;
+            }
+            mask &= mask - 1;
+        }
+        false
+    }
+
+    /// Whether free slot `j` holds memory a purge would return.
+    ///
+    /// # Safety
+    /// The calling thread owns the segment; slot `j` holds no page.
+    unsafe fn slot_needs_purge(&self, j: usize) -> bool {
+        let (ps, pe) = self.slot_purge_range(j);
+        // SAFETY: per the contract.
+        let page = unsafe { &*self.page_at(j) };
+        !page.purged() && !page.in_use() && !page.is_pristine() && pe > ps
     }
 
     /// Purges every free slot that has been carved since it was last purged.
@@ -525,14 +606,13 @@ impl Segment {
         // SAFETY: per the contract.
         let mut mask = unsafe { self.free_mask() };
         while mask != 0 {
+            // The next run of free slots, purged with one call.
             let i = mask.trailing_zeros() as usize;
-            mask &= mask - 1;
-            // SAFETY: slot i is free; its descriptor is not borrowed.
-            unsafe {
-                if !(*self.page_at(i)).is_pristine() {
-                    self.purge_slot(i);
-                }
-            }
+            let n = (mask >> i).trailing_ones() as usize;
+            // Adding the run's lowest bit carries through the run and clears it.
+            mask &= mask.wrapping_add(mask & mask.wrapping_neg());
+            // SAFETY: slots i..i + n are free; their descriptors are not borrowed.
+            unsafe { self.purge_slots(i, n) };
         }
     }
 

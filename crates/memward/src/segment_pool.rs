@@ -58,7 +58,7 @@ pub unsafe fn unlock_all() {
 pub const HUGE_GRANULE: usize = 64 * 1024;
 
 /// Gets a small, medium or large segment (`SEGMENT_SIZE` bytes) for `heap`, with the
-/// transparent-huge-page hint if `huge_pages` (the heap decides: see
+/// transparent-huge-page hint if it is a small one and `huge_pages` (the heap decides: see
 /// `Local::wants_huge_pages`). Null when the OS is out of memory.
 pub fn acquire(
     kind: SegmentKind,
@@ -77,7 +77,7 @@ pub fn acquire(
         CACHE_RESIDENT.fetch_sub(touched, Ordering::Relaxed);
         (cached, purged, false)
     };
-    let hint = huge_pages && options::huge_pages() && kind != SegmentKind::Large;
+    let hint = huge_pages && options::huge_pages() && kind == SegmentKind::Small;
     // SAFETY: a segment just mapped or taken off the cache, ours alone.
     unsafe { finish_acquire(seg, kind, heap, thread_id, SEGMENT_SIZE, zero, fresh, hint) }
 }
@@ -249,7 +249,7 @@ fn header_resident() -> usize {
     (HEADER_SIZE + ps - 1) & !(ps - 1)
 }
 
-/// A heap's in-use bytes from which its new small and medium segments get the
+/// A heap's in-use bytes from which its new small segments get the
 /// transparent-huge-page hint.
 ///
 /// A page fault costs about as much as a thousand allocations, and a 2 MiB page replaces
@@ -258,10 +258,10 @@ fn header_resident() -> usize {
 /// fill up, which is a property of the heap, not of the process: 400 threads that keep
 /// 10 KiB each would otherwise each get a 2 MiB page once the process as a whole holds a
 /// lot (the old rule, +805 MiB). A heap that holds 32 MiB fills its segments, so at most
-/// its newest segment has a partly used huge page. Large segments (blocks share them
-/// sparsely) never get it; huge blocks get it once the program has shown it fills them
-/// (`huge_blocks_want_huge_pages`). Purging part of a huge page splits it, so memory still
-/// goes back.
+/// its newest segment has a partly used huge page. Medium and large segments never get it:
+/// their blocks (8 KiB to 2 MiB) are often buffers touched here and there. Huge blocks get
+/// it once the program has shown it fills them (`huge_blocks_want_huge_pages`). Purging
+/// part of a huge page splits it, so memory still goes back.
 pub const HUGE_PAGE_HEAP_THRESHOLD: i64 = 32 << 20;
 
 /// Returns an empty segment: huge ones are cached for reuse or unmapped, others cached

@@ -175,6 +175,38 @@ fn a_large_block_grows_and_shrinks_in_place() {
 }
 
 #[test]
+fn freed_large_runs_are_reused_newest_first() {
+    let _g = serial();
+    let heap = memward::Heap::new();
+    let large = ApiLayout::from_size_align(70_000, 16).unwrap();
+    let small = ApiLayout::from_size_align(100, 16).unwrap();
+    let blocks: Vec<NonNull<u8>> = (0..10)
+        .map(|_| heap.allocate(large).unwrap().cast())
+        .collect();
+    // SAFETY: each is a live block of `heap` with layout `large`, freed once.
+    unsafe {
+        // A hole near the start of the segment, where a first-fit scan would look...
+        heap.deallocate(blocks[2], large);
+        // ...and two freed later, with a small block between that takes neither.
+        heap.deallocate(blocks[7], large);
+        let s = heap.allocate(small).unwrap().cast::<u8>();
+        heap.deallocate(blocks[5], large);
+        // The newest freed runs are resident and likely cached: they come back first.
+        let a = heap.allocate(large).unwrap().cast::<u8>();
+        let b = heap.allocate(large).unwrap().cast::<u8>();
+        let c = heap.allocate(large).unwrap().cast::<u8>();
+        assert_eq!([a, b, c], [blocks[5], blocks[7], blocks[2]]);
+        heap.deallocate(s, small);
+        for p in [a, b, c] {
+            heap.deallocate(p, large);
+        }
+        for i in [0, 1, 3, 4, 6, 8, 9] {
+            heap.deallocate(blocks[i], large);
+        }
+    }
+}
+
+#[test]
 fn huge_realloc_moves_pages_not_bytes() {
     let _g = serial();
     let before = rss();

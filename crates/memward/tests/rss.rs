@@ -92,6 +92,96 @@ fn scenario_size_bound() {
 }
 
 #[test]
+fn adjacent_free_slots_are_purged_together() {
+    run_child(
+        "scenario_adjacent_purges",
+        &[("MEMWARD_FREE_RESIDENT_MIB", "100000")],
+    );
+}
+
+#[test]
+#[ignore = "run by adjacent_free_slots_are_purged_together in a child process"]
+fn scenario_adjacent_purges() {
+    // 80 blocks of 96 KiB (three 32 KiB slots each) side by side in two large segments,
+    // plus one that keeps the second segment from being released when they are freed.
+    let blocks: Vec<Vec<u8>> = (0..81).map(|i| vec![i as u8; 90_000]).collect();
+    let mut blocks = blocks.into_iter();
+    let kept: Vec<Vec<u8>> = blocks.next_back().into_iter().collect();
+    drop(blocks);
+    let before = memward::stats().purges;
+    memward::raw::collect();
+    let calls = memward::stats().purges - before;
+    eprintln!("{calls} purge calls for 240 free slots");
+    // One call per run of adjacent slots (and a few for other free pages), not per slot.
+    assert!(calls > 0 && calls < 20, "{calls} purge calls");
+    assert_eq!(kept[0][89_999], 80);
+}
+
+#[test]
+fn free_slots_in_hundreds_of_segments_are_all_purged() {
+    run_child(
+        "scenario_many_segments_purged",
+        &[
+            ("MEMWARD_FREE_RESIDENT_MIB", "100000"),
+            ("MEMWARD_PURGE_DELAY_MS", "100000"),
+        ],
+    );
+}
+
+#[test]
+#[ignore = "run by free_slots_in_hundreds_of_segments_are_all_purged in a child process"]
+fn scenario_many_segments_purged() {
+    // 20,000 large blocks, 42 to a segment, almost untouched: about 480 segments. One block
+    // in 40 is filled and freed, leaving free resident slots in more segments than a
+    // heap's purge set holds (256): the purge must still find them all.
+    let mut blocks: Vec<Vec<u8>> = (0..20_000)
+        .map(|i| {
+            let mut v = Vec::with_capacity(65_537);
+            v.push(i as u8);
+            v
+        })
+        .collect();
+    let mut filled = 0;
+    for (i, v) in blocks.iter_mut().enumerate() {
+        if i % 40 == 0 {
+            v.resize(65_537, 7);
+            filled += v.capacity();
+        }
+    }
+    let touched = rss();
+    let kept: Vec<Vec<u8>> = blocks
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| i % 40 != 0)
+        .map(|(_, v)| v)
+        .collect();
+    let after_frees = rss();
+    memward::raw::collect();
+    let after_purge = rss();
+    eprintln!(
+        "filled {} MiB; RSS {} MiB, after the frees {} MiB, after the purge {} MiB",
+        filled / MIB,
+        touched / MIB,
+        after_frees / MIB,
+        after_purge / MIB
+    );
+    assert!(
+        after_frees + filled / 2 > touched,
+        "nothing was purged before the collection"
+    );
+    assert!(
+        after_purge + filled * 9 / 10 <= after_frees,
+        "only {} of {} MiB went back",
+        (after_frees - after_purge) / MIB,
+        filled / MIB
+    );
+    assert!(kept
+        .iter()
+        .enumerate()
+        .all(|(i, v)| v.len() == 1 && v[0] == (i + i / 39 + 1) as u8));
+}
+
+#[test]
 fn rss_stays_bounded_under_thread_churn() {
     run_child("scenario_thread_churn", &[("MEMWARD_PURGE_DELAY_MS", "20")]);
 }

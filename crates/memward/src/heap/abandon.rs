@@ -85,6 +85,7 @@ impl Local {
                     self.queue_remove(Self::queue_of(page), page);
                 }
             }
+            self.purge_set.remove(seg);
             match s.kind() {
                 SegmentKind::Huge => self.huge.remove(seg),
                 kind => {
@@ -120,6 +121,7 @@ impl Local {
                 }
             }
             s.purge_free_slots();
+            self.purge_set.remove(seg);
             s.mark_abandoned(live);
             segment_pool::abandon(seg);
         }
@@ -158,7 +160,8 @@ impl Local {
         self.clear_queues();
         self.pending_purge = 0;
         self.pending_bytes = 0;
-        self.recent_run = (core::ptr::null_mut(), 0);
+        self.recent_runs.clear();
+        self.purge_set.clear();
         // Frees that raced with the tagging are re-sent to their segments.
         self.drain_remote();
         self.flush_outbox();
@@ -258,6 +261,7 @@ impl Local {
                         self.sync(page);
                     }
                 }
+                self.purge_set.remove(seg);
                 s.unpurge_slots();
                 segment_pool::release(seg);
             }
@@ -265,7 +269,8 @@ impl Local {
         self.clear_queues();
         self.pending_purge = 0;
         self.pending_bytes = 0;
-        self.recent_run = (core::ptr::null_mut(), 0);
+        self.recent_runs.clear();
+        self.purge_set.clear();
         self.flush_outbox();
         self.publish_live();
     }

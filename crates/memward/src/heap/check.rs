@@ -57,7 +57,36 @@ impl Local {
                 }
             }
         }
+        self.check_purge_set();
         assert_eq!(self.outbox_head.is_null(), self.outbox_len == 0);
         assert!(self.outbox_len < OUTBOX_MAX);
+    }
+
+    /// Every segment with a free resident slot is in the purge set (unless it overflowed),
+    /// and every segment in it is ours and marked.
+    fn check_purge_set(&self) {
+        let set = &self.purge_set;
+        for &seg in set.members() {
+            // SAFETY: segments in the set are ours; no page is borrowed during the check.
+            unsafe {
+                assert!((*seg).in_purge_set(), "a segment in the purge set is marked");
+                assert_eq!((*seg).thread_id(), self.thread_id, "purge set: our segment");
+            }
+        }
+        for list in &self.avail {
+            let mut seg = list.first();
+            while !seg.is_null() {
+                // SAFETY: our segments; no page is borrowed during the check.
+                unsafe {
+                    let s = &*seg;
+                    assert!(
+                        !s.has_resident_free_slot() || set.overflowed() || s.in_purge_set(),
+                        "a segment with free resident slots is in the purge set"
+                    );
+                    assert_eq!(s.in_purge_set(), set.members().contains(&seg));
+                    seg = list.next(seg);
+                }
+            }
+        }
     }
 }

@@ -2,10 +2,11 @@
 //! Owner-only. The mechanism is described in `docs/engine-large-blocks.md`.
 //!
 //! Large blocks (up to `LARGE_MAX`, 2 MiB) share large segments: a block takes a run of
-//! 32 KiB slots, first fit over the first few segments on the heap's large `avail` list.
+//! 32 KiB slots, the run of a large block freed recently if one fits, else first fit over
+//! the first few segments on the heap's large `avail` list.
 //! Its page descriptor is the one of the run's first slot, where `free` finds it with the
 //! usual shift; the other slots of the run only carry their resident estimate, so a freed
-//! run is purged slot by slot after the purge delay like any free slot. A block grows in
+//! run is purged after the purge delay like any free slot. A block grows in
 //! place into the free slots after its run and gives slots back when it shrinks. 70,000
 //! live 70 KB blocks take 1,650 segments (merged into a few mappings), not 70,000
 //! mappings.
@@ -66,6 +67,61 @@ fn huge_placement(align: usize, prefix: usize) -> (usize, usize) {
 /// the first half (after the header, at an alignment of at most half a segment).
 fn placed_at_segment_end(offset: usize) -> bool {
     offset > SEGMENT_SIZE / 2
+}
+
+/// Runs of large blocks freed recently, as (segment, first slot), newest last. A
+/// stack rather than the one run freed last: when a freed block is followed by a smaller
+/// one of another class, its run would otherwise be forgotten and grow cold, and the
+/// program's next large block would take an old, purged hole. Bounded, so a pop costs
+/// little when most runs have been taken by first fit since.
+pub(super) struct RecentRuns {
+    runs: [(*mut Segment, u32); RECENT_RUNS],
+    len: usize,
+}
+
+/// Large runs remembered (`RecentRuns`).
+const RECENT_RUNS: usize = 16;
+
+impl RecentRuns {
+    pub(super) const fn new() -> Self {
+        RecentRuns {
+            runs: [(ptr::null_mut(), 0); RECENT_RUNS],
+            len: 0,
+        }
+    }
+
+    /// Remembers the run from slot `i` of `seg`; the oldest is dropped when full.
+    fn push(&mut self, seg: *mut Segment, i: usize) {
+        if self.len == RECENT_RUNS {
+            self.runs.copy_within(1.., 0);
+            self.len -= 1;
+        }
+        self.runs[self.len] = (seg, i as u32);
+        self.len += 1;
+    }
+
+    /// The newest run remembered (its segment and first slot), forgotten.
+    fn pop(&mut self) -> Option<(*mut Segment, usize)> {
+        self.len = self.len.checked_sub(1)?;
+        let (seg, i) = self.runs[self.len];
+        Some((seg, i as usize))
+    }
+
+    /// Forgets the runs of `seg`, which is leaving the heap.
+    pub(super) fn forget(&mut self, seg: *mut Segment) {
+        let mut kept = 0;
+        for j in 0..self.len {
+            if self.runs[j].0 != seg {
+                self.runs[kept] = self.runs[j];
+                kept += 1;
+            }
+        }
+        self.len = kept;
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.len = 0;
+    }
 }
 
 impl Local {
@@ -157,7 +213,7 @@ impl Local {
                     return ptr::null_mut();
                 }
                 // SAFETY: a fresh segment of ours on no list.
-                unsafe { self.avail[LARGE].push_front(seg) };
+                unsafe { self.take_segment(LARGE, seg) };
             }
             // SAFETY: segments on our lists are ours; no page of them is borrowed.
             unsafe {
@@ -193,32 +249,35 @@ impl Local {
         }
     }
 
-    /// Places the block at the start of the run of the large block freed last, if the
-    /// block fits there: in a program that frees and allocates medium-large buffers at a
-    /// steady rate, a first-fit scan from the segment start would pick older holes, whose
-    /// pages have been purged (`medium-live`: 7x the page faults of tcmalloc).
+    /// Places the block at the start of the run of a large block freed recently, newest
+    /// first, if the block fits there: in a program that frees and allocates medium-large
+    /// buffers at a steady rate, a first-fit scan from the segment start would pick older
+    /// holes, whose pages have been purged (`medium-live`: 7x the page faults of
+    /// tcmalloc). Runs the block does not fit, or that were taken since, are dropped.
     fn alloc_in_recent_run(&mut self, block_size: usize, n: usize, step: usize) -> *mut u8 {
-        let (seg, i) = self.recent_run;
-        if seg.is_null() || i == 0 || i % step != 0 {
-            return ptr::null_mut();
-        }
-        self.recent_run = (ptr::null_mut(), 0);
-        // SAFETY: the hint names one of our large segments (it is cleared when the segment
-        // is released or the heap abandons its segments); no page of it is borrowed.
-        unsafe {
-            let s = &*seg;
-            if i + n > s.page_count() || !s.extend_run(i, n) {
-                return ptr::null_mut();
+        while let Some((seg, i)) = self.recent_runs.pop() {
+            if i == 0 || i % step != 0 {
+                continue;
             }
-            self.reuse_pending(s, i, n);
-            if s.free_mask() == 0 && !s.in_full_list() {
-                self.avail[LARGE].remove(seg);
-                self.full[LARGE].push_front(seg);
-                s.set_in_full_list(true);
+            // SAFETY: the hint names one of our large segments (hints are forgotten when
+            // the segment is released or the heap abandons its segments); no page of it
+            // is borrowed.
+            unsafe {
+                let s = &*seg;
+                if i + n > s.page_count() || !s.extend_run(i, n) {
+                    continue;
+                }
+                self.reuse_pending(s, i, n);
+                if s.free_mask() == 0 && !s.in_full_list() {
+                    self.avail[LARGE].remove(seg);
+                    self.full[LARGE].push_front(seg);
+                    s.set_in_full_list(true);
+                }
+                let start = s.base() + (i << LARGE_SLOT_SHIFT);
+                return self.place_span(s, i, n, start as *mut u8, block_size);
             }
-            let start = s.base() + (i << LARGE_SLOT_SHIFT);
-            self.place_span(s, i, n, start as *mut u8, block_size)
         }
+        ptr::null_mut()
     }
 
     /// Puts a block of `block_size` bytes at `start` over the run of `len` slots from `i`.
@@ -289,20 +348,24 @@ impl Local {
         unsafe {
             let n = Self::span_len(s, page, index);
             let in_use = s.give_back_run(index, n);
+            // A visited segment goes back to the abandoned list: no hint to it.
+            let seg = s as *const Segment as *mut Segment;
+            if seg != self.visiting {
+                self.recent_runs.push(seg, index);
+            }
             if in_use != 0 && n > 1 {
                 let now = os::now_ms();
                 let delay = options::purge_delay_ms();
                 for j in index + 1..index + n {
                     let pg = s.page_at(j);
                     (*pg).set_freed_at(now);
-                    match delay {
-                        0 => s.purge_slot(j),
-                        d if d > 0 => {
-                            self.pending_purge += 1;
-                            self.pending_bytes += (*pg).touched() as usize;
-                        }
-                        _ => {}
+                    if delay > 0 {
+                        self.pending_purge += 1;
+                        self.pending_bytes += (*pg).touched() as usize;
                     }
+                }
+                if delay == 0 {
+                    s.purge_slots(index + 1, n - 1);
                 }
             }
             in_use
@@ -425,13 +488,15 @@ impl Local {
                     s.set_in_full_list(false);
                 }
                 let now = os::now_ms();
+                self.purge_set.add(seg);
                 for j in index + want..index + have {
                     (*s.page_at(j)).set_freed_at(now);
                     if options::purge_delay_ms() > 0 {
                         self.pending_purge += 1;
-                    } else if options::purge_delay_ms() == 0 {
-                        s.purge_slot(j);
                     }
+                }
+                if options::purge_delay_ms() == 0 {
+                    s.purge_slots(index + want, have - want);
                 }
             }
             self.note_span_touched(s, index, want, end);

@@ -92,11 +92,12 @@ pub struct Local {
     /// Resident bytes of those slots (estimate): above `options::free_resident_limit()`
     /// they are purged at once, where the page is freed.
     pending_bytes: usize,
-    /// The run of the large block freed last (its segment and first slot), tried first by
-    /// the next large allocation: its pages are resident and likely cached, as a
-    /// size-class free list's newest block is (`large.rs`). Null when none; cleared when
-    /// its segment leaves the heap.
-    recent_run: (*mut Segment, usize),
+    /// The runs of the large blocks freed last, tried first by the next large
+    /// allocations, newest first: their pages are resident and likely cached, as a
+    /// size-class free list's newest blocks are (`large.rs`).
+    recent_runs: large::RecentRuns,
+    /// Our segments that may hold free slots waiting to be purged.
+    purge_set: purge::PurgeSet,
     /// Change of in-use bytes not yet added to the process total (batched to keep atomic
     /// read-modify-writes off the slow path).
     pending_live: i64,
@@ -206,7 +207,8 @@ impl Local {
         next_purge: 0,
         pending_purge: 0,
         pending_bytes: 0,
-        recent_run: (ptr::null_mut(), 0),
+        recent_runs: large::RecentRuns::new(),
+            purge_set: purge::PurgeSet::new(),
         pending_live: 0,
         outbox_target: ptr::null_mut(),
         outbox_head: ptr::null_mut(),

@@ -1,47 +1,190 @@
 //! Returning free memory: free page slots are purged once they have been free for the
 //! purge delay (checked on slow paths, every `TICKS_PER_CLOCK_READ`-th one), all at once
 //! when their resident bytes pass `MEMWARD_FREE_RESIDENT_MIB` (checked where a page is
-//! freed, `retire.rs`), and all at once on request (`collect`). Purging only touches free slots, never a live block.
-//! Owner-only.
+//! freed, `retire.rs`), and all at once on request (`collect`). Purging only touches free
+//! slots, never a live block; it looks only at the segments of the heap's purge set, and
+//! returns adjacent slots with one system call. Owner-only.
 
 use super::Local;
+use crate::page::Page;
 use crate::segment::Segment;
 use crate::size_class::BIN_COUNT;
 use crate::{options, os, segment_pool};
 
+/// The segments of a heap that may hold free, resident slots (the ones a purge looks
+/// at), so that a purge walks those instead of every segment of the heap: a program that
+/// frees a 1 GiB heap block by block hits the size bound every few MiB, and walking all
+/// its 1,650 segments each time took most of the frees' time (`medium-live`). A segment
+/// is added when one of its slots is freed (or it comes from the cache resident), and
+/// dropped by the walk that finds nothing left to purge in it. When the set is full it
+/// overflows, and the next walk takes every segment and rebuilds it.
+pub(super) struct PurgeSet {
+    segments: [*mut Segment; PURGE_SET_CAPACITY],
+    len: usize,
+    overflowed: bool,
+}
+
+/// Segments a `PurgeSet` holds. A purge leaves at most half the size bound (4 MiB) of
+/// young free slots, in at most 128 segments (of 32 KiB slots); the set overflows only
+/// when another 128 segments get free slots before the next walk.
+const PURGE_SET_CAPACITY: usize = 256;
+
+impl PurgeSet {
+    pub(super) const fn new() -> Self {
+        PurgeSet {
+            segments: [core::ptr::null_mut(); PURGE_SET_CAPACITY],
+            len: 0,
+            overflowed: false,
+        }
+    }
+
+    /// Adds `seg`, a segment of ours, if it is not in the set.
+    ///
+    /// # Safety
+    /// The calling thread owns `seg`.
+    pub(super) unsafe fn add(&mut self, seg: *mut Segment) {
+        // SAFETY: per the contract.
+        unsafe {
+            if (*seg).in_purge_set() {
+                return;
+            }
+            if self.len == PURGE_SET_CAPACITY {
+                self.overflowed = true;
+                return;
+            }
+            (*seg).set_in_purge_set(true);
+        }
+        self.segments[self.len] = seg;
+        self.len += 1;
+    }
+
+    /// Drops `seg`, which is leaving the heap.
+    ///
+    /// # Safety
+    /// The calling thread owns `seg`.
+    pub(super) unsafe fn remove(&mut self, seg: *mut Segment) {
+        // SAFETY: per the contract.
+        unsafe {
+            if !(*seg).in_purge_set() {
+                return;
+            }
+            (*seg).set_in_purge_set(false);
+        }
+        if let Some(j) = self.segments[..self.len].iter().position(|&s| s == seg) {
+            self.len -= 1;
+            self.segments[j] = self.segments[self.len];
+        }
+    }
+
+    /// Drops the `j`-th segment of the set (the last takes its place).
+    ///
+    /// # Safety
+    /// The calling thread owns the segments in the set.
+    unsafe fn remove_at(&mut self, j: usize) {
+        // SAFETY: per the contract.
+        unsafe { (*self.segments[j]).set_in_purge_set(false) };
+        self.len -= 1;
+        self.segments[j] = self.segments[self.len];
+    }
+
+    /// The segments in the set.
+    pub(super) fn members(&self) -> &[*mut Segment] {
+        &self.segments[..self.len]
+    }
+
+    /// Whether segments were left out since the last walk over every segment.
+    pub(super) fn overflowed(&self) -> bool {
+        self.overflowed
+    }
+
+    /// Forgets every segment without touching them: for a heap whose segments have all
+    /// left it (each one's mark is reset when it is abandoned or initialised again).
+    pub(super) fn clear(&mut self) {
+        self.len = 0;
+        self.overflowed = false;
+    }
+}
+
+/// Applies `decide` to the free, resident slots of `s` (purging, adjacent ones with one
+/// system call, those it says yes to) and adds the slots left to `pending`, as a count
+/// and bytes. True if some are left.
+///
+/// # Safety
+/// The calling thread owns `s`, whose free slots hold no page.
+unsafe fn purge_segment_where(
+    s: &Segment,
+    decide: &mut impl FnMut(&Page) -> bool,
+    pending: &mut (usize, usize),
+) -> bool {
+    let before = pending.0;
+    // The run of slots to purge being gathered, as [start, end).
+    let (mut start, mut end) = (0, 0);
+    // SAFETY: per the contract.
+    unsafe {
+        let mut mask = s.free_mask();
+        while mask != 0 {
+            let i = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            let page = &*s.page_at(i);
+            if page.purged() || page.is_pristine() {
+                continue;
+            }
+            if decide(page) {
+                if i != end {
+                    s.purge_slots(start, end - start);
+                    start = i;
+                }
+                end = i + 1;
+            } else {
+                pending.0 += 1;
+                pending.1 += page.touched() as usize;
+            }
+        }
+        s.purge_slots(start, end - start);
+    }
+    pending.0 != before
+}
+
 impl Local {
-    /// Calls `visit` on every free slot of our small, medium and large segments that holds
-    /// resident memory (not purged, carved since mapped or purged), with its segment and
-    /// index; `visit` says whether the slot is still pending (not purged by it). Recounts
-    /// `pending_purge` and `pending_bytes` from the answers.
-    fn visit_free_slots(&mut self, mut visit: impl FnMut(&Segment, usize, &crate::page::Page) -> bool) {
-        let mut pending = 0;
-        let mut pending_bytes = 0;
-        for k in 0..self.avail.len() {
-            let mut seg = self.avail[k].first();
-            while !seg.is_null() {
-                // SAFETY: segments on our lists are ours; their free slots hold no page.
-                unsafe {
-                    let s = &*seg;
-                    let mut mask = s.free_mask();
-                    while mask != 0 {
-                        let i = mask.trailing_zeros() as usize;
-                        mask &= mask - 1;
-                        let page = &*s.page_at(i);
-                        if page.purged() || page.is_pristine() {
-                            continue;
+    /// Calls `decide` on every free slot of our small, medium and large segments that
+    /// holds resident memory (not purged, carved since mapped or purged); the slots it
+    /// says yes to are purged. Walks the purge set (every segment if it overflowed) and
+    /// recounts `pending_purge` and `pending_bytes` from the slots left.
+    fn purge_slots_where(&mut self, mut decide: impl FnMut(&Page) -> bool) {
+        let mut pending = (0, 0);
+        if self.purge_set.overflowed {
+            for j in 0..self.purge_set.len {
+                // SAFETY: segments in the set are ours.
+                unsafe { (*self.purge_set.segments[j]).set_in_purge_set(false) };
+            }
+            self.purge_set.clear();
+            for k in 0..self.avail.len() {
+                let mut seg = self.avail[k].first();
+                while !seg.is_null() {
+                    // SAFETY: segments on our lists are ours; their free slots hold no page.
+                    unsafe {
+                        if purge_segment_where(&*seg, &mut decide, &mut pending) {
+                            self.purge_set.add(seg);
                         }
-                        if visit(s, i, page) {
-                            pending += 1;
-                            pending_bytes += page.touched() as usize;
-                        }
+                        seg = self.avail[k].next(seg);
                     }
-                    seg = self.avail[k].next(seg);
+                }
+            }
+        } else {
+            let mut j = 0;
+            while j < self.purge_set.len {
+                let seg = self.purge_set.segments[j];
+                // SAFETY: segments in the set are ours (a segment leaving the heap leaves
+                // the set); their free slots hold no page.
+                if unsafe { purge_segment_where(&*seg, &mut decide, &mut pending) } {
+                    j += 1;
+                } else {
+                    // SAFETY: as above.
+                    unsafe { self.purge_set.remove_at(j) };
                 }
             }
         }
-        self.pending_purge = pending;
-        self.pending_bytes = pending_bytes;
+        (self.pending_purge, self.pending_bytes) = pending;
     }
 
     /// Purges free page slots that have been free for `delay` ms (all of them if `force`).
@@ -49,15 +192,7 @@ impl Local {
         if self.pending_purge == 0 && !force {
             return;
         }
-        self.visit_free_slots(|s, i, page| {
-            if force || page.freed_at() + delay <= now {
-                // SAFETY: a free slot of our segment.
-                unsafe { s.purge_slot(i) };
-                false
-            } else {
-                true
-            }
-        });
+        self.purge_slots_where(|page| force || page.freed_at() + delay <= now);
     }
 
     /// The size bound (`MEMWARD_FREE_RESIDENT_MIB`) was passed: purges the slots freed
@@ -69,9 +204,9 @@ impl Local {
         // Resident bytes by age: bucket b holds ages in [2^(b-1), 2^b) ms, bucket 0 age 0.
         let bucket = |freed_at: u64| (64 - now.saturating_sub(freed_at).leading_zeros()) as usize;
         let mut by_age = [0usize; 65];
-        self.visit_free_slots(|_, _, page| {
+        self.purge_slots_where(|page| {
             by_age[bucket(page.freed_at())] += page.touched() as usize;
-            true
+            false
         });
         let keep = options::free_resident_limit() / 2;
         let (mut cut, mut kept) = (0, 0);
@@ -79,15 +214,7 @@ impl Local {
             kept += by_age[cut];
             cut += 1;
         }
-        self.visit_free_slots(|s, i, page| {
-            if bucket(page.freed_at()) >= cut {
-                // SAFETY: a free slot of our segment.
-                unsafe { s.purge_slot(i) };
-                false
-            } else {
-                true
-            }
-        });
+        self.purge_slots_where(|page| bucket(page.freed_at()) >= cut);
     }
 
     /// Slots `i..i + n` of `s` were just taken for a new page or block: the resident

@@ -206,7 +206,7 @@ impl Local {
                 return ptr::null_mut();
             }
             // SAFETY: a fresh segment of ours on no list.
-            unsafe { self.avail[k].push_front(seg) };
+            unsafe { self.take_segment(k, seg) };
         }
         // SAFETY: seg is one of our segments with a free slot, on our `avail` list.
         unsafe {
@@ -228,7 +228,22 @@ impl Local {
         }
     }
 
-    /// The heap's in-use bytes above which its new small and medium segments ask for
+    /// Puts `seg`, just acquired, on our list of class `k`; one from the cache whose slots
+    /// may still be resident joins the purge set.
+    ///
+    /// # Safety
+    /// `seg` is a segment of ours on no list.
+    pub(super) unsafe fn take_segment(&mut self, k: usize, seg: *mut Segment) {
+        // SAFETY: per the contract.
+        unsafe {
+            self.avail[k].push_front(seg);
+            if (*seg).has_resident_free_slot() {
+                self.purge_set.add(seg);
+            }
+        }
+    }
+
+    /// The heap's in-use bytes above which its new small segments ask for
     /// transparent huge pages (`segment_pool::acquire`): a heap that holds this much fills
     /// its segments, so a huge page is nearly all used; a thread that keeps a few KiB
     /// never gets one, however much the whole process holds.

@@ -111,20 +111,18 @@ impl Local {
                         self.avail[k].push_front(seg);
                         s.set_in_full_list(false);
                     }
-                    // A visited segment goes back to the abandoned list: no hint to it.
-                    if kind == SegmentKind::Large && seg != self.visiting {
-                        self.recent_run = (seg, index);
-                    }
                     if in_use == 0 && seg != self.visiting {
-                        if self.recent_run.0 == seg {
-                            self.recent_run = (core::ptr::null_mut(), 0);
-                        }
+                        self.recent_runs.forget(seg);
+                        self.purge_set.remove(seg);
                         self.avail[k].remove(seg);
                         s.unpurge_slots();
                         segment_pool::release(seg);
                     } else {
                         let now = os::now_ms();
                         (*page).set_freed_at(now);
+                        if seg != self.visiting {
+                            self.purge_set.add(seg);
+                        }
                         match options::purge_delay_ms() {
                             0 => s.purge_slot(index),
                             d if d > 0 => {
