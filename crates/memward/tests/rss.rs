@@ -182,6 +182,75 @@ fn scenario_many_segments_purged() {
 }
 
 #[test]
+fn segments_of_exited_threads_wait_in_the_cache_then_go() {
+    run_child("scenario_thread_rounds", &[]);
+}
+
+/// Starts `n` threads that each allocate a few KiB, hold it until all have, free it and
+/// exit.
+fn thread_round(n: usize) {
+    let barrier = std::sync::Barrier::new(n);
+    std::thread::scope(|s| {
+        for t in 0..n {
+            let barrier = &barrier;
+            s.spawn(move || {
+                let blocks: Vec<Box<[u64; 32]>> =
+                    (0..40).map(|i| Box::new([t as u64 + i; 32])).collect();
+                barrier.wait();
+                assert!(blocks
+                    .iter()
+                    .enumerate()
+                    .all(|(i, b)| b[31] == t as u64 + i as u64));
+            });
+        }
+    });
+}
+
+#[test]
+#[ignore = "run by segments_of_exited_threads_wait_in_the_cache_then_go in a child process"]
+fn scenario_thread_rounds() {
+    const SEGMENT: u64 = 4 << 20;
+    let before = memward::stats();
+    thread_round(100);
+    let first = memward::stats();
+    // Each thread's heap took a segment of its own; they are cached, not unmapped.
+    let cached = first.mapped_bytes.saturating_sub(before.mapped_bytes) / SEGMENT;
+    eprintln!("after the first round: {cached} more segments mapped");
+    assert!(
+        cached >= 50,
+        "only {cached} segments kept for the next threads"
+    );
+    // The next round's threads take them: the mapped peak hardly moves.
+    thread_round(100);
+    let second = memward::stats();
+    let grew = second
+        .peak_mapped_bytes
+        .saturating_sub(first.peak_mapped_bytes)
+        / SEGMENT;
+    eprintln!("second round: peak grew by {grew} segments");
+    assert!(grew <= 16, "the second round mapped {grew} new segments");
+    // Idle beyond MEMWARD_SEGMENT_CACHE (16) for a second: unmapped at the next slow paths.
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut sink = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while memward::stats().mapped_bytes > before.mapped_bytes + 20 * SEGMENT {
+        assert!(
+            Instant::now() < deadline,
+            "idle cached segments stayed mapped"
+        );
+        let v: Vec<Box<[u64; 64]>> = (0..20_000).map(|i| Box::new([i; 64])).collect();
+        sink = sink.wrapping_add(v[v.len() - 1][0]);
+    }
+    eprintln!(
+        "mapped {} MiB over the start after the idle second (sink {sink})",
+        (memward::stats()
+            .mapped_bytes
+            .saturating_sub(before.mapped_bytes))
+            >> 20
+    );
+}
+
+#[test]
 fn rss_stays_bounded_under_thread_churn() {
     run_child("scenario_thread_churn", &[("MEMWARD_PURGE_DELAY_MS", "20")]);
 }
