@@ -534,6 +534,13 @@ unsafe fn realloc_sampled(h: *mut Heap, p: *mut u8, new_size: usize, align: usiz
                 (hooks.realloc)(p, q, new_size);
                 heap.set_in_hook(false);
             }
+        } else if had_old && sampling::moved(p, q) {
+            // Moved without a free (a huge block's mapping moved): the entry followed it.
+            if let Some(hooks) = hooks::current() {
+                heap.set_in_hook(true);
+                (hooks.realloc)(p, q, new_size);
+                heap.set_in_hook(false);
+            }
         } else if had_old {
             // Moved: the free inside `realloc` forgot the old block.
             report_sampled(q, |hooks| (hooks.realloc)(p, q, new_size));

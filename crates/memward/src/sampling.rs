@@ -239,6 +239,15 @@ pub unsafe fn forget(page: *mut Page, p: *mut u8) -> bool {
     true
 }
 
+/// The sampled block `old` moved to `new` without being freed (a huge block whose mapping
+/// `realloc` moved): its entry follows it. Its page descriptor moved with the mapping and
+/// keeps its count. False if `old` was not sampled.
+pub fn moved(old: *mut u8, new: *mut u8) -> bool {
+    let mut set = SET.lock();
+    // The entry just removed leaves room for the new one.
+    set.remove(old as usize) && set.insert(new as usize)
+}
+
 /// Is `p` a live sampled block? (`realloc`, which decides before it frees.)
 pub fn contains(p: *mut u8) -> bool {
     SET.lock().find(p as usize).is_some()

@@ -152,25 +152,43 @@ fn a_large_block_grows_and_shrinks_in_place() {
     let small = ApiLayout::from_size_align(100_000, 16).unwrap();
     let p = heap.allocate(small).unwrap().cast::<u8>();
     fill(p.as_ptr(), 100_000, 1);
-    let big = ApiLayout::from_size_align(1_500_000, 16).unwrap();
+    let big = ApiLayout::from_size_align(250_000, 16).unwrap();
     // SAFETY: p is a live block of `heap` with layout `small`.
     let q = unsafe { heap.grow(p, small, big) }.unwrap().cast::<u8>();
     assert_eq!(q, p, "the slots after the run were free: grown in place");
     assert!(verify(q.as_ptr(), 100_000, 1));
-    fill(q.as_ptr(), 1_500_000, 2);
-    let mid = ApiLayout::from_size_align(300_000, 16).unwrap();
+    fill(q.as_ptr(), 250_000, 2);
+    let mid = ApiLayout::from_size_align(90_000, 16).unwrap();
     // SAFETY: q is live with layout `big`.
     let r = unsafe { heap.shrink(q, big, mid) }.unwrap().cast::<u8>();
     assert_eq!(r, q, "shrunk in place");
-    assert!(verify(r.as_ptr(), 300_000, 2));
-    // The slots given back are used by the next block, right after the run.
-    let other = heap.allocate(mid).unwrap().cast::<u8>();
+    assert!(verify(r.as_ptr(), 90_000, 2));
+    // The slots given back (five) are used by the next block, right after the run.
+    let tail = ApiLayout::from_size_align(70_000, 16).unwrap();
+    let other = heap.allocate(tail).unwrap().cast::<u8>();
     let gap = other.as_ptr() as usize - r.as_ptr() as usize;
-    assert!(gap < 512 * KIB, "next block placed {gap} bytes on");
+    assert!(gap < 256 * KIB, "next block placed {gap} bytes on");
+    // Grown past 256 KiB, a block moves to a mapping of its own (once), from which
+    // growing further is an mremap: it never comes back to be copied at 2 MiB.
+    let huge = ApiLayout::from_size_align(1_500_000, 16).unwrap();
+    // SAFETY: r is live with layout `mid`.
+    let s = unsafe { heap.grow(r, mid, huge) }.unwrap().cast::<u8>();
+    assert!(verify(s.as_ptr(), 90_000, 2));
+    let segment = |p: NonNull<u8>| p.as_ptr() as usize & !(4 * MIB - 1);
+    assert_ne!(
+        segment(s),
+        segment(other),
+        "moved out of the shared segment"
+    );
+    fill(s.as_ptr(), 1_500_000, 3);
+    let bigger = ApiLayout::from_size_align(9_000_000, 16).unwrap();
+    // SAFETY: s is live with layout `huge`.
+    let t = unsafe { heap.grow(s, huge, bigger) }.unwrap().cast::<u8>();
+    assert!(verify(t.as_ptr(), 1_500_000, 3));
     // SAFETY: both blocks are live blocks of `heap`.
     unsafe {
-        heap.deallocate(other, mid);
-        heap.deallocate(r, mid);
+        heap.deallocate(other, tail);
+        heap.deallocate(t, bigger);
     }
 }
 
