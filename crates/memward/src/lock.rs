@@ -30,6 +30,14 @@ impl<T> SpinLock<T> {
         SpinGuard { lock: self }
     }
 
+    /// The lock if it is free now, else None (for work that can wait for a later call).
+    pub fn try_lock(&self) -> Option<SpinGuard<'_, T>> {
+        if self.locked.swap(true, Ordering::Acquire) {
+            return None;
+        }
+        Some(SpinGuard { lock: self })
+    }
+
     /// Takes the lock without a guard (used by the `fork()` prepare handler).
     pub fn acquire(&self) {
         let mut spins = 0u32;

@@ -2,7 +2,7 @@
 //! of huge mappings, and the list of segments abandoned by exited threads.
 //!
 //! Empty segments go to the cache, where they are purged after the purge delay and
-//! unmapped beyond `MEMWARD_SEGMENT_CACHE` once idle for a second (`evict_idle`); freed huge mappings wait in their own cache
+//! unmapped beyond `MEMWARD_SEGMENT_CACHE` once idle for a second (`take_idle`); freed huge mappings wait in their own cache
 //! for reuse (best fit, excess purged) and are unmapped once idle for the purge delay.
 //! Abandoned segments wait on a global list until a heap that needs pages adopts them.
 //! Each list has its own spin lock; `lock_all`/`unlock_all` take them around `fork()`.
@@ -305,12 +305,36 @@ pub unsafe fn release(seg: *mut Segment) {
         {
             purge_cached(seg);
         }
+        let mut victims = Victims::new();
         {
             let mut cache = CACHE.lock();
             cache.push_front(seg);
             CACHE_RESIDENT.fetch_add(s.touched(), Ordering::Relaxed);
+            take_idle(&mut cache, s.cached_at(), &mut victims);
         }
-        evict_idle(s.cached_at());
+        victims.unmap();
+    }
+}
+
+/// Cached segments taken off the cache under its lock, unmapped after it.
+struct Victims {
+    segments: [*mut Segment; 8],
+    len: usize,
+}
+
+impl Victims {
+    fn new() -> Self {
+        Victims {
+            segments: [ptr::null_mut(); 8],
+            len: 0,
+        }
+    }
+
+    fn unmap(&self) {
+        for &v in &self.segments[..self.len] {
+            // SAFETY: taken off the cache; unused.
+            unsafe { unmap_cached(v) };
+        }
     }
 }
 
@@ -324,33 +348,24 @@ const CACHE_BURST_MAX: usize = 1024;
 /// How long a segment beyond `MEMWARD_SEGMENT_CACHE` stays in the cache unused.
 const CACHE_IDLE_MS: u64 = 1000;
 
-/// Unmaps the oldest cached segments while the cache holds more than
-/// `MEMWARD_SEGMENT_CACHE` and they have been idle for `CACHE_IDLE_MS` (or the cache holds
-/// more than `CACHE_BURST_MAX`); a few per call, so no call waits long.
-fn evict_idle(now: u64) {
+/// Takes the oldest cached segments off `cache` (a few per call, so no call holds the
+/// lock long) while it holds more than `MEMWARD_SEGMENT_CACHE` and they have been idle for
+/// `CACHE_IDLE_MS` (or it holds more than `CACHE_BURST_MAX`).
+fn take_idle(cache: &mut List<Segment>, now: u64, victims: &mut Victims) {
     let keep = options::segment_cache_limit();
     let most = if keep == 0 { 0 } else { keep.max(CACHE_BURST_MAX) };
-    let mut victims = [ptr::null_mut::<Segment>(); 8];
-    let mut n = 0;
-    {
-        let mut cache = CACHE.lock();
-        while n < victims.len() && cache.len() > keep {
-            let oldest = cache.last();
-            // SAFETY: cached segments are mapped and unused; we hold the cache's lock.
-            unsafe {
-                if cache.len() <= most && (*oldest).cached_at() + CACHE_IDLE_MS > now {
-                    break;
-                }
-                cache.remove(oldest);
-                CACHE_RESIDENT.fetch_sub((*oldest).touched(), Ordering::Relaxed);
+    while victims.len < victims.segments.len() && cache.len() > keep {
+        let oldest = cache.last();
+        // SAFETY: cached segments are mapped and unused; the caller holds the cache's lock.
+        unsafe {
+            if cache.len() <= most && (*oldest).cached_at() + CACHE_IDLE_MS > now {
+                break;
             }
-            victims[n] = oldest;
-            n += 1;
+            cache.remove(oldest);
+            CACHE_RESIDENT.fetch_sub((*oldest).touched(), Ordering::Relaxed);
         }
-    }
-    for &v in &victims[..n] {
-        // SAFETY: taken off the cache; unused.
-        unsafe { unmap_cached(v) };
+        victims.segments[victims.len] = oldest;
+        victims.len += 1;
     }
 }
 
@@ -567,16 +582,41 @@ pub fn purge_cache(now: u64) {
         now as usize + (delay as usize / 2).max(1),
         Ordering::Relaxed,
     );
-    {
-        let cache = CACHE.lock();
+    // Segments due are taken off the cache and purged outside its lock: when hundreds of
+    // threads exit together, each releasing a segment, a walk that purged under the lock
+    // kept them all waiting (600,000 `sched_yield` calls in `threads-keep`). A contended
+    // cache is left for a later call.
+    let mut due = Victims::new();
+    let mut victims = Victims::new();
+    if let Some(mut cache) = CACHE.try_lock() {
         let mut s = cache.first();
-        while !s.is_null() {
+        while !s.is_null() && due.len < due.segments.len() {
             // SAFETY: segments on the cache list are mapped and unused; we hold the lock.
             unsafe {
+                let next = cache.next(s);
                 if !(*s).purged() && (*s).cached_at() + delay as u64 <= now {
-                    purge_in_cache(s);
+                    cache.remove(s);
+                    CACHE_RESIDENT.fetch_sub((*s).touched(), Ordering::Relaxed);
+                    due.segments[due.len] = s;
+                    due.len += 1;
                 }
-                s = cache.next(s);
+                s = next;
+            }
+        }
+        take_idle(&mut cache, now, &mut victims);
+    }
+    victims.unmap();
+    if due.len > 0 {
+        for &s in &due.segments[..due.len] {
+            // SAFETY: taken off the cache; unused and ours until it goes back.
+            unsafe { purge_cached(s) };
+        }
+        let mut cache = CACHE.lock();
+        for &s in &due.segments[..due.len] {
+            // SAFETY: ours, off every list; purged, so it adds nothing resident.
+            unsafe {
+                cache.push_back(s);
+                CACHE_RESIDENT.fetch_add((*s).touched(), Ordering::Relaxed);
             }
         }
     }
@@ -585,7 +625,6 @@ pub fn purge_cache(now: u64) {
         let cached_at = unsafe { s.cached_at() };
         cached_at + delay as u64 <= now
     });
-    evict_idle(now);
 }
 
 /// Unmaps the cached huge segments `due` selects.
