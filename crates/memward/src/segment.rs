@@ -80,6 +80,9 @@ struct SegmentLocal {
     /// On its heap's set of segments that may hold free slots waiting to be purged
     /// (`heap/purge.rs`).
     in_purge_set: bool,
+    /// While abandoned: the resident bytes of its free slots, counted in
+    /// `segment_pool::ABANDONED_RESIDENT`.
+    abandoned_resident: usize,
     /// While cached: everything after the header has been purged.
     purged: bool,
     /// The mapping carries the transparent-huge-page hint.
@@ -182,6 +185,7 @@ impl Segment {
             ptr::addr_of_mut!((*seg).local).write(UnsafeCell::new(SegmentLocal {
                 in_full_list: false,
                 in_purge_set: false,
+                abandoned_resident: 0,
                 purged: false,
                 huge_pages,
                 used_pages: 0,
@@ -585,6 +589,39 @@ impl Segment {
             mask &= mask - 1;
         }
         false
+    }
+
+    /// Resident bytes of the free slots (their estimates), as a purge would return them.
+    ///
+    /// # Safety
+    /// The calling thread owns the segment; its free slots' descriptors are not borrowed.
+    pub unsafe fn free_resident_bytes(&self) -> usize {
+        let mut bytes = 0;
+        // SAFETY: per the contract.
+        let mut mask = unsafe { self.free_mask() };
+        while mask != 0 {
+            // SAFETY: as above.
+            let page = unsafe { &*self.page_at(mask.trailing_zeros() as usize) };
+            if !page.purged() && !page.is_pristine() {
+                bytes += page.touched() as usize;
+            }
+            mask &= mask - 1;
+        }
+        bytes
+    }
+
+    /// # Safety
+    /// The calling thread owns the segment (or holds the abandoned list's lock).
+    pub unsafe fn abandoned_resident(&self) -> usize {
+        // SAFETY: per the contract.
+        unsafe { self.local().abandoned_resident }
+    }
+
+    /// # Safety
+    /// As for [`Segment::abandoned_resident`].
+    pub unsafe fn set_abandoned_resident(&self, bytes: usize) {
+        // SAFETY: per the contract.
+        unsafe { self.local().abandoned_resident = bytes }
     }
 
     /// Whether free slot `j` holds memory a purge would return.

@@ -1,8 +1,9 @@
 //! Thread exit and first-class heap drop: giving every segment up, and taking abandoned
 //! segments over.
 //!
-//! `abandon` (thread exit) frees the heap's empty pages, purges free slots, and hands each
-//! segment that still holds live blocks to the global abandoned list, after opening its
+//! `abandon` (thread exit) frees the heap's empty pages and hands each segment that still
+//! holds live blocks to the global abandoned list (its free slots stay resident for the
+//! heap that adopts it, within a global size bound: `segment_pool::budget_abandoned`), after opening its
 //! abandoned-free stack so that remote frees collect on the segment. Frees that raced with
 //! this (pushed to our queue after we last drained it) are drained once more and routed
 //! again, now to the segments' stacks. `adopt` is the reverse, on a heap that needs pages.
@@ -101,8 +102,9 @@ impl Local {
     }
 
     /// Hands a segment of ours, on none of our lists, to the abandoned list: its pages'
-    /// live blocks leave our statistics, its free slots are purged (nobody will use them
-    /// soon), and its abandoned-free stack opens.
+    /// live blocks leave our statistics, its free slots stay resident for the heap that
+    /// adopts it or are purged (`segment_pool::budget_abandoned`), and its abandoned-free
+    /// stack opens.
     ///
     /// # Safety
     /// `seg` is ours, off our lists and queues, and holds live blocks.
@@ -120,8 +122,8 @@ impl Local {
                     self.transfer(page, Transfer::Out);
                 }
             }
-            s.purge_free_slots();
             self.purge_set.remove(seg);
+            segment_pool::budget_abandoned(seg);
             s.mark_abandoned(live);
             segment_pool::abandon(seg);
         }
@@ -212,6 +214,9 @@ impl Local {
                         self.full[k].push_front(seg);
                     } else {
                         self.avail[k].push_front(seg);
+                        if s.has_resident_free_slot() {
+                            self.purge_set.add(seg);
+                        }
                     }
                 }
             }
