@@ -572,42 +572,49 @@ impl Segment {
         }
     }
 
-    /// Whether some free slot holds memory a purge would return (or may: one not purged
-    /// since it was carved, or since the segment came from the cache).
+    /// The free slots that hold memory a purge would return (or may: not purged since
+    /// they were carved, or since the segment came from the cache), with their
+    /// descriptors, in slot order.
     ///
     /// # Safety
-    /// The calling thread owns the segment; its free slots' descriptors are not borrowed.
-    pub unsafe fn has_resident_free_slot(&self) -> bool {
+    /// The calling thread owns the segment, and neither its free slots nor the
+    /// descriptors yet to be yielded change while the iterator lives (purging slots
+    /// already yielded is fine).
+    pub unsafe fn resident_free_slots(&self) -> impl Iterator<Item = (usize, &Page)> + '_ {
         // SAFETY: per the contract.
         let mut mask = unsafe { self.free_mask() };
-        while mask != 0 {
-            // SAFETY: as above.
-            let page = unsafe { &*self.page_at(mask.trailing_zeros() as usize) };
-            if !page.purged() && !page.is_pristine() {
-                return true;
+        core::iter::from_fn(move || {
+            while mask != 0 {
+                let i = mask.trailing_zeros() as usize;
+                mask &= mask - 1;
+                // SAFETY: per the contract; slot i is free and its descriptor unborrowed.
+                let page = unsafe { &*self.page_at(i) };
+                if !page.purged() && !page.is_pristine() {
+                    return Some((i, page));
+                }
             }
-            mask &= mask - 1;
-        }
-        false
+            None
+        })
+    }
+
+    /// Whether some free slot holds memory a purge would return.
+    ///
+    /// # Safety
+    /// As for [`Segment::resident_free_slots`].
+    pub unsafe fn has_resident_free_slot(&self) -> bool {
+        // SAFETY: per the contract.
+        unsafe { self.resident_free_slots() }.next().is_some()
     }
 
     /// Resident bytes of the free slots (their estimates), as a purge would return them.
     ///
     /// # Safety
-    /// The calling thread owns the segment; its free slots' descriptors are not borrowed.
+    /// As for [`Segment::resident_free_slots`].
     pub unsafe fn free_resident_bytes(&self) -> usize {
-        let mut bytes = 0;
         // SAFETY: per the contract.
-        let mut mask = unsafe { self.free_mask() };
-        while mask != 0 {
-            // SAFETY: as above.
-            let page = unsafe { &*self.page_at(mask.trailing_zeros() as usize) };
-            if !page.purged() && !page.is_pristine() {
-                bytes += page.touched() as usize;
-            }
-            mask &= mask - 1;
-        }
-        bytes
+        unsafe { self.resident_free_slots() }
+            .map(|(_, page)| page.touched() as usize)
+            .sum()
     }
 
     /// # Safety

@@ -64,15 +64,12 @@ impl PurgeSet {
     /// The calling thread owns `seg`.
     pub(super) unsafe fn remove(&mut self, seg: *mut Segment) {
         // SAFETY: per the contract.
-        unsafe {
-            if !(*seg).in_purge_set() {
-                return;
+        // SAFETY: per the contract.
+        if unsafe { (*seg).in_purge_set() } {
+            if let Some(j) = self.members().iter().position(|&s| s == seg) {
+                // SAFETY: per the contract.
+                unsafe { self.remove_at(j) };
             }
-            (*seg).set_in_purge_set(false);
-        }
-        if let Some(j) = self.segments[..self.len].iter().position(|&s| s == seg) {
-            self.len -= 1;
-            self.segments[j] = self.segments[self.len];
         }
     }
 
@@ -97,6 +94,18 @@ impl PurgeSet {
         self.overflowed
     }
 
+    /// Empties the set, unmarking its segments (before a walk over every segment).
+    ///
+    /// # Safety
+    /// The calling thread owns the segments in the set.
+    unsafe fn unmark_all(&mut self) {
+        while self.len > 0 {
+            // SAFETY: per the contract.
+            unsafe { self.remove_at(self.len - 1) };
+        }
+        self.overflowed = false;
+    }
+
     /// Forgets every segment without touching them: for a heap whose segments have all
     /// left it (each one's mark is reset when it is abandoned or initialised again).
     pub(super) fn clear(&mut self) {
@@ -119,16 +128,10 @@ unsafe fn purge_segment_where(
     let before = pending.0;
     // The run of slots to purge being gathered, as [start, end).
     let (mut start, mut end) = (0, 0);
-    // SAFETY: per the contract.
+    // SAFETY: per the contract; slots are purged only once the iterator has passed them,
+    // and purging leaves the free mask as it is.
     unsafe {
-        let mut mask = s.free_mask();
-        while mask != 0 {
-            let i = mask.trailing_zeros() as usize;
-            mask &= mask - 1;
-            let page = &*s.page_at(i);
-            if page.purged() || page.is_pristine() {
-                continue;
-            }
+        for (i, page) in s.resident_free_slots() {
             if decide(page) {
                 if i != end {
                     s.purge_slots(start, end - start);
@@ -153,11 +156,8 @@ impl Local {
     fn purge_slots_where(&mut self, mut decide: impl FnMut(&Page) -> bool) {
         let mut pending = (0, 0);
         if self.purge_set.overflowed {
-            for j in 0..self.purge_set.len {
-                // SAFETY: segments in the set are ours.
-                unsafe { (*self.purge_set.segments[j]).set_in_purge_set(false) };
-            }
-            self.purge_set.clear();
+            // SAFETY: segments in the set are ours.
+            unsafe { self.purge_set.unmark_all() };
             for k in 0..self.avail.len() {
                 let mut seg = self.avail[k].first();
                 while !seg.is_null() {
