@@ -58,8 +58,10 @@ pub struct Backing {
     pub alloc_at: Option<AllocAt>,
     /// Frees a block `alloc` returned.
     pub free: unsafe fn(p: *mut u8),
-    /// Is `p` in memory the backing manages? (The leak scan skips such memory as roots:
-    /// the checker's own tables live there too.)
+    /// Is `p` in memory the backing manages and has mapped? (The leak scan skips such
+    /// memory as roots: the checker's own tables live there too. An address the backing
+    /// reserves but has not mapped must answer false: the OS may map the program's memory
+    /// there, which the scan must read.)
     pub owns: fn(p: *const u8) -> bool,
     /// For `p` in the backing's memory: an address at or below `p` from which every byte
     /// up to `p` is mapped and readable (apart from pages the checker protects itself),

@@ -71,7 +71,7 @@ mod on {
             alloc: backing_alloc_at,
         }),
         free: backing_free,
-        owns: raw::owns,
+        owns: raw::owns_mapped,
         readable_from: backing_readable_from,
         unchecked: backing_unchecked,
     };

@@ -143,6 +143,10 @@ pub unsafe fn usable_size(p: *const u8) -> usize {
 
 /// Does `p` lie in memory memward manages? One load from the segment map; it does not say
 /// whether `p` is a live block start (a freed block or interior pointer also answers true).
+/// The map has one bit per 4 MiB window, so for an address past the end of a huge block's
+/// shorter mapping, in the rest of its window, it answers true too: the `free` paths
+/// find out there from the block's header, but a caller that reads or skips memory by this
+/// answer needs [`owns_mapped`].
 ///
 /// ```
 /// let p = memward::raw::malloc(10);
@@ -154,6 +158,27 @@ pub unsafe fn usable_size(p: *const u8) -> usize {
 #[inline]
 pub fn owns(p: *const u8) -> bool {
     segment_map::contains(Segment::of(p) as usize)
+}
+
+/// As [`owns`], but exact: false for an address in the part of a segment window that the
+/// segment does not map. A huge block of less than 4 MiB (one `realloc` grew past 256 KiB,
+/// or one of 2-4 MiB) has a mapping shorter than its window, and the kernel may put any
+/// other mapping in the rest: a library's data, an interpreter's arena. The leak scan,
+/// which skips memory memward owns as roots, must still read those.
+///
+/// Reads the segment's header: call it while the segment cannot be released (a pointer
+/// into a live block of it, or every other thread stopped).
+///
+/// ```
+/// let p = memward::raw::malloc(3 << 20);
+/// assert!(memward::raw::owns_mapped(p));
+/// unsafe { memward::raw::free(p) };
+/// ```
+pub fn owns_mapped(p: *const u8) -> bool {
+    let seg = Segment::of(p);
+    // SAFETY: a segment in the map is mapped at least as far as its header, and stays so
+    // while it cannot be released (the caller's condition); `size` is an atomic.
+    owns(p) && (p as usize - seg as usize) < unsafe { (*seg).size() }
 }
 
 /// Returns all the memory that can be returned to the OS now: the calling thread's free
