@@ -15,9 +15,11 @@
 //! heap costs about what the program's own memory does (figures in the crate README).
 //! Small programs keep at least 16 MiB of freed blocks (valgrind keeps 20 MB).
 
+mod fifo;
+
 use crate::threads;
+use fifo::ChunkedFifo;
 use memward_profile::shared::SpinLock;
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// FIFOs of freed blocks, one per group of threads (a thread uses the one its number
@@ -29,14 +31,14 @@ const SHARDS: usize = 8;
 
 struct Fifo {
     /// (user, header, bytes).
-    blocks: VecDeque<(usize, usize, usize)>,
+    blocks: ChunkedFifo,
     /// Bytes of `blocks`.
     bytes: usize,
 }
 
 static Q: [SpinLock<Fifo>; SHARDS] = [const {
     SpinLock::new(Fifo {
-        blocks: VecDeque::new(),
+        blocks: ChunkedFifo::new(),
         bytes: 0,
     })
 }; SHARDS];
