@@ -201,7 +201,9 @@ pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
 /// glibc `malloc_usable_size`: 0 for NULL (and for pointers that are not ours).
 #[no_mangle]
 pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
-    if p.is_null() || !raw::owns(p as *const u8) {
+    // `owns_mapped`: an address beside a huge block, in the rest of its segment window,
+    // would otherwise be given the huge block's size.
+    if p.is_null() || !raw::owns_mapped(p as *const u8) {
         return 0;
     }
     // SAFETY: the caller promises a live pointer; it is in our memory.

@@ -50,10 +50,11 @@ impl ChunkedFifo {
             self.chunks.push_back(chunk);
             self.tail = 0;
         }
-        let back = self.chunks.back_mut().expect("a back chunk was just ensured");
-        back[self.tail] = e;
-        self.tail += 1;
-        self.len += 1;
+        if let Some(back) = self.chunks.back_mut() {
+            back[self.tail] = e;
+            self.tail += 1;
+            self.len += 1;
+        }
     }
 
     pub(super) fn pop_front(&mut self) -> Option<Entry> {
@@ -132,7 +133,11 @@ mod tests {
             q.push_back((i, 0, 0));
             assert_eq!(q.pop_front(), Some((i - 10 * CHUNK, 0, 0)));
         }
-        assert!(q.chunks() <= 12, "{} chunks for 10 chunks' entries", q.chunks());
+        assert!(
+            q.chunks() <= 12,
+            "{} chunks for 10 chunks' entries",
+            q.chunks()
+        );
         for _ in 0..10 * CHUNK - 1 {
             q.pop_front();
         }
