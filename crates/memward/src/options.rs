@@ -2,8 +2,8 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `MEMWARD_PURGE_DELAY_MS` | 10 | how long free memory stays resident before it is returned to the OS (`0`: at once; negative: never) |
-//! | `MEMWARD_FREE_RESIDENT_MIB` | 8 | free memory each heap, the segment cache, and the abandoned segments of exited threads keep resident before purging at once, whatever the delay (the size bound beside the time bound) |
+//! | `MEMWARD_PURGE_DELAY_MS` | 100 | how long free memory stays resident before it is returned to the OS (`0`: at once; negative: never) |
+//! | `MEMWARD_FREE_RESIDENT_MIB` | 8 | free memory each heap (or an eighth of its live bytes, if more), the segment cache, and the abandoned segments of exited threads keep resident before purging at once, whatever the delay (the size bound beside the time bound) |
 //! | `MEMWARD_SEGMENT_CACHE` | 16 | empty 4 MiB segments kept mapped for reuse (purged ones cost no RSS); up to 1,024 more for a second after many are freed together; `0`: none |
 //! | `MEMWARD_STATS` | 0 | `1`: the preloaded library prints statistics to stderr at exit |
 //! | `MEMWARD_HUGE_PAGES` | 1 | `1`: ask for transparent huge pages for a heap's new small segments once the heap has 32 MiB in use, and for huge blocks once freed ones were densely used; `0`: never |
@@ -13,7 +13,7 @@
 
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 
-const DEFAULT_PURGE_DELAY_MS: i64 = 10;
+const DEFAULT_PURGE_DELAY_MS: i64 = 100;
 const DEFAULT_SEGMENT_CACHE: usize = 16;
 const DEFAULT_FREE_RESIDENT: usize = 8 << 20;
 

@@ -89,7 +89,7 @@ pub struct Local {
     next_purge: u64,
     /// Free, unpurged page slots that may be due for purging.
     pending_purge: usize,
-    /// Resident bytes of those slots (estimate): above `options::free_resident_limit()`
+    /// Resident bytes of those slots (estimate): above `Local::free_resident_bound()`
     /// they are purged at once, where the page is freed.
     pending_bytes: usize,
     /// The runs of the large blocks freed last, tried first by the next large

@@ -130,7 +130,7 @@ impl Local {
                                 self.pending_bytes += (*page).touched() as usize;
                                 // The size bound: enforced here, where memory becomes free,
                                 // so a program that stops allocating keeps no more.
-                                if self.pending_bytes > options::free_resident_limit() {
+                                if self.pending_bytes > self.free_resident_bound() {
                                     self.purge_oldest(now);
                                 }
                             }
