@@ -379,15 +379,21 @@ pub unsafe fn resident_pages(p: *mut u8, size: usize) -> Option<usize> {
     Some(resident)
 }
 
-/// Milliseconds on the monotonic clock (vDSO call, no syscall on Linux).
+/// Milliseconds on the monotonic clock (vDSO call, no syscall on Linux). The coarse clock:
+/// it reads the time of the last timer tick (1-4 ms old) instead of the cycle counter,
+/// 6 ns against 22 ns here, and every use is a purge delay or an idle time of 100 ms or
+/// more. `medium-live` read the clock twice per replacement (2.4% of its samples).
 pub fn now_ms() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: `ts` is a valid out-parameter; CLOCK_MONOTONIC always exists on Linux.
+    // SAFETY: `ts` is a valid out-parameter; CLOCK_MONOTONIC_COARSE exists on Linux
+    // since 2.6.32 (and CLOCK_MONOTONIC, asked if it ever fails).
     unsafe {
-        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+        if libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) != 0 {
+            libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+        }
     }
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
