@@ -50,7 +50,7 @@ fn or_enomem(p: *mut u8) -> *mut c_void {
 /// C `malloc`.
 #[no_mangle]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
-    or_enomem(raw::malloc(size))
+    raw::malloc_or_enomem(size).cast()
 }
 
 /// # Safety
@@ -66,15 +66,23 @@ pub unsafe extern "C" fn calloc(count: usize, size: usize) -> *mut c_void {
 pub unsafe extern "C" fn free(p: *mut c_void) {
     // NULL is not in the segment map either, so one test covers both rare cases.
     if !raw::owns(p as *const u8) {
-        // SAFETY: not null; a checker (when one is interposed) reports it.
-        if !p.is_null() && !unsafe { memward::interpose::foreign_free(p.cast(), "free") } {
-            report::invalid_pointer("free");
-        }
-        return;
+        return free_not_ours(p);
     }
     // SAFETY: the pointer is in memward's memory (so not null); the caller promises it is
     // live.
     unsafe { raw::free_nonnull(p.cast()) }
+}
+
+/// `free` of NULL or of a pointer outside memward's memory. Out of line, so that `free`
+/// makes no call that returns and needs no stack frame (a tail jump here instead): two
+/// instructions of every `free`.
+#[cold]
+#[inline(never)]
+fn free_not_ours(p: *mut c_void) {
+    // SAFETY: not null; a checker (when one is interposed) reports it.
+    if !p.is_null() && !unsafe { memward::interpose::foreign_free(p.cast(), "free") } {
+        report::invalid_pointer("free");
+    }
 }
 
 /// # Safety

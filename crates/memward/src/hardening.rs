@@ -125,6 +125,14 @@ pub fn corrupted_free_list() -> ! {
     fatal("malloc(): corrupted free list (write after free or double free)")
 }
 
+/// As [`corrupted_free_list`], typed as an allocation result so that `malloc`'s fast path
+/// reaches it by a tail jump.
+#[cold]
+#[inline(never)]
+pub fn corrupted_free_list_in_malloc() -> *mut u8 {
+    corrupted_free_list()
+}
+
 /// A link of a cross-thread free chain that points outside memward's memory.
 #[cold]
 #[inline(never)]

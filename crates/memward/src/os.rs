@@ -379,6 +379,12 @@ pub unsafe fn resident_pages(p: *mut u8, size: usize) -> Option<usize> {
     Some(resident)
 }
 
+/// Sets the calling thread's `errno` (for the C entry points that report exhaustion).
+pub fn set_errno(code: i32) {
+    // SAFETY: __errno_location returns the calling thread's errno slot.
+    unsafe { *libc::__errno_location() = code };
+}
+
 /// Milliseconds on the monotonic clock (vDSO call, no syscall on Linux). The coarse clock:
 /// it reads the time of the last timer tick (1-4 ms old) instead of the cycle counter,
 /// 6 ns against 22 ns here, and every use is a purge delay or an idle time of 100 ms or

@@ -232,6 +232,31 @@ impl Page {
         }
     }
 
+    /// As [`Page::pop`], but a corrupted link is returned as [`Popped::Corrupted`] instead
+    /// of aborting here, so that the caller's fast path can end in a tail jump to the
+    /// report (no call that returns: no stack frame to set up).
+    ///
+    /// # Safety
+    /// As for [`Page::pop`].
+    #[inline(always)]
+    pub unsafe fn pop_or_report(page: *mut Page) -> Popped {
+        // SAFETY: as in `pop`.
+        unsafe {
+            let b = (*page).free;
+            if b.is_null() {
+                return Popped::Empty;
+            }
+            let next = Block::next(b, (*page).key);
+            if !(*page).is_link(next) {
+                return Popped::Corrupted;
+            }
+            Block::clear(b);
+            (*page).free = next;
+            (*page).used += 1;
+            Popped::Block(b)
+        }
+    }
+
     /// Pushes a freed block onto `local_free` and returns `used` after the free. Aborts if
     /// the block is already on one of the page's lists (a double free).
     ///
@@ -657,6 +682,14 @@ impl Page {
         );
         assert!(self.capacity <= self.reserved, "capacity <= reserved");
     }
+}
+
+/// What [`Page::pop_or_report`] found.
+pub enum Popped {
+    Block(*mut Block),
+    Empty,
+    /// The first block's link leaves the page: a write after free or a double free.
+    Corrupted,
 }
 
 #[cfg(test)]

@@ -28,6 +28,20 @@ pub fn malloc(size: usize) -> *mut u8 {
     unsafe { alloc::heap_malloc(thread::current(), size) }
 }
 
+/// As [`malloc`], and sets `errno` to `ENOMEM` when it returns null, as C `malloc` does
+/// (in the cold path: the fast path stays a leaf).
+///
+/// ```
+/// assert!(!memward::raw::malloc_or_enomem(10).is_null());
+/// assert!(memward::raw::malloc_or_enomem(usize::MAX).is_null());
+/// assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::ENOMEM));
+/// ```
+#[inline]
+pub fn malloc_or_enomem(size: usize) -> *mut u8 {
+    // SAFETY: the thread's own heap.
+    unsafe { alloc::heap_malloc_or_enomem(thread::current(), size) }
+}
+
 /// Allocates `count * size` zeroed bytes; null if the product overflows or memory is out.
 ///
 /// ```
