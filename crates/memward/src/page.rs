@@ -215,20 +215,11 @@ impl Page {
     /// stays null (the static empty page, which this then only reads).
     #[inline(always)]
     pub unsafe fn pop(page: *mut Page) -> *mut Block {
-        // SAFETY: per the contract; blocks on `free` are in the page (module invariant),
-        // and a link that leaves the page's region is never followed.
-        unsafe {
-            let b = (*page).free;
-            if !b.is_null() {
-                let next = Block::next(b, (*page).key);
-                if !(*page).is_link(next) {
-                    hardening::corrupted_free_list();
-                }
-                Block::clear(b);
-                (*page).free = next;
-                (*page).used += 1;
-            }
-            b
+        // SAFETY: per the contract.
+        match unsafe { Page::pop_or_report(page) } {
+            Popped::Block(b) => b,
+            Popped::Empty => ptr::null_mut(),
+            Popped::Corrupted => hardening::corrupted_free_list(),
         }
     }
 
@@ -240,7 +231,8 @@ impl Page {
     /// As for [`Page::pop`].
     #[inline(always)]
     pub unsafe fn pop_or_report(page: *mut Page) -> Popped {
-        // SAFETY: as in `pop`.
+        // SAFETY: per the contract; blocks on `free` are in the page (module invariant),
+        // and a link that leaves the page's region is never followed.
         unsafe {
             let b = (*page).free;
             if b.is_null() {
