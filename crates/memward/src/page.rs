@@ -678,7 +678,9 @@ impl Page {
 
 /// What [`Page::pop_or_report`] found.
 pub enum Popped {
+    /// The block taken off `free`.
     Block(*mut Block),
+    /// `free` was empty.
     Empty,
     /// The first block's link leaves the page: a write after free or a double free.
     Corrupted,
